@@ -1,0 +1,34 @@
+"""`lppo config show|check CONFIG [--set ...]`: print or validate a resolved config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lppo.commands import add_config_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("config", help="show or check a config file")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print the resolved config (defaults filled in) as TOML")
+    add_config_args(show)
+    show.set_defaults(handler=run_show)
+    check = actions.add_parser("check", help="validate a config; exit 2 with every problem found")
+    add_config_args(check)
+    check.set_defaults(handler=run_check)
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from lppo.config import dump_config, load_config
+
+    sys.stdout.write(dump_config(load_config(args.config, args.overrides)))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from lppo.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    print(f"{args.config}: ok (run {cfg.run.name!r}, model {cfg.model.path!r})")
+    return 0

@@ -1,0 +1,53 @@
+"""Typed configuration shared by every lppo process: schema, TOML loading, overrides."""
+
+from lppo.config.loader import (
+    ConfigError,
+    apply_override,
+    dump_config,
+    load_config,
+    parse_value,
+    save_config,
+    validate_config,
+)
+from lppo.config.schema import (
+    ActorConfig,
+    Config,
+    CurationConfig,
+    DataConfig,
+    DatasetSpec,
+    LearnerConfig,
+    LPConfig,
+    LPPOConfig,
+    ModelConfig,
+    PGConfig,
+    RewardConfig,
+    RunConfig,
+    SamplingConfig,
+    StoreConfig,
+    TransportConfig,
+)
+
+__all__ = [
+    "ActorConfig",
+    "Config",
+    "ConfigError",
+    "CurationConfig",
+    "DataConfig",
+    "DatasetSpec",
+    "LPConfig",
+    "LPPOConfig",
+    "LearnerConfig",
+    "ModelConfig",
+    "PGConfig",
+    "RewardConfig",
+    "RunConfig",
+    "SamplingConfig",
+    "StoreConfig",
+    "TransportConfig",
+    "apply_override",
+    "dump_config",
+    "load_config",
+    "parse_value",
+    "save_config",
+    "validate_config",
+]

@@ -1,0 +1,456 @@
+"""The typed configuration tree shared by every process.
+
+One pydantic v2 model per section of DESIGN.md 4 (`run`, `model`, `data`, `actor`, `learner`,
+`lppo`, `store`, `transport`). Every field has a description and a default a practitioner would
+start from; unknown keys are errors (`extra="forbid"`), so a typo never silently falls back to
+a default. Rules that involve more than one field live in `model_validator`s next to the fields
+they relate, and name the keys in their message.
+
+The method's constants (DESIGN.md 5) are defaults here, not literals in the learner: every rule
+of LPPO reads its numbers from `LPPOConfig`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, values are validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+
+
+class RunConfig(Section):
+    name: str = Field("lppo-run", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """Run name; the run directory is `output_dir/name`. Letters, digits, `.`, `_`, `-`."""
+    output_dir: Path = Path("runs")
+    """Folder that holds run directories."""
+    seed: int = Field(0, ge=0)
+    """Seed for Python, NumPy and torch RNGs and the vLLM engine."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Log level of every process of the run."""
+    log_format: Literal["auto", "rich", "plain"] = "auto"
+    """`rich` console logs, `plain` lines, or `auto`: rich on a TTY, plain otherwise."""
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory: config, ledger, checkpoints, weights and logs live here."""
+        return self.output_dir / self.name
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+
+
+class ModelConfig(Section):
+    path: str = "Qwen/Qwen2.5-Math-1.5B"
+    """Local model directory or hub name (hub names need network access at start only)."""
+    tokenizer: str | None = None
+    """Tokenizer directory or hub name; defaults to `path`."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype for both engine and trainer; `auto` is bf16 on GPU, fp32 on CPU."""
+    max_model_len: int = Field(4096, gt=0)
+    """Longest prompt + prefix + completion in tokens."""
+    trust_remote_code: bool = False
+    """Allow model code from the model directory (off: only transformers' own architectures)."""
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+class DatasetSpec(Section):
+    name: str = Field(min_length=1)
+    """Dataset name recorded in the ledger (e.g. `gsm8k`)."""
+    path: Path
+    """JSONL/JSON file, or a folder of one-problem-per-file JSON (MATH layout)."""
+    format: Literal["gsm8k", "math", "generic"] = "generic"
+    """Row format: GSM8K (`#### N`), MATH (`\\boxed{}` in the solution), or generic fields."""
+    problem_field: str | None = None
+    """Field holding the problem; default by format (`question` for gsm8k, else `problem`)."""
+    solution_field: str | None = None
+    """Field holding the expert solution; default by format (`answer` for gsm8k, else `solution`)."""
+    answer_field: str | None = None
+    """Field holding the final answer; default: extracted from the solution (gsm8k, math) or `answer`."""
+    id_field: str | None = None
+    """Field used as the sample's source key; default: file path or line number."""
+    limit: int | None = Field(None, gt=0)
+    """Import at most this many rows (after deterministic ordering)."""
+
+
+class DataConfig(Section):
+    train: list[DatasetSpec] = Field(default_factory=list)
+    """Training sets: imported into the ledger, scheduled by the learner."""
+    eval: list[DatasetSpec] = Field(default_factory=list)
+    """Held-out sets for `lppo eval` and periodic evaluation."""
+    prompt_format: Literal["chat", "plain"] = "chat"
+    """`chat`: the tokenizer's chat template; `plain`: `plain_template`."""
+    system_prompt: str | None = "Please reason step by step, and put your final answer within \\boxed{}."
+    """System message for `chat` prompts (None: no system message)."""
+    plain_template: str = "Question: {problem}\nAnswer: "
+    """Template for `plain` prompts; must contain `{problem}`."""
+    max_prompt_tokens: int = Field(1024, gt=0)
+    """Problems whose prompt is longer are skipped at import, with a warning."""
+
+    @model_validator(mode="after")
+    def _template_has_problem(self) -> DataConfig:
+        if "{problem}" not in self.plain_template:
+            raise ValueError("data.plain_template: must contain '{problem}'")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# actor
+# --------------------------------------------------------------------------------------------
+
+
+class SamplingConfig(Section):
+    temperature: float = Field(1.0, ge=0.0)
+    """Sampling temperature for training rollouts."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(1024, gt=0)
+    """Most new tokens per completion (prefix tokens not counted)."""
+    stop: list[str] = Field(default_factory=list)
+    """Stop strings; the stop string itself is not part of the completion."""
+
+
+class RewardConfig(Section):
+    """Verdict-to-reward table (PipelineRL's RewardTable) and the verifier pool's limits."""
+
+    correct: float = 1.0
+    """Reward of a verified-correct answer."""
+    wrong: float = 0.0
+    """Reward of a parsable but wrong answer."""
+    no_answer: float = 0.0
+    """Reward when nothing parsable is found in the output."""
+    unparsable_gold: float = 0.0
+    """Reward when the stored gold answer cannot be parsed (a data problem, logged)."""
+    timeout: float = 0.0
+    """Reward when verification ran past its deadline."""
+    error: float = 0.0
+    """Reward when the verifier failed."""
+    truncated: float | None = None
+    """If set, reward of any completion cut by max_tokens, whatever its verdict."""
+    format_weight: float = Field(0.0, ge=0.0)
+    """Weight of the optional format reward (answer in `\\boxed{}`); 0 turns it off."""
+    workers: int = Field(2, ge=1)
+    """Verifier worker processes per actor."""
+    timeout_s: float = Field(5.0, gt=0.0)
+    """Hard per-item deadline, enforced by killing the worker."""
+    max_output_chars: int = Field(20_000, gt=0)
+    """Longer outputs are cut (keeping the tail, where answers are) before parsing."""
+
+
+class ActorConfig(Section):
+    count: int = Field(1, ge=1)
+    """Actors started by `lppo run` on this machine."""
+    engine: Literal["vllm", "transformers"] = "vllm"
+    """Generation engine; `transformers` is for debugging and tests only."""
+    slots: int = Field(32, ge=1)
+    """Work items an actor keeps in flight to keep its engine busy."""
+    enforce_eager: bool = True
+    """Disable CUDA graphs / compilation (faster start, required on CPU)."""
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
+    """Share of GPU memory vLLM may use."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """vLLM tensor parallelism per actor."""
+    kv_cache_gib: int = Field(1, ge=1)
+    """KV cache size on CPU (`VLLM_CPU_KVCACHE_SPACE`)."""
+    buffer_groups: int = Field(256, ge=1)
+    """Finished groups kept while the learner is unreachable; oldest dropped beyond it."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    """Sampling parameters for training rollouts."""
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    """Verifier pool and reward table."""
+
+
+# --------------------------------------------------------------------------------------------
+# learner
+# --------------------------------------------------------------------------------------------
+
+
+class LearnerConfig(Section):
+    max_steps: int = Field(200, ge=1)
+    """Optimizer steps to run."""
+    batch_groups: int = Field(16, ge=1)
+    """Rollout groups (prompts) per optimizer step, after curation."""
+    group_size: int = Field(8, ge=2)
+    """Completions per prompt (n); GRPO needs at least 2."""
+    max_staleness: int = Field(1, ge=0)
+    """Most policy versions between generation and training; 0 is synchronous."""
+    advantage: Literal["grpo", "drgrpo", "reinforce_pp"] = "grpo"
+    """Advantage estimator."""
+    std_normalize: bool = True
+    """GRPO: divide by the group's reward std (Dr.GRPO never does)."""
+    lr: float = Field(1e-6, gt=0.0)
+    """Peak AdamW learning rate."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """AdamW weight decay."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warm-up steps."""
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """Schedule after warm-up."""
+    grad_clip: float = Field(1.0, gt=0.0)
+    """Global gradient-norm clip."""
+    clip_low: float = Field(0.2, ge=0.0, lt=1.0)
+    """PPO ratio clip below 1 (ratio >= 1 - clip_low)."""
+    clip_high: float = Field(0.28, ge=0.0)
+    """PPO ratio clip above 1 (clip-higher, DAPO)."""
+    tis_cap: float | None = Field(None, gt=1.0)
+    """Truncated importance sampling cap on trainer/behaviour ratio (None: off)."""
+    kl_coef: float = Field(0.0, ge=0.0)
+    """Weight of the KL penalty to a frozen reference model (0: no reference loaded)."""
+    micro_batch_tokens: int = Field(16_384, gt=0)
+    """Token budget per forward/backward micro-batch."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Training device; `auto` picks CUDA when available."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward to save memory."""
+    publish_every: int = Field(1, ge=1)
+    """Publish weights to actors every k steps."""
+    weights_backend: Literal["filesystem", "nccl"] = "filesystem"
+    """How actors receive weights."""
+    checkpoint_every: int = Field(50, ge=1)
+    """Checkpoint every N steps (and at a clean stop)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Most recent checkpoints kept on disk."""
+    eval_every: int = Field(0, ge=0)
+    """Evaluate on `data.eval` every N steps during `lppo run` (0: never)."""
+    tensorboard: bool = False
+    """Also write per-step metrics to TensorBoard under the run directory."""
+    wandb_project: str | None = None
+    """Also log per-step metrics to this Weights & Biases project."""
+
+    @model_validator(mode="after")
+    def _clips(self) -> LearnerConfig:
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"learner.warmup_steps: expected <= learner.max_steps ({self.max_steps}), "
+                f"got {self.warmup_steps}"
+            )
+        if self.advantage == "drgrpo" and self.std_normalize:
+            # Dr.GRPO is defined without std normalisation; make the conflict explicit.
+            raise ValueError(
+                "learner.std_normalize: Dr.GRPO does not divide by the group std; "
+                "set learner.std_normalize=false or choose learner.advantage='grpo'"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# lppo (the method)
+# --------------------------------------------------------------------------------------------
+
+
+class LPConfig(Section):
+    enabled: bool = True
+    """Learning-progress weighting; off: every group weighs 1."""
+    beta: float = Field(0.8, ge=0.0, lt=1.0)
+    """EMA factor: ema_t = beta * ema_{t-1} + (1 - beta) * p_t."""
+    kappa: float = Field(8.0, ge=0.0)
+    """Slope of the sigmoid on progress."""
+    bias: float = Field(0.5, ge=0.0)
+    """Weight offset b in w = b + sigmoid(kappa * progress) (1 when nothing moves)."""
+    renormalize: bool = True
+    """Rescale weights to mean 1 over the batch."""
+
+
+class PGConfig(Section):
+    enabled: bool = True
+    """Prefix-guided sampling; off: every sample is unguided."""
+    r0: float = Field(0.5, gt=0.0, lt=1.0)
+    """Initial prefix ratio (share of expert-solution tokens) once guidance starts."""
+    step_up: float = Field(0.1, gt=0.0, lt=1.0)
+    """Ratio increase after a guided group with no correct completion."""
+    step_down: float = Field(0.1, gt=0.0, lt=1.0)
+    """Ratio decrease after a guided group that mostly succeeds."""
+    success_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    """Guided pass rate at or above which the ratio falls."""
+    max_ratio: float = Field(0.9, gt=0.0, lt=1.0)
+    """Largest prefix ratio; the final answer is never included whatever the ratio."""
+    boundary: Literal["line", "sentence"] = "line"
+    """Cut prefixes back to the last line (or sentence) boundary."""
+    off_policy_loss: bool = False
+    """LUFFY-style off-policy loss on prefix tokens (off: prefix tokens are masked)."""
+
+    @model_validator(mode="after")
+    def _ratio_order(self) -> PGConfig:
+        if self.r0 > self.max_ratio:
+            raise ValueError(
+                f"lppo.pg.r0: expected <= lppo.pg.max_ratio ({self.max_ratio}), got {self.r0}"
+            )
+        return self
+
+
+class CurationConfig(Section):
+    enabled: bool = True
+    """Online curation; off: every group is trained on and no sample retires."""
+    drop_all_correct: bool = True
+    """Leave all-correct groups out of the batch (no group-relative signal)."""
+    drop_all_wrong: bool = True
+    """Leave all-wrong groups out of the batch."""
+    retire_after: int = Field(3, ge=1)
+    """Consecutive all-correct unguided groups before a sample is retired (`solved`)."""
+    park_after: int = Field(3, ge=1)
+    """Consecutive all-wrong groups at the largest prefix before a sample is parked."""
+    recheck_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    """Share of dispatched work drawn from solved/parked samples."""
+    overdispatch: float = Field(1.5, ge=1.0)
+    """Work handed out per batch slot, to keep batches full after curation."""
+
+
+class LPPOConfig(Section):
+    lp: LPConfig = Field(default_factory=LPConfig)
+    """Learning-progress weighting."""
+    pg: PGConfig = Field(default_factory=PGConfig)
+    """Prefix-guided sampling."""
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    """Online curation."""
+
+
+# --------------------------------------------------------------------------------------------
+# store
+# --------------------------------------------------------------------------------------------
+
+
+class StoreConfig(Section):
+    url: str | None = None
+    """SQLAlchemy URL of the ledger; None: SQLite `ledger.db` in the run directory.
+    PostgreSQL: `postgresql+psycopg://user@host:port/db`."""
+    store_texts: bool = True
+    """Record completion texts in `rollouts` (they can dominate the ledger's size)."""
+    busy_timeout_ms: int = Field(10_000, ge=0)
+    """SQLite busy timeout for writers and readers."""
+    write_batch_groups: int = Field(64, ge=1)
+    """Most rollout groups committed in one transaction by the writer thread."""
+    statement_timeout_s: float = Field(30.0, gt=0.0)
+    """Read-only queries (`lppo sql`, dashboard) are cancelled after this."""
+    row_limit: int = Field(10_000, ge=1)
+    """Most rows a read-only query returns."""
+
+    @model_validator(mode="after")
+    def _known_backend(self) -> StoreConfig:
+        if self.url is not None and not self.url.startswith(("sqlite", "postgresql")):
+            raise ValueError(
+                f"store.url: expected a sqlite:/// or postgresql+psycopg:// URL, got {self.url!r}"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# transport
+# --------------------------------------------------------------------------------------------
+
+
+class TransportConfig(Section):
+    scheme: Literal["tcp", "ipc"] = "tcp"
+    """`tcp` (host + ports) or `ipc` (Unix sockets under `ipc_dir`, one machine only)."""
+    host: str = "127.0.0.1"
+    """Address the learner binds; non-loopback needs `allow_non_loopback`."""
+    allow_non_loopback: bool = False
+    """Allow binding beyond loopback (multi-host runs). Off by default: nothing listens outside."""
+    work_port: int = Field(5555, ge=1, le=65535)
+    """ROUTER/DEALER port: register, work requests and replies, heartbeats."""
+    rollout_port: int = Field(5556, ge=1, le=65535)
+    """PUSH/PULL port: rollout groups from actors to the learner."""
+    weights_port: int = Field(5557, ge=1, le=65535)
+    """PUB/SUB port: weight notices and shutdown broadcasts."""
+    ipc_dir: Path | None = None
+    """Folder for ipc:// sockets; default `<run_dir>/sockets`."""
+    hwm: int = Field(1000, ge=1)
+    """ZeroMQ high-water mark (messages queued per socket before blocking/dropping)."""
+    max_frame_mb: float = Field(64.0, gt=0.0)
+    """Frames larger than this are rejected before decoding."""
+    heartbeat_s: float = Field(5.0, gt=0.0)
+    """Actor heartbeat interval."""
+    peer_timeout_s: float = Field(30.0, gt=0.0)
+    """An actor silent this long is considered gone; its in-flight work is released."""
+
+    @model_validator(mode="after")
+    def _loopback_and_ports(self) -> TransportConfig:
+        ports = [self.work_port, self.rollout_port, self.weights_port]
+        if self.scheme == "tcp" and len(set(ports)) != 3:
+            raise ValueError(
+                "transport: work_port, rollout_port and weights_port must differ, got "
+                f"{ports}"
+            )
+        if self.scheme == "tcp" and not self.allow_non_loopback and not _is_loopback(self.host):
+            raise ValueError(
+                f"transport.host: {self.host!r} is not a loopback address; set "
+                "transport.allow_non_loopback=true to listen beyond this machine"
+            )
+        if self.peer_timeout_s <= self.heartbeat_s:
+            raise ValueError(
+                f"transport.peer_timeout_s: expected > transport.heartbeat_s ({self.heartbeat_s}), "
+                f"got {self.peer_timeout_s}"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# the tree
+# --------------------------------------------------------------------------------------------
+
+
+class Config(Section):
+    """The whole configuration of a run, as loaded from TOML plus `--set` overrides."""
+
+    run: RunConfig = Field(default_factory=RunConfig)
+    """Run identity, seed, logging."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    """Policy model and tokenizer."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    """Training and evaluation data, prompt format."""
+    actor: ActorConfig = Field(default_factory=ActorConfig)
+    """Generation and verification."""
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    """Optimisation, staleness, checkpoints."""
+    lppo: LPPOConfig = Field(default_factory=LPPOConfig)
+    """The method: LP weights, PG-sampling, curation."""
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    """The sample ledger."""
+    transport: TransportConfig = Field(default_factory=TransportConfig)
+    """Sockets between actors and learner."""
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Config:
+        budget = self.actor.sampling.max_tokens + self.data.max_prompt_tokens
+        if budget > self.model.max_model_len:
+            raise ValueError(
+                "actor.sampling.max_tokens: data.max_prompt_tokens "
+                f"({self.data.max_prompt_tokens}) + actor.sampling.max_tokens "
+                f"({self.actor.sampling.max_tokens}) = {budget} exceeds model.max_model_len "
+                f"({self.model.max_model_len})"
+            )
+        return self
+
+    @property
+    def ledger_url(self) -> str:
+        """The ledger's SQLAlchemy URL (SQLite in the run directory unless `store.url`)."""
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{(self.run.run_dir / 'ledger.db').resolve()}"

@@ -1,0 +1,15 @@
+"""The error every process turns into one clear message instead of a traceback.
+
+Raise `UserError` (or a subclass) for problems in what the user gave: config files, overrides,
+data rows, command-line arguments, a database URL. Entry points catch it, print the message
+(which names the problem and where it is) and exit with status 2. Anything else is a bug and
+propagates with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem in the user's input; its message says what and where."""
+
+    exit_code = 2
