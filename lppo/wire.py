@@ -243,6 +243,9 @@ def decode(frame: bytes | memoryview, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) 
         raise WireError(_explain(frame, str(exc))) from None
     except msgspec.DecodeError as exc:
         raise WireError(f"not a msgpack frame: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # msgspec raises this (not DecodeError) for invalid UTF-8 in a tag or key.
+        raise WireError(f"invalid UTF-8 in frame: {exc.reason} at byte {exc.start}") from None
     if msg.v != SCHEMA_VERSION:
         raise WireError(f"schema version {msg.v} of {type(msg).__name__} is not {SCHEMA_VERSION}")
     _check_arrays(msg)
@@ -253,7 +256,7 @@ def _explain(frame: bytes | memoryview, detail: str) -> str:
     """Turn a validation failure into a reason that leads with kind/version problems."""
     try:
         env = _envelope_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return f"invalid message: {detail}"
     if env.kind is None:
         return "message has no 'kind'"

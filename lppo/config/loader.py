@@ -171,7 +171,7 @@ def describe_field(root: type[BaseModel], loc: Sequence[str]) -> str | None:
         pattern = getattr(meta, "pattern", None)
         if pattern:
             bounds.append(f"matching {pattern}")
-    return " ".join([text, *bounds]) if bounds else text
+    return f"{text} {' and '.join(bounds)}" if bounds else text
 
 
 def dotted_key(loc: Sequence[str | int]) -> str:

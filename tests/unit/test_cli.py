@@ -1,0 +1,53 @@
+"""The `lppo` command line: help, config show/check, and one clear message on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+
+from tests.conftest import ROOT, run_cli
+
+
+def test_help_lists_commands():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    assert "config" in out.stdout and "demo" in out.stdout
+
+
+def test_config_show_prints_resolved_toml_with_overrides():
+    out = run_cli("config", "show", "configs/demo.toml", "--set", "learner.lr=3e-4")
+    assert out.returncode == 0, out.stderr
+    data = tomllib.loads(out.stdout)
+    assert data["learner"]["lr"] == 3e-4
+    assert data["run"]["name"] == "demo"
+    assert "retire_after" in data["lppo"]["curation"]
+
+
+def test_config_check_ok_and_errors_without_traceback(tmp_path):
+    assert run_cli("config", "check", "configs/demo.toml").returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[learner]\nlr = "fast"\nbatch_groups = 0\n[actor]\ncout = 2\n')
+    out = run_cli("config", "check", str(bad))
+    assert out.returncode == 2
+    assert "learner.lr: expected float > 0, got 'fast'" in out.stderr
+    assert "learner.batch_groups: expected int >= 1, got 0" in out.stderr
+    assert "actor.cout: unknown key (did you mean 'count'?)" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_override_syntax_is_one_message():
+    out = run_cli("config", "show", "configs/demo.toml", "--set", "learner.lr")
+    assert out.returncode == 2
+    assert "expected dotted.key=value" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_import_does_not_load_torch_or_vllm():
+    code = (
+        "import sys; from lppo.cli import build_parser; build_parser(); "
+        "import lppo.config, lppo.wire, lppo.transport, lppo.logs, lppo.wirecheck; "
+        "heavy = sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules); "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
