@@ -128,7 +128,12 @@ class SamplingConfig(Section):
 
 
 class RewardConfig(Section):
-    """Verdict-to-reward table (PipelineRL's RewardTable) and the verifier pool's limits."""
+    """Verdict-to-reward table (PipelineRL's RewardTable) and the verifier pool's limits.
+
+    A completion's reward is the value of its verdict; one that did not finish (finish reason
+    `length` or `abort`) takes `truncated_overrides[verdict]`, else `truncated`, else that same
+    value; `format_weight` is added when the output holds a closed `\\boxed{}` answer.
+    """
 
     correct: float = 1.0
     """Reward of a verified-correct answer."""
@@ -143,15 +148,34 @@ class RewardConfig(Section):
     error: float = 0.0
     """Reward when the verifier failed."""
     truncated: float | None = None
-    """If set, reward of any completion cut by max_tokens, whatever its verdict."""
+    """If set, reward of any completion cut by max_tokens (or aborted), whatever its verdict."""
+    truncated_overrides: dict[
+        Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error"], float
+    ] = Field(default_factory=dict)
+    """Per-verdict rewards of unfinished completions, e.g. `{correct = 0.5, no_answer = -0.5}`;
+    they take precedence over `truncated` for the verdicts they name."""
     format_weight: float = Field(0.0, ge=0.0)
     """Weight of the optional format reward (answer in `\\boxed{}`); 0 turns it off."""
-    workers: int = Field(2, ge=1)
-    """Verifier worker processes per actor."""
-    timeout_s: float = Field(5.0, gt=0.0)
-    """Hard per-item deadline, enforced by killing the worker."""
-    max_output_chars: int = Field(20_000, gt=0)
-    """Longer outputs are cut (keeping the tail, where answers are) before parsing."""
+    require_anchor: bool = False
+    """Only accept answers the output marks (`\\boxed{}`, "answer is", "final answer"); off:
+    the last formula or number of the output counts when nothing is marked."""
+    workers: int = Field(2, ge=1, le=64)
+    """Verifier worker processes per actor (also the most groups verified at once)."""
+    timeout_s: float = Field(5.0, ge=0.1, le=600.0)
+    """Hard per-item deadline, enforced by killing the worker; each worker also stops itself
+    at 80% of it so that most slow items never cost a restart."""
+    max_output_chars: int = Field(20_000, ge=100)
+    """Longer outputs are cut (keeping the tail, where answers are) before parsing; longer
+    gold answers are `unparsable_gold`."""
+    start_method: Literal["forkserver", "spawn"] = "forkserver"
+    """How workers start. `forkserver` forks replacements from a clean server process that has
+    math-verify loaded (milliseconds); `spawn` starts a fresh interpreter each time (about a
+    second). Never `fork`: the actor process holds vLLM and torch threads."""
+    start_timeout_s: float = Field(60.0, gt=0.0)
+    """A worker must be ready (math-verify imported) within this; otherwise the pool fails."""
+    worker_memory_mb: int = Field(2048, ge=0)
+    """Address-space limit of each worker (RLIMIT_AS) so a huge expression raises MemoryError
+    instead of exhausting the machine; 0: no limit."""
 
 
 class ActorConfig(Section):
