@@ -88,6 +88,8 @@ class DatasetSpec(Section):
     """Field used as the sample's source key; default: file path or line number."""
     limit: int | None = Field(None, gt=0)
     """Import at most this many rows (after deterministic ordering)."""
+    exclude: list[str] = Field(default_factory=list)
+    """Source keys of rows to leave out (rows known to be broken); any other bad row fails."""
 
 
 class DataConfig(Section):

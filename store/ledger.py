@@ -1,0 +1,335 @@
+"""The ledger's write side: the small typed API the learner (the only writer) calls.
+
+    ledger = Ledger.open(cfg)                       # upgrades an older schema, creates a new one
+    run_id = ledger.register_run("demo", config=cfg.model_dump(mode="json"))
+    ids = ledger.import_samples(records).ids        # see store.datasets for files
+    ledger.add_to_run(run_id, ids)                  # every sample starts `active`
+    ledger.write(run_id, groups=[...], steps=[...], evals=[...])   # one transaction
+
+`write` is the hot path. Each call is one transaction: the groups (inserted once per attempt id;
+a re-delivered attempt is skipped, rollouts and state included), their rollouts, the sample
+states those groups produced, then train steps (which mark the groups they used) and eval
+results (both upserts, so a retried batch is harmless). Statements are multi-row inserts
+through SQLAlchemy Core, so a batch of 64 groups x 8 rollouts is a handful of round trips.
+`store.writer.LedgerWriter` calls it from a background thread with batching and retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from store.db import LedgerError, ensure_schema, resolve_url, writer_engine
+from store.models import EvalResult, Rollout, RolloutGroup, Run, Sample, SampleState, TrainStep
+from store.records import (
+    EvalRecord,
+    GroupRecord,
+    SampleRecord,
+    SampleStateRecord,
+    StepRecord,
+    problem_hash,
+)
+
+if TYPE_CHECKING:
+    from lppo.config.schema import Config
+
+IN_CHUNK = 500  # values per IN (...) list: far below every backend's parameter limit
+
+STATE_FIELDS = tuple(SampleStateRecord.__dataclass_fields__)
+STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f != "used_attempt_ids")
+
+
+@dataclass
+class ImportResult:
+    """What `import_samples` did. `ids[i]` is the ledger id of the i-th record given."""
+
+    ids: list[int] = field(default_factory=list)
+    inserted: int = 0
+    existing: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    """(source key, source key of the earlier row with the same problem text), skipped."""
+    overlaps: dict[str, int] = field(default_factory=dict)
+    """Other data sets in the ledger holding some of the same problems: dataset -> count."""
+
+
+class Written(NamedTuple):
+    """Newly recorded by one `Ledger.write`."""
+
+    groups: int
+    rollouts: int
+
+
+class Ledger:
+    """Write access to one ledger database. Create it in the process that uses it."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000, store_texts: bool = True):
+        self.url = resolve_url(url)
+        self.store_texts = store_texts
+        self.engine: Engine = writer_engine(self.url, busy_timeout_ms)
+        try:
+            ensure_schema(self.engine, writable=True)
+        except BaseException:
+            self.engine.dispose()
+            raise
+        pg = self.engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if pg else sqlite.insert
+
+    @classmethod
+    def open(cls, config: Config) -> Ledger:
+        """The run's ledger as configured (`store.url`, or `<run_dir>/ledger.db`)."""
+        return cls(config.ledger_url, busy_timeout_ms=config.store.busy_timeout_ms,
+                   store_texts=config.store.store_texts)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def register_run(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        code_version: str | None = None,
+        *,
+        resume: bool = True,
+    ) -> int:
+        """The id of run `name`, created if new; an existing run is marked running again
+        (`resume=False` makes an existing name an error instead)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            found = conn.scalar(sa.select(Run.id).where(Run.name == name))
+            if found is not None:
+                if not resume:
+                    raise LedgerError(f"run {name!r} already exists in the ledger at {self.url}")
+                values: dict[str, Any] = {"status": "running", "ended_at": None, "updated_at": now}
+                if config is not None:
+                    values["config"] = dict(config)
+                if code_version is not None:
+                    values["code_version"] = code_version
+                conn.execute(sa.update(Run).where(Run.id == found).values(**values))
+                return found
+            return conn.scalar(
+                sa.insert(Run).returning(Run.id),
+                {"name": name, "config": dict(config or {}), "code_version": code_version,
+                 "status": "running", "started_at": now, "updated_at": now},
+            )
+
+    def end_run(self, run_id: int, status: str = "finished") -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(Run).where(Run.id == run_id)
+                .values(status=status, ended_at=now, updated_at=now)
+            )
+
+    # -- samples -----------------------------------------------------------------------------
+
+    def import_samples(self, records: Sequence[SampleRecord]) -> ImportResult:
+        """Insert samples in one transaction; same (dataset, key) and same text is a no-op.
+
+        A row whose problem text repeats an earlier row of the same data set is skipped and
+        listed in `duplicates`; the same (dataset, key) with a different text is an error.
+        """
+        result = ImportResult()
+        hashes = [problem_hash(r.problem) for r in records]
+        keys: list[tuple[str, str]] = []  # the (dataset, key) whose id each record gets
+        datasets = {r.dataset for r in records}
+        with self.engine.begin() as conn:
+            known = self._known_samples(conn, datasets)
+            first_of = {(ds, h): key for (ds, key), (_, h) in known.items()}
+            new_rows: list[dict[str, Any]] = []
+            for rec, h in zip(records, hashes, strict=True):
+                key = (rec.dataset, rec.source_key)
+                if key in known:
+                    if known[key][1] != h:
+                        raise LedgerError(
+                            f"data set {rec.dataset!r}, {rec.source_key}: the ledger already "
+                            "holds a different problem under this key; import the changed file "
+                            "under a new data set name"
+                        )
+                    result.existing += 1
+                elif (rec.dataset, h) in first_of:
+                    first = first_of[(rec.dataset, h)]
+                    result.duplicates.append((rec.source_key, first))
+                    key = (rec.dataset, first)
+                else:
+                    first_of[(rec.dataset, h)] = rec.source_key
+                    new_rows.append(_sample_row(rec, h))
+                keys.append(key)
+            if new_rows:
+                conn.execute(sa.insert(Sample), new_rows)
+            result.inserted = len(new_rows)
+            ids = {k: v[0] for k, v in self._known_samples(conn, datasets).items()}
+            result.ids = [ids[k] for k in keys]
+            result.overlaps = self._overlaps(conn, datasets, hashes)
+        return result
+
+    def _known_samples(self, conn: sa.Connection, datasets: set[str]) -> dict:
+        """(dataset, source_key) -> (id, problem_hash) for every sample of `datasets`."""
+        if not datasets:
+            return {}
+        rows = conn.execute(
+            sa.select(Sample.dataset, Sample.source_key, Sample.id, Sample.problem_hash)
+            .where(Sample.dataset.in_(sorted(datasets)))
+        )
+        return {(r.dataset, r.source_key): (r.id, r.problem_hash) for r in rows}
+
+    def _overlaps(self, conn: sa.Connection, own: set[str], hashes: list[str]) -> dict[str, int]:
+        found: dict[str, set[str]] = {}
+        unique = sorted(set(hashes))
+        for start in range(0, len(unique), IN_CHUNK):
+            rows = conn.execute(
+                sa.select(Sample.dataset, Sample.problem_hash)
+                .where(Sample.problem_hash.in_(unique[start:start + IN_CHUNK]))
+                .where(Sample.dataset.not_in(sorted(own)))
+            )
+            for r in rows:
+                found.setdefault(r.dataset, set()).add(r.problem_hash)
+        return {ds: len(hs) for ds, hs in sorted(found.items())}
+
+    def add_to_run(self, run_id: int, sample_ids: Iterable[int], step: int = 0) -> int:
+        """Give samples a fresh `active` state in the run (ones already there are kept)."""
+        rows = [{**_state_defaults(), "run_id": run_id, "sample_id": sid,
+                 "status_since_step": step} for sid in dict.fromkeys(sample_ids)]
+        if not rows:
+            return 0
+        stmt = self._insert(SampleState).on_conflict_do_nothing(
+            index_elements=["run_id", "sample_id"]
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt, rows).rowcount
+
+    def set_solution_tokens(self, lengths: Mapping[int, int]) -> None:
+        """Record expert-solution lengths in the policy's tokens (sample id -> tokens)."""
+        if not lengths:
+            return
+        stmt = sa.update(Sample).where(Sample.id == sa.bindparam("b_id"))
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [{"b_id": k, "solution_tokens": v} for k, v in lengths.items()])
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def record_groups(self, run_id: int, groups: Sequence[GroupRecord]) -> int:
+        """Record groups (idempotent per attempt id); returns how many were new."""
+        return self.write(run_id, groups=groups).groups
+
+    def record_steps(self, run_id: int, steps: Sequence[StepRecord]) -> None:
+        self.write(run_id, steps=steps)
+
+    def record_evals(self, run_id: int, evals: Sequence[EvalRecord]) -> None:
+        self.write(run_id, evals=evals)
+
+    def write(
+        self,
+        run_id: int,
+        groups: Sequence[GroupRecord] = (),
+        steps: Sequence[StepRecord] = (),
+        evals: Sequence[EvalRecord] = (),
+    ) -> Written:
+        """Groups, rollouts, sample states, steps and evals in one transaction; returns what
+        was newly recorded (groups of re-delivered attempt ids are skipped)."""
+        with self.engine.begin() as conn:
+            new = self._write_groups(conn, run_id, groups) if groups else Written(0, 0)
+            if steps:
+                self._write_steps(conn, run_id, steps)
+            if evals:
+                self._write_evals(conn, run_id, evals)
+            conn.execute(sa.update(Run).where(Run.id == run_id).values(updated_at=time.time()))
+        return new
+
+    def _write_groups(
+        self, conn: sa.Connection, run_id: int, groups: Sequence[GroupRecord]
+    ) -> Written:
+        unique = list({g.attempt_id: g for g in reversed(groups)}.values())[::-1]  # first wins
+        stmt = (
+            self._insert(RolloutGroup)
+            .on_conflict_do_nothing(index_elements=["run_id", "attempt_id"])
+            .returning(RolloutGroup.id, RolloutGroup.attempt_id)
+        )
+        rows = conn.execute(stmt, [_group_row(run_id, g) for g in unique])
+        inserted = {row.attempt_id: row.id for row in rows}
+        if not inserted:
+            return Written(0, 0)
+        fresh = [g for g in unique if g.attempt_id in inserted]
+        conn.execute(sa.insert(Rollout), [
+            {"group_id": inserted[g.attempt_id], "idx": i,
+             "text": r.text if self.store_texts else None, "length": r.length,
+             "reward": r.reward, "verdict": r.verdict, "finish_reason": r.finish_reason}
+            for g in fresh for i, r in enumerate(g.rollouts)
+        ])
+        states = {g.sample_id: g.state for g in fresh if g.state is not None}  # last one wins
+        if states:
+            stmt = self._insert(SampleState)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["run_id", "sample_id"],
+                set_={f: stmt.excluded[f] for f in STATE_FIELDS},
+            )
+            conn.execute(stmt, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
+                                for sid, st in states.items()])
+        return Written(len(fresh), sum(g.n for g in fresh))
+
+    def _write_steps(self, conn: sa.Connection, run_id: int, steps: Sequence[StepRecord]) -> None:
+        rows = [{"run_id": run_id, **{f: getattr(s, f) for f in STEP_FIELDS}} for s in steps]
+        for row in rows:
+            row["metrics"] = dict(row["metrics"])
+        stmt = self._insert(TrainStep)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "step"],
+            set_={f: stmt.excluded[f] for f in STEP_FIELDS if f != "step"},
+        )
+        conn.execute(stmt, rows)
+        used = [{"b_attempt": a, "used_in_step": s.step} for s in steps for a in s.used_attempt_ids]
+        if used:
+            conn.execute(
+                sa.update(RolloutGroup).where(RolloutGroup.run_id == run_id)
+                .where(RolloutGroup.attempt_id == sa.bindparam("b_attempt")),
+                used,
+            )
+
+    def _write_evals(self, conn: sa.Connection, run_id: int, evals: Sequence[EvalRecord]) -> None:
+        stmt = self._insert(EvalResult)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "step", "benchmark", "metric"],
+            set_={"value": stmt.excluded.value, "n": stmt.excluded.n,
+                  "created_at": stmt.excluded.created_at},
+        )
+        conn.execute(stmt, [{"run_id": run_id, **asdict(e)} for e in evals])
+
+
+def _state_defaults() -> dict[str, Any]:
+    return asdict(SampleStateRecord())
+
+
+def _sample_row(rec: SampleRecord, digest: str) -> dict[str, Any]:
+    return {
+        "dataset": rec.dataset, "source_key": rec.source_key, "problem": rec.problem,
+        "problem_hash": digest, "answer": rec.answer, "solution": rec.solution,
+        "solution_tokens": rec.solution_tokens, "meta": dict(rec.meta), "created_at": time.time(),
+    }
+
+
+def _group_row(run_id: int, g: GroupRecord) -> dict[str, Any]:
+    st = g.state
+    return {
+        "run_id": run_id, "sample_id": g.sample_id, "attempt_id": g.attempt_id,
+        "actor_id": g.actor_id, "step_seen": g.step_seen, "policy_version": g.policy_version,
+        "n": g.n, "n_correct": g.n_correct, "pass_rate": g.pass_rate,
+        "mean_reward": g.mean_reward, "tokens": g.tokens, "prefix_ratio": g.prefix_ratio,
+        "prefix_len": g.prefix_len, "lp_weight": g.lp_weight, "used_in_step": g.used_in_step,
+        "dropped_reason": g.dropped_reason,
+        "ema": st.ema if st else None, "progress": st.progress if st else None,
+        "status": st.status if st else None,
+        "gen_s": g.gen_s, "verify_s": g.verify_s, "received_at": g.received_at,
+    }

@@ -1,0 +1,178 @@
+"""A synthetic LPPO run written through the real writer API: ledgers for tests, benchmarks and
+dashboard development, without a model.
+
+`simulate_steps` plays a toy policy whose skill grows each step against samples of graded
+difficulty, and applies the method's bookkeeping the way DESIGN.md 5 describes it (EMA of the
+unguided pass rate, progress, LP weight, prefix ratio up/down, curation of all-correct and
+all-wrong groups, retiring and parking). It yields, per step, the `GroupRecord`s and the
+`StepRecord` a learner would hand to the ledger. `populate` writes a whole run.
+
+This is not the learner's implementation (that lives in learner/); it only has to produce
+ledgers whose numbers behave like a real run's, so every query has something to show.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from store.records import (
+    EvalRecord,
+    GroupRecord,
+    RolloutRecord,
+    SampleRecord,
+    SampleStateRecord,
+    StepRecord,
+)
+
+BETA, KAPPA, BIAS = 0.8, 8.0, 0.5
+R0, R_STEP, R_MAX = 0.5, 0.1, 0.9
+RETIRE_AFTER, PARK_AFTER = 3, 3
+
+
+@dataclass
+class _Sample:
+    id: int
+    difficulty: float
+    state: SampleStateRecord
+
+
+def synthetic_samples(n: int, dataset: str = "synthetic", seed: int = 0) -> list[SampleRecord]:
+    """`n` arithmetic problems with step-by-step solutions and graded difficulty in `meta`."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        a, b, c = rng.randint(2, 99), rng.randint(2, 99), rng.randint(2, 9)
+        answer = (a + b) * c
+        out.append(SampleRecord(
+            dataset=dataset, source_key=f"p{i}",
+            problem=f"Problem {i}: compute ({a} + {b}) * {c}.",
+            answer=str(answer),
+            solution=f"First, {a} + {b} = {a + b}.\nThen, {a + b} * {c} = {answer}.\n"
+                     f"The answer is \\boxed{{{answer}}}.",
+            meta={"difficulty": round(rng.uniform(-3.0, 3.0), 3)},
+        ))
+    return out
+
+
+def simulate_steps(
+    samples: Sequence[tuple[int, float]],
+    steps: int,
+    *,
+    batch_groups: int = 16,
+    group_size: int = 8,
+    actors: int = 2,
+    text_chars: int = 200,
+    seed: int = 0,
+    run_tag: str = "sim",
+) -> Iterator[tuple[list[GroupRecord], StepRecord]]:
+    """Per step, the groups (about 1.5x `batch_groups`, some dropped) and the step record.
+
+    `samples` are (ledger sample id, difficulty) pairs.
+    """
+    rng = random.Random(seed)
+    pool = [_Sample(sid, diff, SampleStateRecord()) for sid, diff in samples]
+    filler = "Let me work through this carefully, one step at a time. " * (text_chars // 50 + 1)
+    attempt = 0
+    for step in range(1, steps + 1):
+        skill = -1.0 + 4.0 * step / steps
+        active = [s for s in pool if s.state.status == "active"]
+        others = [s for s in pool if s.state.status != "active"]
+        picks = rng.sample(active, min(len(active), batch_groups * 3 // 2))
+        picks += rng.sample(others, min(len(others), max(1, batch_groups // 10)))
+        groups = []
+        for s in picks:
+            attempt += 1
+            staleness = rng.choice((0, 0, 1))
+            ratio = s.state.prefix_ratio
+            p = 1 / (1 + math.exp(-(skill - s.difficulty + 4.0 * ratio)))
+            rollouts = []
+            for _ in range(group_size):
+                ok = rng.random() < p
+                length = rng.randint(40, 400)
+                rollouts.append(RolloutRecord(
+                    text=f"{filler[:text_chars]} The answer is \\boxed{{{1 if ok else 0}}}.",
+                    length=length, reward=1.0 if ok else 0.0,
+                    verdict="correct" if ok else rng.choice(("wrong", "wrong", "no_answer")),
+                    finish_reason="stop" if length < 400 else "length",
+                ))
+            n_ok = sum(r.correct for r in rollouts)
+            s.state = _next_state(s.state, n_ok / group_size, step)
+            dropped = ("all_correct" if n_ok == group_size else "all_wrong" if n_ok == 0
+                       else "stale" if rng.random() < 0.02 else None)
+            groups.append(GroupRecord(
+                attempt_id=f"{run_tag}-{attempt}", sample_id=s.id,
+                actor_id=f"actor-{attempt % actors}", step_seen=step,
+                policy_version=max(0, step - staleness), rollouts=rollouts,
+                prefix_ratio=ratio, prefix_len=int(ratio * 120),
+                lp_weight=s.state.weight if dropped is None else None,
+                dropped_reason=dropped, state=s.state,
+                gen_s=rng.uniform(0.5, 3.0), verify_s=rng.uniform(0.01, 0.1),
+            ))
+        used = [g for g in groups if g.dropped_reason is None][:batch_groups]
+        counts = {k: sum(s.state.status == k for s in pool) for k in ("active", "solved", "parked")}
+        step_rec = StepRecord(
+            step=step, policy_version=step, loss=rng.gauss(0.0, 0.05), kl=abs(rng.gauss(0, 1e-3)),
+            entropy=0.8 - 0.3 * step / steps, grad_norm=abs(rng.gauss(0.5, 0.1)), lr=1e-6,
+            tokens=sum(g.tokens for g in used), mean_staleness=_mean_staleness(used, step),
+            groups_used=len(used), groups_dropped=len(groups) - len(used),
+            samples_active=counts["active"], samples_solved=counts["solved"],
+            samples_parked=counts["parked"], gen_wait_s=rng.uniform(0, 2),
+            train_s=rng.uniform(5, 10), sync_s=rng.uniform(0.1, 1),
+            metrics={"verifier_timeouts": rng.randint(0, 2)},
+            used_attempt_ids=[g.attempt_id for g in used],
+        )
+        yield groups, step_rec
+
+
+def _mean_staleness(groups: list[GroupRecord], step: int) -> float | None:
+    if not groups:
+        return None
+    return sum(step - g.policy_version for g in groups) / len(groups)
+
+
+def _next_state(st: SampleStateRecord, rate: float, step: int) -> SampleStateRecord:
+    """The bookkeeping of DESIGN.md 5 after one group with pass rate `rate`."""
+    if st.prefix_ratio > 0:  # guided: guided statistics and the prefix ratio only
+        ratio = st.prefix_ratio
+        if rate == 0:
+            ratio = min(R_MAX, ratio + R_STEP)
+        elif rate >= 0.5:
+            ratio = max(0.0, round(ratio - R_STEP, 6))
+        failed = st.failed_streak + 1 if rate == 0 and ratio >= R_MAX else 0
+        status = "parked" if failed >= PARK_AFTER else "active"
+        return replace(st, guided_attempts=st.guided_attempts + 1, guided_pass_rate=rate,
+                       prefix_ratio=ratio, prefix_len=int(ratio * 120), failed_streak=failed,
+                       status=status, last_seen_step=step,
+                       status_since_step=step if status != st.status else st.status_since_step)
+    ema = rate if st.ema is None else BETA * st.ema + (1 - BETA) * rate
+    progress = 0.0 if st.ema is None else ema - st.ema
+    solved = st.solved_streak + 1 if rate == 1.0 else 0
+    status = "solved" if solved >= RETIRE_AFTER else "active"
+    return replace(
+        st, attempts=st.attempts + 1, pass_rate=rate, ema=ema, ema_prev=st.ema,
+        progress=progress, weight=BIAS + 1 / (1 + math.exp(-KAPPA * progress)),
+        prefix_ratio=R0 if rate == 0 else 0.0, prefix_len=int(R0 * 120) if rate == 0 else 0,
+        solved_streak=solved, status=status, last_seen_step=step,
+        status_since_step=step if status != st.status else st.status_since_step,
+    )
+
+
+def populate(ledger, name: str = "sim", *, samples: int = 200, steps: int = 30,
+             seed: int = 0, **kwargs) -> int:
+    """Register run `name`, import synthetic samples, write a simulated run; return its id."""
+    records = synthetic_samples(samples, seed=seed)
+    ids = ledger.import_samples(records).ids
+    run_id = ledger.register_run(name, config={"simulated": True, "seed": seed})
+    ledger.add_to_run(run_id, ids)
+    pairs = [(sid, rec.meta["difficulty"]) for sid, rec in zip(ids, records, strict=True)]
+    for groups, step in simulate_steps(pairs, steps, seed=seed, run_tag=name, **kwargs):
+        evals = []
+        if step.step % 10 == 0:  # an eval curve that rises with the policy's skill
+            value = min(1.0, 0.2 + 0.6 * step.step / steps)
+            evals = [EvalRecord(step.step, "synthetic_eval", "pass@1", value, 100)]
+        ledger.write(run_id, groups=groups, steps=[step], evals=evals)
+    ledger.end_run(run_id)
+    return run_id
