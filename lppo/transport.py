@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import zmq
 
+from lppo.errors import UserError
 from lppo.wire import Message, WireError, decode, encode
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Unix domain socket paths are limited to 107 bytes on Linux (sun_path is 108 with the NUL).
 _MAX_IPC_PATH = 107
+
+
+class EndpointError(UserError, ValueError):
+    """An address given by the user cannot be used (bad URL, ipc path too long)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Endpoints:
             paths = {name: folder / f"{name}.sock" for name in ("work", "rollouts", "weights")}
             too_long = [str(p) for p in paths.values() if len(str(p)) > _MAX_IPC_PATH]
             if too_long:
-                raise ValueError(
+                raise EndpointError(
                     f"transport.ipc_dir: socket path {too_long[0]!r} is longer than "
                     f"{_MAX_IPC_PATH} bytes; set transport.ipc_dir to a shorter folder"
                 )
@@ -72,7 +77,7 @@ class Endpoints:
         """
         parts = urlsplit(learner)
         if parts.scheme != "tcp" or not parts.hostname:
-            raise ValueError(f"--learner: expected tcp://HOST[:PORT], got {learner!r}")
+            raise EndpointError(f"--learner: expected tcp://HOST[:PORT], got {learner!r}")
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         work_port = parts.port or cfg.work_port
         return cls(

@@ -14,7 +14,7 @@ byte length does not match its dtype and shape) raises the one exception `WireEr
 Message flow (DESIGN.md 2 and 4):
 
     actor  --DEALER->  learner ROUTER   Register, WorkRequest, Heartbeat, WeightsLoaded
-    actor <-DEALER--   learner ROUTER   Welcome, Work, Shutdown
+    actor <-DEALER--   learner ROUTER   Welcome, Work, Ack, Shutdown
     actor  --PUSH-->   learner PULL     RolloutGroup
     actor <--SUB----   learner PUB      WeightsReady, Shutdown
 """
@@ -111,8 +111,12 @@ class Register(_Msg, tag="register"):
 
 
 class Welcome(_Msg, tag="welcome"):
-    """Learner -> actor: registration accepted; the weights to load before sampling, if any."""
+    """Learner -> actor: registration accepted; the weights to load before sampling, if any.
 
+    `epoch` identifies the learner process: a new epoch tells the actor the learner restarted,
+    so it re-sends every group not yet acknowledged."""
+
+    epoch: Name
     policy_version: NonNegInt
     weights: WeightsReady | None = None
     heartbeat_s: float = 5.0
@@ -172,6 +176,15 @@ class RolloutGroup(_Msg, tag="rollout_group"):
     completions: list[Completion]
     gen_seconds: Annotated[float, msgspec.Meta(ge=0.0)]
     verify_seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    error: str = ""
+    """Non-empty when the item could not be sampled (e.g. prompt too long): no completions."""
+
+
+class Ack(_Msg, tag="ack"):
+    """Learner -> actor: these groups are recorded (the actor may forget them). Also the
+    learner's answer to a Heartbeat, with an empty list, so actors know it is alive."""
+
+    attempt_ids: list[Name] = []
 
 
 class WeightsReady(_Msg, tag="weights_ready"):
@@ -209,8 +222,8 @@ class Shutdown(_Msg, tag="shutdown"):
 
 
 Message = Union[  # noqa: UP007 (msgspec needs a real Union of tagged structs)
-    Register, Welcome, WorkRequest, Work, RolloutGroup, WeightsReady, WeightsLoaded, Heartbeat,
-    Shutdown,
+    Register, Welcome, WorkRequest, Work, RolloutGroup, Ack, WeightsReady, WeightsLoaded,
+    Heartbeat, Shutdown,
 ]
 MESSAGE_TYPES: tuple[type[_Msg], ...] = Message.__args__  # type: ignore[attr-defined]
 KINDS = frozenset(t.__struct_config__.tag for t in MESSAGE_TYPES)

@@ -52,3 +52,11 @@ def run_cli(*args: str, timeout: float = 120, cwd: Path | None = None) -> subpro
         capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init tiny Qwen2 model folder (tokenizer included), built locally once."""
+    from lppo.demo.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)

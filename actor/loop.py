@@ -1,0 +1,362 @@
+"""The actor process: turn work items into verified rollout groups, keep the engine busy.
+
+One thread runs this loop; verification runs on the reward pool's threads (each call is one
+round trip to a math-verify worker process), so the engine keeps stepping while groups are
+verified:
+
+    loop:
+        read control messages        Welcome, Work, Ack, Shutdown (DEALER); WeightsReady (SUB)
+        keep `actor.slots` items in flight: ask for work (WorkRequest) when slots are free
+        add queued items to the engine, unless a weight update is draining it
+        engine.step()                 finished requests -> reward pool (async)
+        verified groups -> outbox -> PUSH to the learner; resend what was not acked in time
+        weight update: once the engine is drained, load vN in place, reply WeightsLoaded
+        heartbeat; if the learner is silent past `transport.peer_timeout_s`, register again
+        with backoff, and on a new learner epoch resend every unacknowledged group
+
+Every group carries the policy version it was sampled with. A weight update drains the engine
+first (in-flight requests finish on the old weights, no new ones start), so a group never mixes
+versions. Exit is clean on `Shutdown` (either socket) or SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from actor.engine import Engine, GenRequest, GenResult
+from actor.outbox import Outbox, backoff_delay
+from actor.prompts import PromptBuilder, PromptError
+from lppo.config import Config
+from lppo.transport import ActorSockets
+from lppo.weightfiles import WeightsError, verified_path
+from lppo.wire import (
+    Ack,
+    Array,
+    Completion,
+    Heartbeat,
+    Register,
+    RolloutGroup,
+    Shutdown,
+    WeightsLoaded,
+    WeightsReady,
+    Welcome,
+    Work,
+    WorkItem,
+    WorkRequest,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _InFlight:
+    """A work item from the moment the engine got it until its group is verified."""
+
+    item: WorkItem
+    prompt_ids: list[int]
+    prefix_ids: list[int]
+    version: int
+    started: float
+    result: GenResult | None = None
+    gen_seconds: float = 0.0
+    verify: Future | None = None
+    verify_started: float = 0.0
+
+
+@dataclass
+class ActorStats:
+    groups_sent: int = 0
+    completions: int = 0
+    tokens: int = 0
+    invalid_items: int = 0
+    weight_loads: int = 0
+    weight_refusals: int = 0
+    reconnects: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Actor:
+    """The actor loop over an engine, a reward pool and the actor's sockets."""
+
+    def __init__(self, cfg: Config, actor_id: str, engine: Engine, pool, sockets: ActorSockets):
+        self.cfg = cfg
+        self.actor_id = actor_id
+        self.engine = engine
+        self.pool = pool
+        self.socks = sockets
+        self.prompts = PromptBuilder(engine.tokenizer(), cfg.data, cfg.model.max_model_len)
+        self.outbox: Outbox[RolloutGroup] = Outbox(cfg.actor.buffer_groups, cfg.transport.peer_timeout_s)
+        self.stats = ActorStats()
+        self.version = 0
+        self.epoch: str | None = None
+        self.queue: deque[WorkItem] = deque()
+        self.inflight: dict[str, _InFlight] = {}
+        self.pending_weights: WeightsReady | None = None
+        self.stop = threading.Event()
+        self._last_heard = 0.0
+        self._registered = False
+        self._register_attempts = 0
+        self._next_register = 0.0
+        self._work_requested_at: float | None = None
+        self._next_work_request = 0.0
+        self._next_heartbeat = 0.0
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> ActorStats:
+        """Serve until Shutdown or a signal; returns the counters."""
+        log.info("actor %s starting (engine %s, %d slots)", self.actor_id,
+                 type(self.engine).__name__, self.cfg.actor.slots)
+        while not self.stop.is_set():
+            now = time.monotonic()
+            self._keep_registered(now)
+            busy = self.engine.has_unfinished() or self._verifying()
+            self._read_messages(timeout_ms=0 if busy else 20)
+            if self.stop.is_set():
+                break
+            self._ask_for_work(now)
+            self._feed_engine()
+            self._collect(self.engine.step())
+            self._finish_verified()
+            self._apply_weights_when_drained()
+            self._flush(time.monotonic())
+            self._heartbeat(time.monotonic())
+        self._shutdown()
+        return self.stats
+
+    def free_slots(self) -> int:
+        return self.cfg.actor.slots - len(self.queue) - len(self.inflight)
+
+    # -- learner link ------------------------------------------------------------------------
+
+    def _keep_registered(self, now: float) -> None:
+        silent = now - self._last_heard > self.cfg.transport.peer_timeout_s
+        if self._registered and silent:
+            log.warning("learner silent for %.0f s; registering again", now - self._last_heard)
+            self._registered = False
+            self._register_attempts = 0
+            self._next_register = now
+            self.stats.reconnects += 1
+        if not self._registered and now >= self._next_register:
+            self.socks.work.send(Register(
+                actor_id=self.actor_id, engine=type(self.engine).__name__,
+                capacity=self.cfg.actor.slots,
+            ), timeout_ms=0)
+            self._next_register = now + backoff_delay(self._register_attempts)
+            self._register_attempts += 1
+
+    def _read_messages(self, timeout_ms: int) -> None:
+        got = self.socks.work.recv(timeout_ms=timeout_ms)
+        while got is not None:
+            self._last_heard = time.monotonic()
+            self._handle(got.msg)
+            got = self.socks.work.recv(timeout_ms=0)
+        notice = self.socks.weights.recv(timeout_ms=0)
+        while notice is not None:
+            self._handle(notice.msg)
+            notice = self.socks.weights.recv(timeout_ms=0)
+
+    def _handle(self, msg) -> None:
+        if isinstance(msg, Welcome):
+            self._on_welcome(msg)
+        elif isinstance(msg, Work):
+            self._work_requested_at = None
+            self.queue.extend(msg.items)
+            if not msg.items:  # admission says wait: do not ask again at once
+                self._next_work_request = time.monotonic() + 0.2
+        elif isinstance(msg, Ack):
+            self.outbox.ack(list(msg.attempt_ids))
+        elif isinstance(msg, WeightsReady):
+            if msg.version > self.version and (
+                self.pending_weights is None or msg.version > self.pending_weights.version
+            ):
+                self.pending_weights = msg
+        elif isinstance(msg, Shutdown):
+            log.info("shutdown requested by the learner: %s", msg.reason or "(no reason)")
+            self.stop.set()
+        else:
+            log.warning("ignoring unexpected %s from the learner", type(msg).__name__)
+
+    def _on_welcome(self, msg: Welcome) -> None:
+        restarted = self.epoch is not None and msg.epoch != self.epoch
+        self._registered = True
+        self._register_attempts = 0
+        self._work_requested_at = None
+        if restarted or self.epoch is None:
+            self.outbox.mark_all_unsent()
+        self.epoch = msg.epoch
+        log.info("registered with learner epoch %s (policy v%d)%s", msg.epoch, msg.policy_version,
+                 "; learner restarted, resending unacknowledged groups" if restarted else "")
+        if msg.weights is not None:
+            self._handle(msg.weights)
+
+    def _ask_for_work(self, now: float) -> None:
+        if not self._registered or self.pending_weights is not None or now < self._next_work_request:
+            return
+        if self._work_requested_at is not None and now - self._work_requested_at < 5.0:
+            return  # one request outstanding; re-ask only if its reply got lost
+        slots = self.free_slots()
+        if slots > 0 and self.socks.work.send(
+            WorkRequest(actor_id=self.actor_id, slots=slots), timeout_ms=0
+        ):
+            self._work_requested_at = now
+
+    def _heartbeat(self, now: float) -> None:
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.cfg.transport.heartbeat_s
+        self.socks.work.send(Heartbeat(
+            actor_id=self.actor_id, policy_version=self.version,
+            inflight=len(self.inflight) + len(self.queue), buffered=len(self.outbox),
+            sent_at=time.time(),
+        ), timeout_ms=0)
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _feed_engine(self) -> None:
+        while self.queue and self.pending_weights is None:
+            item = self.queue.popleft()
+            try:
+                prompt, prefix = self.prompts.context(item)
+            except PromptError as exc:
+                self._reject_item(item, str(exc))
+                continue
+            self.inflight[item.attempt_id] = _InFlight(
+                item=item, prompt_ids=prompt, prefix_ids=prefix, version=self.version,
+                started=time.monotonic(),
+            )
+            self.engine.add(GenRequest(item.attempt_id, prompt + prefix, item.n))
+
+    def _reject_item(self, item: WorkItem, reason: str) -> None:
+        log.warning("work item %s rejected: %s", item.attempt_id, reason)
+        self.stats.invalid_items += 1
+        empty = Array.of([], "int32")
+        self._emit(RolloutGroup(
+            attempt_id=item.attempt_id, sample_id=item.sample_id, actor_id=self.actor_id,
+            policy_version=self.version, prompt_ids=empty, prefix_ids=empty,
+            prefix_ratio=item.prefix_ratio, prefix_len=0, completions=[], gen_seconds=0.0,
+            error=reason,
+        ))
+
+    def _collect(self, results: list[GenResult]) -> None:
+        for result in results:
+            flight = self.inflight.get(result.request_id)
+            if flight is None:
+                log.warning("engine returned unknown request %s", result.request_id)
+                continue
+            flight.result = result
+            flight.gen_seconds = time.monotonic() - flight.started
+            prefix_text = self.prompts.prefix_text(flight.prefix_ids)
+            texts = [prefix_text + s.text for s in result.samples]
+            reasons = [s.finish_reason for s in result.samples]
+            flight.verify_started = time.monotonic()
+            flight.verify = self.pool.submit(flight.item.answer, texts, reasons)
+
+    def _verifying(self) -> bool:
+        return any(f.verify is not None for f in self.inflight.values())
+
+    def _finish_verified(self) -> None:
+        done = [f for f in self.inflight.values() if f.verify is not None and f.verify.done()]
+        for flight in done:
+            del self.inflight[flight.item.attempt_id]
+            scored = flight.verify.result()  # a pool failure is a bug: let it propagate
+            self._emit(self._group(flight, scored))
+
+    def _group(self, flight: _InFlight, scored: list) -> RolloutGroup:
+        completions = []
+        for sample, score in zip(flight.result.samples, scored, strict=True):
+            completions.append(Completion(
+                token_ids=Array.of(np.asarray(sample.token_ids), "int32"),
+                logprobs=Array.of(np.asarray(sample.logprobs), "float32"),
+                text=sample.text, finish_reason=sample.finish_reason,
+                reward=float(score.reward), verdict=str(score.verdict),
+            ))
+            self.stats.tokens += len(sample.token_ids)
+        self.stats.completions += len(completions)
+        item = flight.item
+        return RolloutGroup(
+            attempt_id=item.attempt_id, sample_id=item.sample_id, actor_id=self.actor_id,
+            policy_version=flight.version, prompt_ids=Array.of(flight.prompt_ids, "int32"),
+            prefix_ids=Array.of(flight.prefix_ids, "int32"), prefix_ratio=item.prefix_ratio,
+            prefix_len=len(flight.prefix_ids), completions=completions,
+            gen_seconds=flight.gen_seconds,
+            verify_seconds=time.monotonic() - flight.verify_started,
+        )
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def _emit(self, group: RolloutGroup) -> None:
+        for lost in self.outbox.add(group.attempt_id, group):
+            log.warning("outbox full (%d groups): dropped unacknowledged group %s",
+                        self.outbox.capacity, lost)
+        self._flush(time.monotonic())
+
+    def _flush(self, now: float) -> None:
+        for key, group in self.outbox.due(now):
+            if not self.socks.rollouts.send(group, timeout_ms=0):
+                break  # high-water mark: the rest waits for the next round
+            self.outbox.mark_sent(key, now)
+        self.stats.groups_sent = self.outbox.sent
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def _apply_weights_when_drained(self) -> None:
+        notice = self.pending_weights
+        if notice is None or self.engine.has_unfinished():
+            return
+        self.pending_weights = None
+        start = time.monotonic()
+        try:
+            path = verified_path(notice)
+            self.engine.load_weights(str(path))
+        except WeightsError as exc:
+            self.stats.weight_refusals += 1
+            log.error("refusing weights v%d, keeping v%d: %s", notice.version, self.version, exc)
+            self._reply_weights(notice.version, False, str(exc), start)
+            return
+        self.version = notice.version
+        self.stats.weight_loads += 1
+        log.info("loaded weights v%d in %.2f s", notice.version, time.monotonic() - start)
+        self._reply_weights(notice.version, True, "", start)
+
+    def _reply_weights(self, version: int, ok: bool, reason: str, start: float) -> None:
+        self.socks.work.send(WeightsLoaded(
+            actor_id=self.actor_id, version=version, ok=ok, reason=reason,
+            seconds=time.monotonic() - start,
+        ), timeout_ms=0)
+
+    # -- exit --------------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        self.engine.abort_all()
+        deadline = time.monotonic() + 1.0
+        while self._verifying() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self._finish_verified()
+        self._flush(time.monotonic())
+        log.info("actor %s stopping: %d groups sent, %d unacknowledged", self.actor_id,
+                 self.stats.groups_sent, len(self.outbox))
+
+
+def install_signal_handlers(actor: Actor) -> None:
+    """SIGTERM and SIGINT stop the loop at its next iteration (main thread only)."""
+
+    def _stop(signum, frame):
+        log.info("signal %d: stopping", signum)
+        actor.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def new_actor_id() -> str:
+    return f"actor-{uuid.uuid4().hex[:8]}"
