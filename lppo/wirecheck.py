@@ -9,6 +9,7 @@ pairs of `lppo.transport`, in the order a run uses them:
     WorkRequest       -->
                       <--                   Work (k items, token-id arrays)
     RolloutGroup x k  --PUSH/PULL-->        (checked: arrays intact, ids match the work)
+                      <--                   Ack (the k attempt ids)
     Heartbeat         -->
                       <--PUB/SUB--          WeightsReady (repeated until acknowledged)
     WeightsLoaded     -->
@@ -31,6 +32,7 @@ import zmq
 from lppo.config import TransportConfig
 from lppo.transport import ActorSockets, Endpoints, LearnerSockets
 from lppo.wire import (
+    Ack,
     Array,
     Completion,
     Heartbeat,
@@ -87,6 +89,9 @@ def actor_side(ends: Endpoints, cfg: TransportConfig, actor_id: str, timeout_s: 
         work = _expect(socks.work, Work, deadline)
         for item in work.items:
             socks.rollouts.send(_answer(item, actor_id, welcome.policy_version))
+        ack = _expect(socks.work, Ack, deadline)
+        if sorted(ack.attempt_ids) != sorted(it.attempt_id for it in work.items):
+            raise WireCheckError(f"ack for {ack.attempt_ids}, sent {len(work.items)} groups")
         socks.work.send(Heartbeat(actor_id=actor_id, policy_version=0, sent_at=time.time()))
         notice = _expect(socks.weights, WeightsReady, deadline)
         socks.work.send(WeightsLoaded(actor_id=actor_id, version=notice.version, ok=True))
@@ -127,7 +132,8 @@ def learner_side(
     try:
         reg = _expect_routed(socks.work, Register, deadline, report)
         peer = reg.peer
-        _send(socks.work, Welcome(policy_version=0, heartbeat_s=cfg.heartbeat_s), report, peer)
+        welcome = Welcome(epoch="wirecheck", policy_version=0, heartbeat_s=cfg.heartbeat_s)
+        _send(socks.work, welcome, report, peer)
         _expect_routed(socks.work, WorkRequest, deadline, report)
         work = Work(items=[_item(i, n) for i in range(items)], policy_version=0)
         _send(socks.work, work, report, peer)
@@ -135,6 +141,7 @@ def learner_side(
             group = _expect(socks.rollouts, RolloutGroup, deadline)
             report.count(report.received, "rollout_group")
             _check_group(group, work)
+        _send(socks.work, Ack(attempt_ids=[it.attempt_id for it in work.items]), report, peer)
         _expect_routed(socks.work, Heartbeat, deadline, report)
         _publish_weights_until_acked(socks, report, deadline)
         _send(socks.work, Shutdown(reason="wirecheck done"), report, peer)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lppo import wire
 from lppo.wire import (
+    Ack,
     Array,
     Completion,
     Heartbeat,
@@ -48,8 +49,11 @@ def _group(**changes) -> RolloutGroup:
 
 EXAMPLES = [
     Register(actor_id="actor-0", engine="vllm", capacity=32),
-    Welcome(policy_version=3, weights=WeightsReady(version=3, uri="file:///w/v3", sha256=SHA)),
-    Welcome(policy_version=0),
+    Welcome(epoch="e1", policy_version=3,
+            weights=WeightsReady(version=3, uri="file:///w/v3", sha256=SHA)),
+    Welcome(epoch="e2", policy_version=0),
+    Ack(attempt_ids=["a-1", "a-2"]),
+    Ack(),
     WorkRequest(actor_id="actor-0", slots=4),
     Work(
         items=[
