@@ -11,8 +11,9 @@ outputs before they cross to a worker.
   removed (`1,080` -> `1080`).
 - `gold_to_latex(answer)`: a stored gold answer as one `\\boxed{}` string for math-verify
   (surrounding `$...$` removed, an already boxed answer unwrapped first).
-- `clean_output(text, limit)`: NUL bytes and lone surrogates removed, then cut to the last
-  `limit` characters (answers come last); says whether it cut.
+- `clean_output(text, limit)`: NUL bytes and lone surrogates removed, `\\fbox{` read as
+  `\\boxed{` (math-verify only knows the latter), then cut to the last `limit` characters
+  (answers come last); says whether it cut.
 """
 
 from __future__ import annotations
@@ -20,67 +21,58 @@ from __future__ import annotations
 import re
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BRACE_TOKENS = re.compile(r"\\.|[{}]", re.DOTALL)
+_BARE_ARGUMENT = re.compile(r"[ \t]+([^\s$]+)")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _MATH_DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 
 
-def _brace_span(text: str, open_at: int) -> int | None:
-    """Index just past the `}` matching the `{` at `open_at`; None if it is never closed.
+def brace_pairs(text: str) -> dict[int, int]:
+    """Index of each `{` that is closed -> index of its `}`, in one linear pass.
 
     A backslash escapes the next character, so `\\{` and `\\}` do not count while `\\\\{`
-    (a LaTeX line break, then a brace) does.
+    (a LaTeX line break, then a brace) does. Unclosed `{` and stray `}` are left out.
     """
-    depth = 0
-    i = open_at
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return None
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for token in _BRACE_TOKENS.finditer(text):
+        if token.group() == "{":
+            stack.append(token.start())
+        elif token.group() == "}" and stack:
+            pairs[stack.pop()] = token.start()
+    return pairs
 
 
-def _boxed_at(text: str, start: int, end_of_cmd: int) -> tuple[str, int] | None:
-    """(content, end) of the boxed command whose name ends at `end_of_cmd`, or None."""
-    i = end_of_cmd
+def _boxed_argument(text: str, at: int, pairs: dict[int, int]) -> tuple[str, int] | None:
+    """(argument, end) of the box command whose name ends at `at`; None if it has none."""
+    i = at
     while i < len(text) and text[i] in " \t":
         i += 1
     if i < len(text) and text[i] == "{":
-        end = _brace_span(text, i)
-        if end is None:
-            return None
-        return text[i + 1 : end - 1], end
-    if i == end_of_cmd:  # `\boxed5` is not a command form we accept
-        return None
-    match = re.match(r"[^\s$]+", text[i:])
-    if match is None:
-        return None
-    return match.group(0), i + match.end()
+        close = pairs.get(i)
+        return None if close is None else (text[i + 1 : close], close + 1)
+    bare = _BARE_ARGUMENT.match(text, at)  # `\boxed 5`
+    return None if bare is None else (bare.group(1), bare.end())
 
 
 def extract_boxed(text: str) -> str | None:
     """Content of the last top-level `\\boxed{}`/`\\fbox{}` in `text`, stripped; None if none.
 
     `\\boxed{\\boxed{5}}` gives `\\boxed{5}` (the caller's parser unwraps it), and an unclosed
-    `\\boxed{` is skipped, so a cut-off answer never yields a partial one.
+    `\\boxed{` is skipped, so a cut-off answer never yields a partial one. Linear time, so
+    hostile inputs (thousands of unclosed boxes) cost no more than their length.
     """
+    if "\\boxed" not in text and "\\fbox" not in text:
+        return None
+    pairs = brace_pairs(text)
     found: str | None = None
     covered_to = -1
     for match in _BOXED.finditer(text):
         if match.start() < covered_to:
             continue  # nested inside the previous top-level box
-        got = _boxed_at(text, match.start(), match.end())
-        if got is None:
-            continue
-        found, covered_to = got[0].strip(), got[1]
+        got = _boxed_argument(text, match.end(), pairs)
+        if got is not None:
+            found, covered_to = got[0].strip(), got[1]
     return found
 
 
@@ -113,11 +105,17 @@ def strip_math_delimiters(answer: str) -> str:
 
 
 def gold_to_latex(answer: str) -> str:
-    """A stored gold answer as the `\\boxed{...}` string the verifier parses."""
+    """A stored gold answer as the `\\boxed{...}` string the verifier parses.
+
+    An answer that is exactly one box is unwrapped first (`\\boxed{5}` -> `\\boxed{5}`, not
+    `\\boxed{\\boxed{5}}`); anything else is boxed as it is.
+    """
     answer = strip_math_delimiters(answer)
-    boxed = extract_boxed(answer)
-    if boxed is not None and answer.lstrip().startswith(("\\boxed", "\\fbox")):
-        answer = boxed
+    for command in ("\\boxed{", "\\fbox{"):
+        opening = len(command) - 1
+        if answer.startswith(command) and brace_pairs(answer).get(opening) == len(answer) - 1:
+            answer = answer[len(command) : -1]
+            break
     return "\\boxed{" + answer + "}"
 
 
@@ -128,6 +126,8 @@ def clean_output(text: str, limit: int) -> tuple[str, bool]:
     """
     if "\x00" in text:
         text = text.replace("\x00", "")
+    if "\\fbox{" in text:
+        text = text.replace("\\fbox{", "\\boxed{")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -143,6 +143,11 @@ class RewardPool:
             out.setdefault(f"reward/{key}", 0)
         return out
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (idle or busy), for logs and monitoring."""
+        with self._cond:
+            return sorted(w.process.pid for w in self._all if w.process.pid is not None)
+
     def close(self) -> None:
         """Stop every worker (idle ones politely, busy ones by force); idempotent."""
         with self._cond:
@@ -191,21 +196,11 @@ class RewardPool:
         """Send one group to `w` and collect its answers; False when `w` must be replaced."""
         w.conn.send_bytes(wk.encode(wk.Group(gold=gold, outputs=[text for _, text in items])))
         reply = self._receive(w)
-        if not isinstance(reply, wk.GoldParsed):
-            if reply == _LATE:
-                detail = f"gold answer parse ran past the {self.cfg.timeout_s} s deadline"
-                self._remember_bad_gold(gold, detail)
-                verdict = Verdict.UNPARSABLE_GOLD
-            else:
-                verdict, detail = Verdict.ERROR, self._death_detail(w, "parsing the gold answer")
+        gold_failure = self._gold_failure(w, gold, reply)
+        if gold_failure is not None:
             for i, _ in items:
-                outcomes[i] = _Outcome(verdict, detail)
-            return False
-        if not reply.ok:
-            self._remember_bad_gold(gold, reply.detail)
-            for i, _ in items:
-                outcomes[i] = _Outcome(Verdict.UNPARSABLE_GOLD, reply.detail)
-            return True
+                outcomes[i] = gold_failure
+            return isinstance(reply, wk.GoldParsed)
         for k, (i, _) in enumerate(items):
             reply = self._receive(w)
             if isinstance(reply, wk.ItemDone) and reply.index == k:
@@ -219,6 +214,24 @@ class RewardPool:
                 outcomes[i] = _Outcome(Verdict.ERROR, self._death_detail(w, f"item {k}", reply))
             return False
         return True
+
+    def _gold_failure(self, w: _Worker, gold: str, reply: object) -> _Outcome | None:
+        """The outcome of every item when the gold answer did not parse; None when it did.
+
+        Only a definite "nothing to parse" is `unparsable_gold` (and remembered); a gold parse
+        that ran out of time may be the machine's fault, so its items are `timeout`.
+        """
+        if isinstance(reply, wk.GoldParsed):
+            if reply.ok:
+                return None
+            if reply.timed_out:
+                return _Outcome(Verdict.TIMEOUT, reply.detail)
+            self._remember_bad_gold(gold, reply.detail)
+            return _Outcome(Verdict.UNPARSABLE_GOLD, reply.detail)
+        if reply == _LATE:
+            return _Outcome(Verdict.TIMEOUT, f"gold answer parse ran past the "
+                            f"{self.cfg.timeout_s} s deadline; worker killed")
+        return _Outcome(Verdict.ERROR, self._death_detail(w, "parsing the gold answer", reply))
 
     def _receive(self, w: _Worker) -> wk.Ready | wk.GoldParsed | wk.ItemDone | str:
         """The worker's next message, `_LATE` past the deadline (worker killed), or `_DEAD`."""

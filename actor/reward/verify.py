@@ -26,7 +26,7 @@ import math_verify.grader
 import math_verify.parser
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from actor.reward.extract import gold_to_latex
+from actor.reward.extract import clean_output, gold_to_latex
 from actor.reward.verdict import Verdict
 
 GOLD_TARGETS = (LatexExtractionConfig(), ExprExtractionConfig())
@@ -91,13 +91,16 @@ def judge(gold: list, output: str, targets: tuple) -> Verdict:
     return Verdict.CORRECT if verify(gold, pred, timeout_seconds=None) else Verdict.WRONG
 
 
-def judge_text(gold_answer: str, output: str, require_anchor: bool = False) -> Verdict:
+def judge_text(
+    gold_answer: str, output: str, require_anchor: bool = False, max_chars: int = 20_000
+) -> Verdict:
     """Gold string and output in, verdict out, in this process and without deadlines.
 
-    For tests and benchmarks; actors use `RewardPool`, which adds deadlines and isolation.
+    The output is cleaned as the pool cleans it. For tests and benchmarks; actors use
+    `RewardPool`, which adds deadlines and isolation.
     """
     silence_timeout_warnings()
     gold = parse_gold(gold_answer)
     if not gold:
         return Verdict.UNPARSABLE_GOLD
-    return judge(gold, output, pred_targets(require_anchor))
+    return judge(gold, clean_output(output, max_chars)[0], pred_targets(require_anchor))

@@ -47,6 +47,8 @@ class Stop(msgspec.Struct, tag="stop"):
 class GoldParsed(msgspec.Struct, tag="gold"):
     ok: bool
     detail: str = ""
+    timed_out: bool = False
+    """The parse ran past the soft deadline: says nothing certain about the gold answer."""
 
 
 class ItemDone(msgspec.Struct, tag="item"):
@@ -125,7 +127,8 @@ def _serve_group(conn: Connection, group: Group, targets: tuple, soft: float, ve
             gold = verify.parse_gold(group.gold)
         reply = GoldParsed(ok=bool(gold), detail="" if gold else "math-verify found no answer")
     except verify.DeadlineExceeded:
-        reply = GoldParsed(ok=False, detail=f"gold answer parse ran past {soft:.2f} s")
+        reply = GoldParsed(ok=False, detail=f"gold answer parse ran past {soft:.2f} s",
+                           timed_out=True)
     except Exception as exc:
         reply = GoldParsed(ok=False, detail=f"gold answer parse failed: {describe(exc)}")
     conn.send_bytes(encode(reply))
