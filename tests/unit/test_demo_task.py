@@ -1,0 +1,182 @@
+"""The demo's arithmetic task: deterministic, disjoint splits, every written step correct.
+
+Pure Python (no torch): `lppo.demo.task` and the recipe bookkeeping of `lppo.demo.warmstart`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from lppo.demo import task
+from lppo.demo.warmstart import DemoRecipe, SFTConfig, lr_at
+
+COUNTS = {1: 60, 2: 60, 3: 60}
+STEP = re.compile(
+    r"^(?P<place>[a-z-]+): (?P<x>\d)(?P<op>[+*])(?P<y>\d)\+(?P<c>\d)=(?P<s>\d+), so far "
+    r"(?P<far>\d+)(?:, carry (?P<k>\d))?$"
+)
+
+
+def _expr(problem: str) -> str:
+    m = re.fullmatch(r"What is ([\d +*]+)\?", problem)
+    assert m, problem
+    return m.group(1)
+
+
+def test_generation_is_deterministic_and_levels_are_as_asked():
+    a = task.generate(3, COUNTS)
+    b = task.generate(3, COUNTS)
+    assert a == b
+    assert task.generate(4, COUNTS) != a
+    assert {lv: sum(p.level == lv for p in a) for lv in task.LEVELS} == COUNTS
+    assert len({p.problem for p in a}) == len(a)
+    assert len({p.id for p in a}) == len(a)
+
+
+def test_more_of_one_level_keeps_the_others():
+    a = task.generate(0, {1: 10, 2: 10, 3: 10})
+    b = task.generate(0, {1: 10, 2: 50, 3: 10})
+    assert [p for p in a if p.level != 2] == [p for p in b if p.level != 2]
+
+
+def test_ids_are_stable_functions_of_the_problem():
+    p = task.generate(0, {1: 1})[0]
+    again = [q for q in task.generate(0, {1: 5, 3: 5}) if q.problem == p.problem]
+    assert again and again[0].id == p.id
+    assert re.fullmatch(r"arith-[0-9a-f]{12}", p.id)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_answers_are_correct_and_stated_last(seed):
+    for p in task.generate(seed, COUNTS):
+        assert str(eval(_expr(p.problem))) == p.answer  # noqa: S307 - digits and + * only
+        last = p.solution.split("\n")[-1]
+        assert last == f"The answer is {p.answer}."
+        assert task.final_answer(p.solution) == p.answer
+        assert re.findall(r"\d+", p.solution)[-1] == p.answer  # what math-verify reads
+
+
+def _check_block(header: str, steps: list[str]) -> int:
+    """Check one written-out operation; return its result."""
+    a, op, b = re.fullmatch(r"(\d+)([+*])(\d+):", header).groups()
+    da, db = a[::-1], b[::-1]
+    carry, far = 0, ""
+    for i, line in enumerate(steps):
+        m = STEP.match(line)
+        assert m, line
+        assert m["place"] == task.PLACES[i] and m["op"] == op
+        assert m["x"] == (da[i] if i < len(da) else "0")
+        assert m["y"] == (db if op == "*" else (db[i] if i < len(db) else "0"))
+        assert int(m["c"]) == carry
+        s = int(m["x"]) * int(m["y"]) if op == "*" else int(m["x"]) + int(m["y"])
+        assert int(m["s"]) == s + carry
+        if i == len(steps) - 1:
+            far = m["s"] + far
+            assert m["far"] == far and m["k"] is None
+        else:
+            far = str(int(m["s"]) % 10) + far
+            carry = int(m["s"]) // 10
+            assert m["far"] == far and int(m["k"] or 0) == carry
+    assert int(far) == (int(a) * int(b) if op == "*" else int(a) + int(b))
+    return int(far)
+
+
+def test_every_written_step_is_right():
+    for p in task.generate(11, COUNTS):
+        lines = p.solution.split("\n")[:-1]
+        heads = [i for i, line in enumerate(lines) if line.endswith(":") and "so far" not in line]
+        assert len(heads) == (2 if p.level == 3 else 1)
+        result = None
+        for start, end in zip(heads, [*heads[1:], len(lines)], strict=True):
+            if result is not None:
+                assert lines[start].startswith(f"{result}+")  # chains on the previous result
+            result = _check_block(lines[start], lines[start + 1:end])
+        assert str(result) == p.answer
+
+
+def test_level_two_always_carries():
+    for p in task.generate(5, {2: 200}):
+        assert "carry" in p.solution
+
+
+def test_split_is_disjoint_and_held_out_is_stable():
+    held, train = task.split(0, {1: 20, 2: 20}, {1: 50, 2: 50, 3: 30})
+    assert not {p.problem for p in held} & {p.problem for p in train}
+    held2, train2 = task.split(0, {1: 20, 2: 20}, {1: 80, 2: 10})
+    assert held2 == held
+    assert len(train2) == 90
+
+
+def test_recipe_sets_are_disjoint():
+    r = DemoRecipe(held_out=(20, 20, 20), rl_train=(30, 30, 30), sft_pool=(40, 40, 40))
+    sets = [{p.problem for p in s} for s in r.problem_sets()]
+    assert [len(s) for s in sets] == [60, 90, 120]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+
+
+def test_write_split_jsonl_in_the_generic_format(tmp_path):
+    paths = task.write_split(tmp_path, 0, train={1: 5, 3: 5}, held_out={1: 3, 2: 3})
+    rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]
+    assert len(rows) == 10
+    assert set(rows[0]) == {"id", "level", "problem", "solution", "answer"}
+    assert all(isinstance(r["answer"], str) for r in rows)
+    evals = task.read_jsonl(paths["eval"])
+    assert [p.level for p in evals] == [1, 1, 1, 2, 2, 2]
+    assert not {r["id"] for r in rows} & {p.id for p in evals}
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_solution_prefix_keeps_whole_lines_and_never_the_answer():
+    for p in task.generate(2, COUNTS):
+        for ratio in (0.0, 0.3, 0.5, 0.9, 0.99):
+            pre = task.solution_prefix(p.solution, ratio)
+            assert p.solution.startswith(pre)
+            assert pre == "" or pre.endswith("\n")
+            assert len(pre) <= ratio * len(p.solution)
+            assert task.ANSWER_PREFIX not in pre
+    p = task.generate(2, {3: 1})[0]
+    assert task.solution_prefix(p.solution, 0.5).count("\n") >= 3
+    with pytest.raises(ValueError):
+        task.solution_prefix(p.solution, 1.0)
+
+
+def test_final_answer_reader():
+    assert task.final_answer("x\nThe answer is 317.") == "317"
+    assert task.final_answer("The answer is 1. The answer is 42") == "42"
+    assert task.final_answer("so far 317") is None
+    assert task.final_answer("The answer is .") is None
+
+
+def test_recipe_key_covers_everything():
+    base = DemoRecipe()
+    assert base.key() == DemoRecipe().key()
+    changed = [replace(base, task_seed=1), replace(base, model_seed=1),
+               replace(base, sft=replace(base.sft, steps=base.sft.steps + 1)),
+               replace(base, spec=replace(base.spec, num_layers=base.spec.num_layers + 1)),
+               replace(base, held_out=(1, 1, 1))]
+    keys = {r.key() for r in changed}
+    assert base.key() not in keys and len(keys) == len(changed)
+
+
+def test_lr_schedule():
+    sft = SFTConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
+    assert lr_at(0, sft) == pytest.approx(1e-4)
+    assert lr_at(9, sft) == pytest.approx(1e-3)
+    assert lr_at(10, sft) == pytest.approx(1e-3)
+    assert lr_at(99, sft) == pytest.approx(1e-4, rel=0.05)
+    lrs = [lr_at(s, sft) for s in range(10, 100)]
+    assert lrs == sorted(lrs, reverse=True)
+
+
+def test_lppo_demo_imports_without_torch():
+    code = ("import sys; import lppo.demo, lppo.demo.task, lppo.demo.tiny, lppo.demo.warmstart, "
+            "lppo.demo.measure; bad = [m for m in ('torch', 'transformers', 'tokenizers', 'vllm') "
+            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
