@@ -1,0 +1,121 @@
+"""The actor loop in-process with the transformers engine (no vLLM), and the learner's
+gateway protocol, on real sockets."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+import zmq
+
+from actor.hf_engine import HFEngine
+from actor.loop import Actor
+from actor.reward import RewardPool
+from lppo.transport import ActorSockets, Channel
+from lppo.wire import Ack, Heartbeat, Register, Shutdown, WeightsLoaded, WeightsReady, Welcome
+from tests.integration.learner_stub import ScriptedLearner, actor_test_config, item
+
+
+@pytest.fixture()
+def hf_actor(tiny_model, tmp_path):
+    cfg = actor_test_config(tiny_model, tmp_path, actor={"engine": "transformers", "slots": 4})
+    learner = ScriptedLearner(cfg)
+    ctx = zmq.Context()
+    socks = ActorSockets.connect(ctx, learner.ends, cfg.transport, "actor-h")
+    pool = RewardPool(cfg.actor.reward)
+    engine = HFEngine(cfg)
+    actor = Actor(cfg, "actor-h", engine, pool, socks)
+    thread = threading.Thread(target=actor.run, daemon=True)
+    thread.start()
+    yield learner, actor, engine
+    actor.stop.set()
+    thread.join(timeout=20)
+    pool.close()
+    socks.close()
+    learner.close()
+    ctx.term()
+    assert not thread.is_alive()
+
+
+def test_hf_engine_actor_produces_verified_groups_with_exact_logprobs(hf_actor):
+    learner, actor, engine = hf_actor
+    learner.add(*(item(f"h-{i}", f"What is {i} + 1?", str(i + 1), n=3, sample_id=i)
+                  for i in range(3)))
+    groups = learner.collect(3, timeout=120)
+    assert sorted(g.attempt_id for g in groups) == ["h-0", "h-1", "h-2"]
+    g = groups[0]
+    context = g.prompt_ids.tolist()
+    for comp in g.completions:
+        tokens = comp.token_ids.tolist()
+        with torch.no_grad():
+            logits = engine.model(torch.tensor([context + tokens])).logits[0]
+        ref = logits.log_softmax(-1)[len(context) - 1:-1].gather(-1, torch.tensor(tokens)[:, None])
+        assert torch.allclose(ref.squeeze(-1), torch.tensor(comp.logprobs.tolist()), atol=1e-4)
+    assert actor.stats.groups_sent == 3
+    learner.wait_for(lambda: len(actor.outbox) == 0, timeout=10)  # acked, forgotten
+
+
+def test_shutdown_message_stops_the_loop(hf_actor):
+    learner, actor, _ = hf_actor
+    learner.wait_for(lambda: "actor-h" in learner.gateway.actors, timeout=30)
+    learner.gateway.shutdown("test")
+    assert actor.stop.wait(timeout=10)
+
+
+def _dealer(ctx, learner, actor_id: str) -> Channel:
+    return Channel(ctx, zmq.DEALER, connect=learner.ends.work, identity=actor_id.encode(),
+                   name=actor_id)
+
+
+def test_gateway_welcomes_unknown_actors_and_answers_heartbeats(tiny_model, tmp_path):
+    learner = ScriptedLearner(actor_test_config(tiny_model, tmp_path))
+    ctx = zmq.Context()
+    with _dealer(ctx, learner, "ghost") as dealer:
+        dealer.send(Heartbeat(actor_id="ghost", policy_version=0))
+        learner.wait_for(lambda: "ghost" in learner.gateway.actors, timeout=10)
+        welcome = dealer.recv(timeout_ms=5000).msg
+        assert isinstance(welcome, Welcome) and welcome.epoch == learner.gateway.epoch
+        dealer.send(Heartbeat(actor_id="ghost", policy_version=0))
+        learner.gateway.poll(timeout_ms=500)
+        assert isinstance(dealer.recv(timeout_ms=5000).msg, Ack)
+        # An actor claiming another identity is ignored.
+        dealer.send(Register(actor_id="someone-else", engine="x", capacity=1))
+        learner.gateway.poll(timeout_ms=300)
+        assert "someone-else" not in learner.gateway.actors
+    learner.close()
+    ctx.term()
+
+
+def test_gateway_republishes_weights_until_loaded_and_expires_silent_actors(tiny_model, tmp_path):
+    cfg = actor_test_config(tiny_model, tmp_path, transport={"heartbeat_s": 0.2,
+                                                             "peer_timeout_s": 1.0})
+    learner = ScriptedLearner(cfg)
+    ctx = zmq.Context()
+    sub = Channel(ctx, zmq.SUB, connect=learner.ends.weights, name="sub")
+    with _dealer(ctx, learner, "a1") as dealer:
+        dealer.send(Register(actor_id="a1", engine="x", capacity=1))
+        learner.gateway.poll(timeout_ms=500)
+        notice = WeightsReady(version=5, uri="file:///x", sha256="0" * 64)
+        learner.gateway.publish(notice)  # probably lost: the SUB may not have joined yet
+        seen = []
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            learner.gateway.poll(timeout_ms=100)
+            dealer.send(Heartbeat(actor_id="a1", policy_version=0))
+            got = sub.recv(timeout_ms=100)
+            if got is not None:
+                seen.append(got.msg)
+        assert seen and all(m == notice for m in seen)
+        dealer.send(WeightsLoaded(actor_id="a1", version=5, ok=True))
+        learner.gateway.poll(timeout_ms=300)
+        assert learner.gateway.versions() == {"a1": 5}
+        time.sleep(1.3)  # silent past peer_timeout_s
+        learner.gateway.poll(timeout_ms=10)
+        assert "a1" not in learner.gateway.actors and learner.gateway.take_lost() == ["a1"]
+        learner.gateway.shutdown("bye")
+        assert isinstance(sub.recv(timeout_ms=2000).msg, Shutdown)
+    sub.close()
+    learner.close()
+    ctx.term()
