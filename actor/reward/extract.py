@@ -11,9 +11,9 @@ outputs before they cross to a worker.
   removed (`1,080` -> `1080`).
 - `gold_to_latex(answer)`: a stored gold answer as one `\\boxed{}` string for math-verify
   (surrounding `$...$` removed, an already boxed answer unwrapped first).
-- `clean_output(text, limit)`: NUL bytes and lone surrogates removed, `\\fbox{` read as
-  `\\boxed{` (math-verify only knows the latter), then cut to the last `limit` characters
-  (answers come last); says whether it cut.
+- `sanitize_text(text)`: NUL bytes and lone surrogates removed, `\\fbox{` read as `\\boxed{`.
+- `clean_output(text, limit)`: sanitized, then cut to the last `limit` characters (answers
+  come last); says whether it cut.
 """
 
 from __future__ import annotations
@@ -119,11 +119,9 @@ def gold_to_latex(answer: str) -> str:
     return "\\boxed{" + answer + "}"
 
 
-def clean_output(text: str, limit: int) -> tuple[str, bool]:
-    """(text safe to parse, whether it was cut): no NULs or lone surrogates, at most `limit` chars.
-
-    The tail is kept because a completion's final answer comes at its end.
-    """
+def sanitize_text(text: str) -> str:
+    """Text every parser and pipe accepts: no NUL bytes, no lone surrogates (-> `?`), and
+    `\\fbox{` spelled `\\boxed{` (math-verify only knows the latter)."""
     if "\x00" in text:
         text = text.replace("\x00", "")
     if "\\fbox{" in text:
@@ -132,6 +130,13 @@ def clean_output(text: str, limit: int) -> tuple[str, bool]:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def clean_output(text: str, limit: int) -> tuple[str, bool]:
+    """(sanitized text, whether it was cut): at most `limit` characters, the tail kept because
+    a completion's final answer comes at its end."""
+    text = sanitize_text(text)
     if len(text) > limit:
         return text[-limit:], True
     return text, False

@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, wait
 import msgspec
 
 from actor.reward import worker as wk
-from actor.reward.extract import clean_output, has_boxed_answer
+from actor.reward.extract import clean_output, has_boxed_answer, sanitize_text
 from actor.reward.verdict import FINISHED, Scored, Verdict, reward_for
 from lppo.config.schema import RewardConfig
 
@@ -114,7 +114,7 @@ class RewardPool:
             )
         start = time.perf_counter()
         cleaned = [clean_output(text, self.cfg.max_output_chars) for text in outputs]
-        outcomes = self._outcomes(gold, [text for text, _ in cleaned])
+        outcomes = self._outcomes(sanitize_text(gold), [text for text, _ in cleaned])
         scored = [
             self._score(outcome, reason, text, cut)
             for outcome, reason, (text, cut) in zip(outcomes, finish_reasons, cleaned, strict=True)
@@ -181,20 +181,38 @@ class RewardPool:
         if bad is not None:
             return [_Outcome(Verdict.UNPARSABLE_GOLD, bad) for _ in texts]
         pending = list(range(len(texts)))
+        stalls = 0  # workers in a row that were lost before judging anything
         while pending:
+            if stalls > self.cfg.workers + START_ATTEMPTS:
+                raise RewardPoolError(f"{stalls} verifier workers in a row died before work")
             w = self._checkout()
             healthy = False
             try:
                 healthy = self._run(w, gold, [(i, texts[i]) for i in pending], outcomes)
             finally:
                 self._checkin(w, healthy)
-            pending = [i for i in pending if outcomes[i] is None]
+            left = [i for i in pending if outcomes[i] is None]
+            stalls = stalls + 1 if len(left) == len(pending) else 0
+            pending = left
         return outcomes  # type: ignore[return-value]
 
     def _run(self, w: _Worker, gold: str, items: list[tuple[int, str]],
              outcomes: list[_Outcome | None]) -> bool:
-        """Send one group to `w` and collect its answers; False when `w` must be replaced."""
-        w.conn.send_bytes(wk.encode(wk.Group(gold=gold, outputs=[text for _, text in items])))
+        """Send one group to `w` and collect its answers; False when `w` must be replaced.
+
+        A worker found dead before it got the group (it died idle) leaves the items pending
+        for the next worker instead of failing them.
+        """
+        frame = wk.encode(wk.Group(gold=gold, outputs=[text for _, text in items]))
+        try:
+            if not w.process.is_alive():
+                raise BrokenPipeError("worker is not running")
+            w.conn.send_bytes(frame)
+        except OSError as exc:
+            log.warning("verifier worker %s lost while idle (%s); retrying elsewhere",
+                        w.process.pid, exc)
+            self._death_detail(w, "idle")
+            return False
         reply = self._receive(w)
         gold_failure = self._gold_failure(w, gold, reply)
         if gold_failure is not None:

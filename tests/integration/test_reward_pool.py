@@ -64,6 +64,11 @@ def test_unparsable_gold_is_reported_and_remembered(pool):
     assert too_long.verdict == Verdict.UNPARSABLE_GOLD and "max_output_chars" in too_long.detail
 
 
+def test_gold_with_nul_and_lone_surrogate_is_handled(pool):
+    scored = pool.verify_group("5\x00\ud800", ["\\boxed{5}"], ["stop"])[0]
+    assert isinstance(scored.verdict, Verdict)
+
+
 def test_metrics_count_verdicts_and_inputs(pool):
     before = pool.metrics()
     pool.verify_group("7", ["\\boxed{7}", "\\boxed{8}", "y" * 3_000], ["stop", "length", "stop"])

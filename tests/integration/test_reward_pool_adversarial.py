@@ -118,15 +118,34 @@ def test_dead_worker_gives_error_and_is_replaced():
         _wait_for(lambda: p.metrics()["reward/worker_restarts"] == 1)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_worker_that_died_idle_costs_no_verdict():
+    with RewardPool(RewardConfig(workers=1, timeout_s=DEADLINE_S)) as p:
+        (pid,) = p.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not _alive(pid))
+        _still_serves(p)  # the group goes to the replacement, no `error` verdicts
+        metrics = p.metrics()
+        assert metrics["reward/worker_deaths"] == 1 and metrics["reward/verdict_error"] == 0
+        assert metrics["reward/worker_restarts"] == 1
+
+
 def test_pool_that_cannot_restart_workers_raises_instead_of_blocking(monkeypatch):
     with RewardPool(RewardConfig(workers=1, timeout_s=DEADLINE_S)) as p:
         def no_more_processes():
             raise OSError("cannot fork")
 
         monkeypatch.setattr(p, "_launch", no_more_processes)
-        os.kill(p.worker_pids()[0], signal.SIGKILL)
-        scored = p.verify_group("5", ["\\boxed{5}"], ["stop"])[0]
-        assert scored.verdict == Verdict.ERROR
+        (pid,) = p.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not _alive(pid))
         with pytest.raises(RewardPoolError, match="no verifier worker could be started"):
             p.verify_group("5", ["\\boxed{5}"], ["stop"])
         assert p.metrics()["reward/workers_alive"] == 0

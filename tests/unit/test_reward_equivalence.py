@@ -52,6 +52,8 @@ CASES: list[tuple[str, str, str, str]] = [
      "48/2 = 24 clips\n#### 24"),
     ("thousands-sep", "1080", "The total is \\boxed{1,080}", "\\boxed{1,800}"),
     ("thousands-gold", "1,080", "\\boxed{1080}", "\\boxed{1008}"),
+    ("demo-style", "317", "12 + 305 = 317\nThe answer is 317.",
+     "12 + 306 = 318\nThe answer is 318."),
     ("text-around", "4", "Therefore, there are $\\boxed{4}$ ways.",
      "Therefore, there are $\\boxed{5}$ ways."),
     # intervals and inequalities
