@@ -15,7 +15,7 @@ row is `id_field` when set, else the file path relative to the folder (one-objec
 `file:line` (JSONL) or `file#index` (JSON lists).
 
 Every problem raises `DatasetError` naming the file, the line and the reason, before anything
-is written; `import_datasets` then imports each data set in one transaction, so a failed import
+is written; `import_datasets` then imports all of them in one transaction, so a failed import
 leaves nothing behind. Duplicate problems (same text up to whitespace) are skipped and reported.
 """
 
@@ -309,21 +309,19 @@ def last_boxed(text: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def import_datasets(ledger, specs: Sequence[DatasetSpec]) -> dict[str, Any]:
-    """Read every data set first (any bad row fails before a write), then import each in one
-    transaction. Returns data set name -> `store.ledger.ImportResult`; logs duplicates."""
+def import_datasets(ledger, specs: Sequence[DatasetSpec]):
+    """Read every data set (any bad row fails before a write), then import them all in one
+    transaction. Returns `store.ledger.ImportResult`; duplicates and overlaps are logged."""
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UserError(f"data set names must be unique, got {names}")
-    loaded = [(spec, read_dataset(spec)) for spec in specs]
-    results = {}
-    for spec, records in loaded:
-        result = ledger.import_samples(records)
-        results[spec.name] = result
-        if result.duplicates:
-            key, first = result.duplicates[0]
+    records = [rec for spec in specs for rec in read_dataset(spec)]
+    result = ledger.import_samples(records)
+    for name, stats in result.datasets.items():
+        if stats.duplicates:
+            key, first = stats.duplicates[0]
             log.warning("%s: %d duplicate problem(s) skipped (e.g. %s repeats %s)",
-                        spec.name, len(result.duplicates), key, first)
-        for other, count in result.overlaps.items():
-            log.warning("%s: %d problem(s) also in data set %r", spec.name, count, other)
-    return results
+                        name, len(stats.duplicates), key, first)
+        for other, count in stats.overlaps.items():
+            log.warning("%s: %d problem(s) also in data set %r", name, count, other)
+    return result

@@ -5,7 +5,8 @@
 - `writer_engine` is for the learner, the only writer. SQLite: WAL journal (readers never block
   the writer), `synchronous=NORMAL` (a killed process loses nothing committed), a busy timeout,
   foreign keys on, and `BEGIN IMMEDIATE` so a write transaction takes the lock up front instead
-  of failing half-way. PostgreSQL: pre-ping so a dropped connection is replaced.
+  of failing half-way. PostgreSQL: a dropped connection fails its transaction and is replaced
+  (the writer thread retries the transaction).
 - `reader_engine` is for everything else and cannot write: SQLite opens the file with
   `mode=ro` (plus `query_only`); PostgreSQL sessions start with
   `default_transaction_read_only=on`. Both cancel a statement after `statement_timeout_s`
@@ -101,7 +102,10 @@ def writer_engine(url: str, busy_timeout_ms: int = 10_000) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False})
         _sqlite_events(engine, busy_timeout_ms, begin="BEGIN IMMEDIATE", wal=path is not None)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # No pool_pre_ping: a dead connection fails the transaction, which `LedgerWriter` retries on
+    # a fresh one (SQLAlchemy drops the whole pool on a disconnect). The psycopg pre-ping can
+    # itself fail with a non-disconnect error on a connection killed mid-ping.
+    return sa.create_engine(url)
 
 
 def reader_engine(
@@ -128,7 +132,7 @@ def reader_engine(
         "-c default_transaction_read_only=on "
         f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"
     )
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    return sa.create_engine(url, connect_args={"options": options})
 
 
 def _sqlite_events(
@@ -191,6 +195,13 @@ def is_transient(exc: BaseException) -> bool:
     name = type(orig).__name__
     return name in {"OperationalError", "SerializationFailure", "DeadlockDetected",
                     "AdminShutdown", "ConnectionFailure"} and not is_timeout(exc)
+
+
+def short_error(exc: BaseException) -> str:
+    """The first line of the driver's message, without SQLAlchemy's SQL and parameters dump."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return f"{type(orig).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,16 +46,25 @@ STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f != "used_att
 
 
 @dataclass
-class ImportResult:
-    """What `import_samples` did. `ids[i]` is the ledger id of the i-th record given."""
+class DatasetImport:
+    """What an import did to one data set."""
 
-    ids: list[int] = field(default_factory=list)
+    rows: int = 0
     inserted: int = 0
     existing: int = 0
+    """Rows already in the ledger (same data set, key and text): re-importing is a no-op."""
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     """(source key, source key of the earlier row with the same problem text), skipped."""
     overlaps: dict[str, int] = field(default_factory=dict)
     """Other data sets in the ledger holding some of the same problems: dataset -> count."""
+
+
+@dataclass
+class ImportResult:
+    """What `import_samples` did. `ids[i]` is the ledger id of the i-th record given."""
+
+    ids: list[int] = field(default_factory=list)
+    datasets: dict[str, DatasetImport] = field(default_factory=dict)
 
 
 class Written(NamedTuple):
@@ -137,20 +146,23 @@ class Ledger:
     # -- samples -----------------------------------------------------------------------------
 
     def import_samples(self, records: Sequence[SampleRecord]) -> ImportResult:
-        """Insert samples in one transaction; same (dataset, key) and same text is a no-op.
+        """Insert samples of any data sets in one transaction: all of them, or none.
 
-        A row whose problem text repeats an earlier row of the same data set is skipped and
-        listed in `duplicates`; the same (dataset, key) with a different text is an error.
+        The same (dataset, key) with the same text is already there (a no-op); with another
+        text it is an error. A row whose problem text repeats an earlier row of the same data
+        set is skipped and listed in `duplicates`; problems shared with other data sets are
+        counted in `overlaps` (train/eval contamination shows up there).
         """
-        result = ImportResult()
         hashes = [problem_hash(r.problem) for r in records]
+        result = ImportResult(datasets={r.dataset: DatasetImport() for r in records})
         keys: list[tuple[str, str]] = []  # the (dataset, key) whose id each record gets
-        datasets = {r.dataset for r in records}
         with self.engine.begin() as conn:
-            known = self._known_samples(conn, datasets)
+            known = self._known_samples(conn, set(result.datasets))
             first_of = {(ds, h): key for (ds, key), (_, h) in known.items()}
             new_rows: list[dict[str, Any]] = []
             for rec, h in zip(records, hashes, strict=True):
+                stats = result.datasets[rec.dataset]
+                stats.rows += 1
                 key = (rec.dataset, rec.source_key)
                 if key in known:
                     if known[key][1] != h:
@@ -159,21 +171,21 @@ class Ledger:
                             "holds a different problem under this key; import the changed file "
                             "under a new data set name"
                         )
-                    result.existing += 1
+                    stats.existing += 1
                 elif (rec.dataset, h) in first_of:
                     first = first_of[(rec.dataset, h)]
-                    result.duplicates.append((rec.source_key, first))
+                    stats.duplicates.append((rec.source_key, first))
                     key = (rec.dataset, first)
                 else:
                     first_of[(rec.dataset, h)] = rec.source_key
                     new_rows.append(_sample_row(rec, h))
+                    stats.inserted += 1
                 keys.append(key)
             if new_rows:
                 conn.execute(sa.insert(Sample), new_rows)
-            result.inserted = len(new_rows)
-            ids = {k: v[0] for k, v in self._known_samples(conn, datasets).items()}
+            ids = {k: v[0] for k, v in self._known_samples(conn, set(result.datasets)).items()}
             result.ids = [ids[k] for k in keys]
-            result.overlaps = self._overlaps(conn, datasets, hashes)
+            self._overlaps(conn, result, records, hashes)
         return result
 
     def _known_samples(self, conn: sa.Connection, datasets: set[str]) -> dict:
@@ -186,21 +198,29 @@ class Ledger:
         )
         return {(r.dataset, r.source_key): (r.id, r.problem_hash) for r in rows}
 
-    def _overlaps(self, conn: sa.Connection, own: set[str], hashes: list[str]) -> dict[str, int]:
-        found: dict[str, set[str]] = {}
+    def _overlaps(self, conn: sa.Connection, result: ImportResult,
+                  records: Sequence[SampleRecord], hashes: list[str]) -> None:
+        """Fill `overlaps`: per imported data set, other data sets sharing problem texts."""
+        holders: dict[str, set[str]] = {}  # problem hash -> data sets holding it
         unique = sorted(set(hashes))
         for start in range(0, len(unique), IN_CHUNK):
             rows = conn.execute(
-                sa.select(Sample.dataset, Sample.problem_hash)
+                sa.select(Sample.problem_hash, Sample.dataset).distinct()
                 .where(Sample.problem_hash.in_(unique[start:start + IN_CHUNK]))
-                .where(Sample.dataset.not_in(sorted(own)))
             )
             for r in rows:
-                found.setdefault(r.dataset, set()).add(r.problem_hash)
-        return {ds: len(hs) for ds, hs in sorted(found.items())}
+                holders.setdefault(r.problem_hash, set()).add(r.dataset)
+        seen: dict[str, dict[str, set[str]]] = {}
+        for rec, h in zip(records, hashes, strict=True):
+            for other in holders.get(h, ()):
+                if other != rec.dataset:
+                    seen.setdefault(rec.dataset, {}).setdefault(other, set()).add(h)
+        for ds, others in seen.items():
+            result.datasets[ds].overlaps = {o: len(hs) for o, hs in sorted(others.items())}
 
     def add_to_run(self, run_id: int, sample_ids: Iterable[int], step: int = 0) -> int:
-        """Give samples a fresh `active` state in the run (ones already there are kept)."""
+        """Give samples a fresh `active` state in the run (ones already there are kept);
+        returns how many were added."""
         rows = [{**_state_defaults(), "run_id": run_id, "sample_id": sid,
                  "status_since_step": step} for sid in dict.fromkeys(sample_ids)]
         if not rows:
@@ -208,8 +228,11 @@ class Ledger:
         stmt = self._insert(SampleState).on_conflict_do_nothing(
             index_elements=["run_id", "sample_id"]
         )
+        in_run = sa.select(sa.func.count()).where(SampleState.run_id == run_id)
         with self.engine.begin() as conn:
-            return conn.execute(stmt, rows).rowcount
+            before = conn.scalar(in_run)
+            conn.execute(stmt, rows)
+            return conn.scalar(in_run) - before
 
     def set_solution_tokens(self, lengths: Mapping[int, int]) -> None:
         """Record expert-solution lengths in the policy's tokens (sample id -> tokens)."""

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from lppo.errors import UserError
-from store.db import is_timeout
+from store.db import is_timeout, short_error
 
 ALLOWED = ("SELECT", "WITH", "EXPLAIN", "VALUES")
 
@@ -120,10 +120,6 @@ def run_sql(engine: Engine, statement: str, row_limit: int, timeout_s: float) ->
         if is_timeout(exc):
             raise QueryError(f"query cancelled after the statement timeout of {timeout_s:g} s "
                              "(store.statement_timeout_s, --timeout)") from None
-        raise QueryError(f"query failed: {_first_line(exc.orig)}") from None
+        raise QueryError(f"query failed: {short_error(exc).partition(': ')[2]}") from None
     return QueryResult(columns, rows[:row_limit], len(rows) > row_limit)
 
-
-def _first_line(exc: BaseException | None) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

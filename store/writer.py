@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from store.db import is_transient
+from store.db import is_transient, short_error
 from store.ledger import Ledger
 from store.records import EvalRecord, GroupRecord, StepRecord
 
@@ -138,7 +138,8 @@ class LedgerWriter:
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            raise LedgerWriteError(f"ledger writer failed: {self._error}") from self._error
+            message = f"ledger writer failed: {short_error(self._error)}"
+            raise LedgerWriteError(message) from self._error
 
     # -- thread side -------------------------------------------------------------------------
 
@@ -153,7 +154,7 @@ class LedgerWriter:
                     if marker.stop:
                         return
         except BaseException as exc:  # handed to the learner thread, which raises it
-            log.error("ledger writer stopped: %s", exc)
+            log.error("ledger writer stopped: %s", short_error(exc))
             self._error = exc
 
     def _next_batch(self) -> tuple[list, _Marker | None]:
@@ -188,7 +189,7 @@ class LedgerWriter:
                 if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 self.stats.retries += 1
-                log.warning("ledger write failed (%s); retrying in %.2f s", exc, delay)
+                log.warning("ledger write failed (%s); retrying in %.2f s", short_error(exc), delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         stats = self.stats

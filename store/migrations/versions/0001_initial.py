@@ -25,6 +25,16 @@ def _fk(column: str, table: str, source: str) -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
+    _runs()
+    _samples()
+    _eval_results()
+    _rollout_groups()
+    _sample_state()
+    _train_steps()
+    _rollouts()
+
+
+def _runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -41,6 +51,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_runs"),
         sa.UniqueConstraint("name", name="uq_runs_name"),
     )
+
+
+def _samples() -> None:
     op.create_table(
         "samples",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -55,6 +68,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_samples"),
         sa.UniqueConstraint("dataset", "source_key", name="uq_samples_dataset_source_key"),
     )
+
+
+def _eval_results() -> None:
     op.create_table(
         "eval_results",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -72,6 +88,9 @@ def upgrade() -> None:
             name="uq_eval_results_run_id_step_benchmark_metric",
         ),
     )
+
+
+def _rollout_groups() -> None:
     op.create_table(
         "rollout_groups",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -113,6 +132,9 @@ def upgrade() -> None:
         ["run_id", "sample_id", "step_seen"],
     )
     op.create_index("ix_rollout_groups_run_id_step_seen", "rollout_groups", ["run_id", "step_seen"])
+
+
+def _sample_state() -> None:
     op.create_table(
         "sample_state",
         sa.Column("run_id", sa.Integer(), nullable=False),
@@ -142,6 +164,9 @@ def upgrade() -> None:
         "ix_sample_state_run_id_status_progress", "sample_state", ["run_id", "status", "progress"]
     )
     op.create_index("ix_sample_state_sample_id", "sample_state", ["sample_id"])
+
+
+def _train_steps() -> None:
     op.create_table(
         "train_steps",
         sa.Column("run_id", sa.Integer(), nullable=False),
@@ -166,6 +191,9 @@ def upgrade() -> None:
         _fk("run_id", "runs", "train_steps"),
         sa.PrimaryKeyConstraint("run_id", "step", name="pk_train_steps"),
     )
+
+
+def _rollouts() -> None:
     op.create_table(
         "rollouts",
         sa.Column("group_id", sa.Integer(), nullable=False),

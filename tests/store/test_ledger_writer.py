@@ -1,0 +1,143 @@
+"""Writer API on SQLite and PostgreSQL: runs, samples, groups (idempotent), states, steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from store.db import LedgerError
+from store.ledger import Ledger
+from store.records import EvalRecord, SampleRecord, SampleStateRecord, StepRecord
+from tests.store.helpers import count, group, samples, setup_run
+
+
+@pytest.fixture
+def ledger(ledger_url):
+    with Ledger(ledger_url) as led:
+        yield led
+
+
+def test_register_run_resumes_by_name(ledger):
+    first = ledger.register_run("a", config={"lr": 1e-6}, code_version="abc")
+    assert ledger.register_run("a") == first
+    assert ledger.register_run("b") != first
+    with pytest.raises(LedgerError, match="already exists"):
+        ledger.register_run("a", resume=False)
+    ledger.end_run(first, "failed")
+    with ledger.engine.connect() as conn:
+        row = conn.exec_driver_sql(f"SELECT status, ended_at FROM runs WHERE id = {first}").one()
+    assert row.status == "failed" and row.ended_at is not None
+
+
+def test_redelivered_attempts_are_recorded_once(ledger):
+    run, ids = setup_run(ledger)
+    st = SampleStateRecord(attempts=1, ema=0.5, pass_rate=0.5)
+    batch = [group(f"a{i}", ids[i % 5], state=st) for i in range(10)]
+    assert ledger.record_groups(run, batch) == 10
+    later = SampleStateRecord(attempts=99, ema=0.9)
+    again = [group(f"a{i}", ids[i % 5], state=later) for i in range(10)]
+    assert ledger.record_groups(run, again) == 0  # resent: nothing counted twice
+    assert ledger.record_groups(run, [batch[0], batch[0], group("new", ids[0])]) == 1
+    assert count(ledger.engine, "SELECT count(*) FROM rollout_groups") == 11
+    assert count(ledger.engine, "SELECT count(*) FROM rollouts") == 44
+    # the state of a skipped (re-delivered) group is not applied
+    assert count(ledger.engine, "SELECT max(attempts) FROM sample_state") == 1
+
+
+def test_same_attempt_id_in_another_run_is_a_new_group(ledger):
+    run, ids = setup_run(ledger)
+    other = ledger.register_run("other")
+    ledger.add_to_run(other, ids)
+    assert ledger.record_groups(run, [group("a", ids[0])]) == 1
+    assert ledger.record_groups(other, [group("a", ids[0])]) == 1
+
+
+def test_state_and_snapshot_follow_the_group(ledger):
+    run, ids = setup_run(ledger)
+    s1 = SampleStateRecord(attempts=1, pass_rate=0.0, ema=0.0, prefix_ratio=0.5, prefix_len=30)
+    s2 = SampleStateRecord(attempts=1, guided_attempts=1, guided_pass_rate=0.5, ema=0.0,
+                           prefix_ratio=0.4, prefix_len=24, status="active", last_seen_step=2)
+    ledger.record_groups(run, [group("g1", ids[0], step=1, correct=0, state=s1)])
+    ledger.record_groups(run, [group("g2", ids[0], step=2, state=s2, prefix_ratio=0.5,
+                                     prefix_len=30, lp_weight=1.1)])
+    with ledger.engine.connect() as conn:
+        st = conn.exec_driver_sql(
+            f"SELECT * FROM sample_state WHERE run_id = {run} AND sample_id = {ids[0]}"
+        ).mappings().one()
+        rows = conn.exec_driver_sql(
+            "SELECT attempt_id, pass_rate, prefix_len, lp_weight, ema, status FROM rollout_groups "
+            "ORDER BY step_seen"
+        ).all()
+    assert (st["guided_attempts"], st["prefix_len"], st["guided_pass_rate"]) == (1, 24, 0.5)
+    assert rows == [("g1", 0.0, 0, None, 0.0, "active"), ("g2", 0.5, 30, 1.1, 0.0, "active")]
+
+
+def test_a_failing_batch_leaves_nothing(ledger):
+    run, ids = setup_run(ledger)
+    bad = [group("ok1", ids[0], state=SampleStateRecord(attempts=7)), group("bad", 999_999)]
+    with pytest.raises(sa.exc.IntegrityError):
+        ledger.record_groups(run, bad)  # unknown sample id: foreign key violation
+    assert count(ledger.engine, "SELECT count(*) FROM rollout_groups") == 0
+    assert count(ledger.engine, "SELECT count(*) FROM rollouts") == 0
+    assert count(ledger.engine, "SELECT max(attempts) FROM sample_state") == 0
+
+
+def test_steps_mark_used_groups_and_upsert(ledger):
+    run, ids = setup_run(ledger)
+    ledger.record_groups(run, [group(f"a{i}", ids[i]) for i in range(4)])
+    ledger.record_steps(run, [StepRecord(step=1, policy_version=1, loss=0.5,
+                                         used_attempt_ids=["a0", "a2"], metrics={"t": 1})])
+    ledger.record_steps(run, [StepRecord(step=1, policy_version=1, loss=0.25,
+                                         used_attempt_ids=["a0", "a2"], metrics={"t": 2})])
+    with ledger.engine.connect() as conn:
+        used = conn.exec_driver_sql(
+            "SELECT attempt_id FROM rollout_groups WHERE used_in_step = 1 ORDER BY attempt_id"
+        ).scalars().all()
+        step = conn.exec_driver_sql("SELECT loss, metrics FROM train_steps").one()
+    assert used == ["a0", "a2"]
+    metrics = step.metrics if isinstance(step.metrics, dict) else json.loads(step.metrics)
+    assert step.loss == 0.25 and metrics == {"t": 2}
+
+
+def test_evals_upsert(ledger):
+    run, _ = setup_run(ledger)
+    ledger.record_evals(run, [EvalRecord(10, "math500", "pass@1", 0.3, 500)])
+    ledger.record_evals(run, [EvalRecord(10, "math500", "pass@1", 0.4, 500),
+                              EvalRecord(10, "aime24", "pass@1", 0.1, 30)])
+    with ledger.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT benchmark, value FROM eval_results ORDER BY benchmark").all()
+    assert rows == [("aime24", 0.1), ("math500", 0.4)]
+
+
+def test_texts_can_be_left_out(ledger_url):
+    with Ledger(ledger_url, store_texts=False) as led:
+        run, ids = setup_run(led)
+        led.record_groups(run, [group("a", ids[0])])
+        assert count(led.engine, "SELECT count(*) FROM rollouts WHERE text IS NOT NULL") == 0
+        assert count(led.engine, "SELECT sum(length) FROM rollouts") == 10 + 11 + 12 + 13
+
+
+def test_import_is_idempotent_and_finds_duplicates(ledger):
+    first = ledger.import_samples(samples(4))
+    assert first.datasets["toy"].inserted == 4
+    again = ledger.import_samples(samples(4))
+    assert again.ids == first.ids and again.datasets["toy"].existing == 4
+    dup = SampleRecord("toy", "k-dup", "What  is 2 +\n2?", "4")  # same text up to whitespace
+    other = SampleRecord("eval", "e1", "What is 3 + 3?", "6")
+    res = ledger.import_samples([dup, other])
+    assert res.datasets["toy"].duplicates == [("k-dup", "k2")]
+    assert res.ids[0] == first.ids[2]
+    assert res.datasets["eval"].overlaps == {"toy": 1}
+    with pytest.raises(LedgerError, match="different problem under this key"):
+        ledger.import_samples([SampleRecord("toy", "k0", "Something else", "1")])
+
+
+def test_add_to_run_keeps_existing_state(ledger):
+    run, ids = setup_run(ledger)
+    ledger.record_groups(run, [group("a", ids[0], state=SampleStateRecord(attempts=3))])
+    assert ledger.add_to_run(run, ids) == 0
+    assert count(ledger.engine, "SELECT max(attempts) FROM sample_state") == 3
+    assert count(ledger.engine, "SELECT count(*) FROM sample_state WHERE status = 'active'") == 5
