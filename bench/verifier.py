@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -53,6 +54,8 @@ def bench_in_process(groups: list[tuple[str, list[str]]]) -> dict:
 
     verdicts: Counter[str] = Counter()
     latencies = []
+    for out in groups[0][1]:  # warm-up, as the pool's workers do before serving
+        judge_text(groups[0][0], out)
     start = time.perf_counter()
     for gold, outputs in groups:
         t0 = time.perf_counter()
@@ -140,4 +143,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # `python bench/verifier.py` puts bench/ first on sys.path, where bench/actor.py would
+    # shadow the `actor` package: look in the repository root first.
+    sys.path.insert(0, str(ROOT))
     main()
