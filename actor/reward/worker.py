@@ -100,6 +100,8 @@ def _limit_memory(memory_mb: int) -> None:
 def serve(conn: Connection, require_anchor: bool, deadline_s: float, memory_mb: int,
           die_with_parent: bool) -> None:
     """Worker main: load math-verify, say `Ready`, then judge groups until told to stop."""
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if die_with_parent:
         _die_with_parent()
     from actor.reward import verify
