@@ -28,14 +28,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import QueuePool
 
 from lppo.errors import UserError
+from store.models import SCHEMA_REVISION
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +207,10 @@ def short_error(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
+def alembic_config(connection: sa.Connection | None = None):
     """Alembic config pointing at store/migrations, bound to `connection` if given."""
+    from alembic.config import Config as AlembicConfig  # Alembic loads only when migrating
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -219,10 +219,18 @@ def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
 
 
 def head_revision() -> str:
-    """The schema revision this code writes and reads."""
+    """The head revision of store/migrations (equal to `SCHEMA_REVISION`)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -230,7 +238,7 @@ def current_revision(engine: Engine) -> str | None:
     with _connect(engine) as conn:
         tables = set(sa.inspect(conn).get_table_names())
         if "alembic_version" in tables:
-            return MigrationContext.configure(conn).get_current_revision()
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     if tables:
         raise LedgerError(
             f"{_where(engine)} holds tables ({', '.join(sorted(tables)[:5])}) but is not an lppo "
@@ -259,12 +267,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def ensure_schema(engine: Engine, *, writable: bool) -> None:
     """Check the revision; upgrade an older or empty ledger if `writable`, else explain how."""
-    head = head_revision()
+    head = SCHEMA_REVISION
     current = current_revision(engine)
     if current == head:
         return
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current is not None and current not in known:
+    if current is not None and current not in known_revisions():
         raise LedgerError(
             f"{_where(engine)} has schema revision {current}, newer than this lppo "
             f"(head {head}); upgrade lppo to read it"

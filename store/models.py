@@ -33,6 +33,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+SCHEMA_REVISION = "0002"
+"""The Alembic revision these models describe (the head of store/migrations/versions); bump it
+with every new revision. Readers compare it without loading Alembic; a test checks it."""
+
 STATUSES = ("active", "solved", "parked")
 """Curation status of a sample in a run."""
 DROP_REASONS = ("all_correct", "all_wrong", "stale", "invalid")

@@ -102,9 +102,9 @@ class LedgerReader:
             out: dict[str, Any] = {k: info[k] for k in
                                    ("id", "name", "status", "code_version", "started_at",
                                     "updated_at", "ended_at")}
-            counts = dict(conn.execute(
+            counts = {status: n for status, n in conn.execute(
                 sa.select(S.status, sa.func.count()).where(S.run_id == run_id).group_by(S.status)
-            ).tuples().all())
+            )}
             out["samples"] = {s: counts.get(s, 0) for s in STATUSES}
             out["samples"]["total"] = sum(counts.values())
             out["rescued_by_prefix"] = conn.scalar(

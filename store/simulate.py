@@ -163,7 +163,7 @@ def _next_state(st: SampleStateRecord, rate: float, step: int) -> SampleStateRec
 def populate(ledger, name: str = "sim", *, samples: int = 200, steps: int = 30,
              seed: int = 0, **kwargs) -> int:
     """Register run `name`, import synthetic samples, write a simulated run; return its id."""
-    records = synthetic_samples(samples, seed=seed)
+    records = synthetic_samples(samples, dataset=f"synthetic-{seed}", seed=seed)
     ids = ledger.import_samples(records).ids
     run_id = ledger.register_run(name, config={"simulated": True, "seed": seed})
     ledger.add_to_run(run_id, ids)

@@ -9,7 +9,7 @@ from alembic.runtime.migration import MigrationContext
 
 from store.db import LedgerError, current_revision, head_revision, upgrade, writer_engine
 from store.ledger import Ledger
-from store.models import Base
+from store.models import SCHEMA_REVISION, Base
 from store.queries import LedgerReader
 from store.records import SampleRecord, problem_hash
 from tests.conftest import run_cli
@@ -48,6 +48,10 @@ def _first_schema_ledger(url: str) -> None:
         assert current_revision(engine) == FIRST
     finally:
         engine.dispose()
+
+
+def test_schema_revision_is_the_migrations_head():
+    assert head_revision() == SCHEMA_REVISION
 
 
 def test_models_match_migrations(ledger_url):

@@ -1,0 +1,145 @@
+"""Data set import: the three formats, field mapping, errors with file and line, duplicates,
+nothing committed on failure, and the shipped data sets byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from lppo.config.schema import DatasetSpec
+from store.datasets import (
+    DATA_DIR,
+    ROW_COUNTS,
+    SHIPPED,
+    DatasetError,
+    import_datasets,
+    last_boxed,
+    read_dataset,
+    shipped,
+)
+from store.ledger import Ledger
+from tests.store.helpers import count
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def spec(path: Path, fmt: str = "generic", name: str = "ds", **kw) -> DatasetSpec:
+    return DatasetSpec(name=name, path=path, format=fmt, **kw)
+
+
+def test_gsm8k_format(tmp_path):
+    f = write_jsonl(tmp_path / "g.jsonl", [
+        {"question": "Q1?", "answer": "She has 2*3=<<2*3=6>>6 apples.\n#### 6"},
+        {"question": "Q2?", "answer": "Total 1000+80=<<1000+80=1080>>1080.\n#### 1,080"},
+    ])
+    recs = read_dataset(spec(f, "gsm8k"))
+    assert [(r.answer, r.solution) for r in recs] == [
+        ("6", "She has 2*3=6 apples."), ("1080", "Total 1000+80=1080.")]
+    assert recs[0].source_key == "g.jsonl:1" and recs[0].problem == "Q1?"
+
+
+def test_math_folder_one_problem_per_file(tmp_path):
+    for sub, i, sol in [("algebra", 1, r"So $x = \boxed{\frac{1}{2}}$."),
+                        ("geometry", 7, r"Area is \boxed{ {2}^{3} } and \fbox{8}.")]:
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"{i}.json").write_text(json.dumps(
+            {"problem": f"P{i}", "solution": sol, "level": "Level 2", "type": sub}, indent=2))
+    recs = read_dataset(spec(tmp_path, "math"))
+    assert [(r.source_key, r.answer) for r in recs] == [
+        ("algebra/1.json", r"\frac{1}{2}"), ("geometry/7.json", "8")]
+    assert recs[0].meta == {"level": "Level 2", "type": "algebra"}
+    assert last_boxed(r"\boxed 5$ and more") == "5" and last_boxed("none") is None
+
+
+def test_generic_with_field_mapping_and_json_list(tmp_path):
+    f = tmp_path / "rows.json"
+    f.write_text(json.dumps([{"uid": "a", "q": "What?", "final": 27.0, "why": "because"},
+                             {"uid": "b", "q": "Who?", "final": "025"}], indent=1))
+    recs = read_dataset(spec(f, problem_field="q", answer_field="final", solution_field="why",
+                             id_field="uid"))
+    assert [(r.source_key, r.answer, r.solution) for r in recs] == [
+        ("a", "27", "because"), ("b", "25", None)]
+
+
+@pytest.mark.parametrize("rows,fmt,reason", [
+    (['{"question": "x", "answer": "no marker"}'], "gsm8k", "no '#### <answer>'"),
+    (['{"problem": "x", "solution": "no box"}'], "math", r"no \\boxed"),
+    (['{"problem": "x", "solution": "empty \\\\boxed{}"}'], "math", r"no \\boxed"),
+    (['{"problem": "x"}'], "generic", "field 'answer': expected text or a number, got nothing"),
+    (['{"problem": "x", "answer": [1, 2]}'], "generic", "got list"),
+    (['{"problem": "", "answer": "1"}'], "generic", "missing or empty field 'problem'"),
+    (['{"problem": "x", "answer": "1"', ], "generic", "invalid JSON"),
+    (['[1, 2]'], "generic", "expected a JSON object"),
+])
+def test_bad_rows_name_file_line_and_reason(tmp_path, rows, fmt, reason):
+    good = {"gsm8k": '{"question": "q", "answer": "#### 1"}',
+            "math": '{"problem": "p", "solution": "\\\\boxed{1}"}',
+            "generic": '{"problem": "p", "answer": "1"}'}[fmt]
+    f = write_jsonl(tmp_path / "d.jsonl", [good, "", *rows])
+    with pytest.raises(DatasetError, match=reason) as info:
+        read_dataset(spec(f, fmt))
+    assert info.value.where == f"{f}:3"
+
+
+def test_bad_item_of_a_json_list_names_its_line(tmp_path):
+    f = tmp_path / "list.json"
+    f.write_text('[\n  {"problem": "a", "answer": "1"},\n  {"problem": "b"}\n]\n')
+    with pytest.raises(DatasetError) as info:
+        read_dataset(spec(f))
+    assert info.value.where == f"{f}:3"
+
+
+def test_repeated_ids_and_exclusions(tmp_path):
+    f = write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "problem": "a", "answer": "1"},
+                                           {"id": 1, "problem": "b", "answer": "2"},
+                                           {"id": 2, "problem": "c", "answer": "3"}])
+    with pytest.raises(DatasetError, match="source key '1' repeats row .*d.jsonl:1"):
+        read_dataset(spec(f, id_field="id"))
+    recs = read_dataset(spec(f, id_field="id", exclude=["1"]))
+    assert [r.problem for r in recs] == ["c"]
+    assert len(read_dataset(spec(f, limit=2))) == 2
+
+
+def test_import_commits_all_or_nothing(ledger_url, tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", [{"problem": f"p{i}", "answer": str(i)}
+                                                 for i in range(5)] + [{"problem": "p0 ",
+                                                                        "answer": "0"}])
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"problem": "q", "answer": "1"}, {"problem": "r"}])
+    evalset = write_jsonl(tmp_path / "eval.jsonl", [{"problem": "p3", "answer": "3"}])
+    with Ledger(ledger_url) as ledger:
+        with pytest.raises(DatasetError, match="bad.jsonl:2"):
+            import_datasets(ledger, [spec(good, name="train"), spec(bad, name="other")])
+        assert count(ledger.engine, "SELECT count(*) FROM samples") == 0
+        result = import_datasets(ledger, [spec(good, name="train"), spec(evalset, name="eval")])
+        train = result.datasets["train"]
+        assert (train.rows, train.inserted, len(train.duplicates)) == (6, 5, 1)
+        assert result.datasets["eval"].overlaps == {"train": 1}
+        assert result.ids[5] == result.ids[0]  # the duplicate maps to the first row
+        again = import_datasets(ledger, [spec(good, name="train")])
+        assert again.datasets["train"].existing == 5
+        assert count(ledger.engine, "SELECT count(*) FROM samples") == 6
+
+
+def test_shipped_files_are_the_vetted_bytes():
+    for sums in (DATA_DIR / "SHA256SUMS", DATA_DIR / "math_train" / "SHA256SUMS"):
+        for line in sums.read_text().splitlines():
+            digest, name = line.split(maxsplit=1)
+            data = (sums.parent / name.strip()).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == digest, name
+    text = (DATA_DIR / "SOURCES.md").read_text()
+    assert all(f"`{name}`" in text for name in SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_data_sets_import(name):
+    records = read_dataset(shipped(name))
+    assert len(records) == ROW_COUNTS[name]
+    assert all(r.answer and r.problem for r in records)
+    if name in ("gsm8k_train", "math_train", "math500"):
+        assert all(r.solution for r in records)
