@@ -3,18 +3,20 @@
     .venv/bin/python bench/verifier.py [--workers N] [--groups G] [--group-size 8]
 
 Predictions are MATH-500's worked solutions (a few hundred to a few thousand characters ending
-in `\\boxed{}`), the length and shape of real completions. A group of `--group-size` outputs
-for problem i holds the solutions of problems i, i+1, ... (so about one in eight is correct),
-verified against problem i's stored answer. Three measurements, side by side in one run:
+in `\\boxed{}`), the length and shape of real completions. Group g holds the solutions of
+problems 8g .. 8g+7 (for `--group-size 8`), verified against problem 8g's stored answer: one
+correct output and seven wrong ones (another problem's answer, often of another type, the
+expensive case for sympy). Each solution is used once per mode (62 groups from MATH-500), so
+no mode gains from caches. Three measurements, side by side in one run:
 
 1. in-process: `verify.judge_text` in this process, no pool (the ceiling for one core);
 2. pool, 1 worker: `RewardPool.verify_group` called in a loop (per-worker throughput with the
    pipe round trip, and the latency of one group when a worker is free);
-3. pool, N workers: N client threads, each calling `verify_group` in a loop (what an actor
-   verifying N groups at once sees).
+3. pool, N workers: N client threads taking groups from one queue, each calling
+   `verify_group` (what an actor verifying N groups at once sees).
 
 Printed: verifications per second (total and per worker), group latency p50/p99/max, the
-pool-over-in-process ratio, and the verdict mix (a sanity check: the solutions are correct).
+pool-over-in-process ratio, and the verdict mix (a sanity check: one correct per group).
 """
 
 from __future__ import annotations
@@ -30,15 +32,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MATH500 = ROOT / "data" / "math500" / "test.jsonl"
+WARM_UP = ("\\frac{1}{2}", "so \\boxed{0.5}")
 
 
-def load_groups(path: Path, groups: int, size: int) -> list[tuple[str, list[str]]]:
-    """(gold answer of problem i, solutions of problems i .. i+size-1) for `groups` problems."""
+def load_groups(path: Path, groups: int | None, size: int) -> list[tuple[str, list[str]]]:
+    """Group g: (stored answer of problem g*size, solutions of problems g*size .. +size-1).
+
+    Every solution is used once, so no mode gains from math-verify's or sympy's caches seeing
+    the same text twice (real completions are all different).
+    """
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    count = len(rows) // size if groups is None else min(groups, len(rows) // size)
     return [
-        (rows[i % len(rows)]["answer"],
-         [rows[(i + k) % len(rows)]["solution"] for k in range(size)])
-        for i in range(groups)
+        (rows[g * size]["answer"], [rows[g * size + k]["solution"] for k in range(size)])
+        for g in range(count)
     ]
 
 
@@ -54,8 +61,7 @@ def bench_in_process(groups: list[tuple[str, list[str]]]) -> dict:
 
     verdicts: Counter[str] = Counter()
     latencies = []
-    for out in groups[0][1]:  # warm-up, as the pool's workers do before serving
-        judge_text(groups[0][0], out)
+    judge_text(*WARM_UP)  # as each pool worker does before serving
     start = time.perf_counter()
     for gold, outputs in groups:
         t0 = time.perf_counter()
@@ -72,14 +78,19 @@ def bench_pool(groups: list[tuple[str, list[str]]], workers: int, start_method: 
     t_start = time.perf_counter()
     with RewardPool(cfg) as pool:
         startup = time.perf_counter() - t_start
-        pool.verify_group(groups[0][0], groups[0][1], ["stop"] * len(groups[0][1]))  # warm-up
+        pool.verify_group(WARM_UP[0], [WARM_UP[1]], ["stop"])  # the pipes and threads
         latencies: list[float] = []
         verdicts: Counter[str] = Counter()
         lock = threading.Lock()
-        shares = [groups[k::workers] for k in range(workers)]
+        todo = iter(groups)
 
-        def client(share: list[tuple[str, list[str]]]) -> None:
-            for gold, outputs in share:
+        def client() -> None:
+            while True:
+                with lock:
+                    job = next(todo, None)
+                if job is None:
+                    return
+                gold, outputs = job
                 t0 = time.perf_counter()
                 scored = pool.verify_group(gold, outputs, ["stop"] * len(outputs))
                 elapsed = time.perf_counter() - t0
@@ -87,7 +98,7 @@ def bench_pool(groups: list[tuple[str, list[str]]], workers: int, start_method: 
                     latencies.append(elapsed)
                     verdicts.update(s.verdict.value for s in scored)
 
-        threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+        threads = [threading.Thread(target=client) for _ in range(workers)]
         start = time.perf_counter()
         for t in threads:
             t.start()
@@ -127,7 +138,8 @@ def report(results: list[dict], group_size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--groups", type=int, default=250, help="groups per measurement")
+    parser.add_argument("--groups", type=int, default=None,
+                        help="groups per mode (default: all, each solution used once)")
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--data", type=Path, default=MATH500)
     parser.add_argument("--start-method", choices=["forkserver", "spawn"], default="forkserver")
