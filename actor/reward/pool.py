@@ -1,9 +1,11 @@
 """`RewardPool`: math-verify in worker processes, with hard deadlines, restarts and counters.
 
-math-verify can hang (sympy on `9^{9^{9^{9}}}`, catastrophic regexes) in C code where no signal
-reaches it, and it uses `signal.alarm`, which only works in a main thread. So verification runs
-in `RewardConfig.workers` processes started eagerly (forkserver: forked from a server that has
-math-verify loaded) and reused. The parent holds every item to `timeout_s`:
+math-verify can take unbounded time (sympy on `9^{9^{9^{9}}}` or a deliberately hard
+expression), sometimes inside C code where no signal reaches it, and its timeouts use
+`signal.alarm`, which only works in a main thread. So verification runs in
+`RewardConfig.workers` processes started eagerly (forkserver: forked from a server that has
+math-verify loaded) and reused. Each worker stops itself at 80% of `timeout_s` where a signal
+can reach the work; the parent holds every item to `timeout_s` regardless:
 
     verify_group(gold, outputs, finish_reasons)          one call per rollout group
       clean + bound outputs (tail kept, cut recorded)
@@ -135,7 +137,13 @@ class RewardPool:
         return executor.submit(self.verify_group, gold, list(outputs), list(finish_reasons))
 
     def metrics(self) -> dict[str, int | float]:
-        """Cumulative counters since the pool started (diff two calls for a step's share)."""
+        """Cumulative counters since the pool started (diff two calls for a step's share).
+
+        `reward/` + groups, items, verdict_<verdict> (each of `Verdict`), truncated_inputs
+        (outputs cut to max_output_chars), unfinished (finish reason not `stop`), format_ok,
+        worker_kills (hard deadline), worker_deaths, worker_restarts, verify_seconds (wall
+        time in `verify_group`), and workers_alive (slots not given up after failed restarts).
+        """
         with self._cond:
             out: dict[str, int | float] = {f"reward/{k}": v for k, v in self._counts.items()}
             out["reward/workers_alive"] = self._slots
