@@ -19,7 +19,8 @@ def pool():
         yield p
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """The process exists (not yet reaped); shared with the adversarial tests."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -109,13 +110,13 @@ def test_submit_returns_futures(pool):
 def test_close_stops_workers_and_refuses_work():
     p = RewardPool(RewardConfig(workers=1))
     pids = p.worker_pids()
-    assert len(pids) == 1 and _alive(pids[0])
+    assert len(pids) == 1 and pid_alive(pids[0])
     p.close()
     p.close()  # idempotent
     deadline = time.monotonic() + 5
-    while _alive(pids[0]) and time.monotonic() < deadline:
+    while pid_alive(pids[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pids[0])
+    assert not pid_alive(pids[0])
     with pytest.raises(RewardPoolError, match="closed"):
         p.verify_group("1", ["\\boxed{1}"], ["stop"])
     with pytest.raises(RewardPoolError, match="closed"):

@@ -12,6 +12,7 @@ import pytest
 
 from actor.reward import RewardPool, RewardPoolError, Verdict
 from lppo.config.schema import RewardConfig
+from tests.integration.test_reward_pool import pid_alive
 
 DEADLINE_S = 1.5
 SYMPY_LOOP = "\\boxed{\\sin(10^{100}\\pi x)^{1000} + \\cos(x)^{2000}}"
@@ -118,19 +119,11 @@ def test_dead_worker_gives_error_and_is_replaced():
         _wait_for(lambda: p.metrics()["reward/worker_restarts"] == 1)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_worker_that_died_idle_costs_no_verdict():
     with RewardPool(RewardConfig(workers=1, timeout_s=DEADLINE_S)) as p:
         (pid,) = p.worker_pids()
         os.kill(pid, signal.SIGKILL)
-        _wait_for(lambda: not _alive(pid))
+        _wait_for(lambda: not pid_alive(pid))
         _still_serves(p)  # the group goes to the replacement, no `error` verdicts
         metrics = p.metrics()
         assert metrics["reward/worker_deaths"] == 1 and metrics["reward/verdict_error"] == 0
@@ -145,7 +138,7 @@ def test_pool_that_cannot_restart_workers_raises_instead_of_blocking(monkeypatch
         monkeypatch.setattr(p, "_launch", no_more_processes)
         (pid,) = p.worker_pids()
         os.kill(pid, signal.SIGKILL)
-        _wait_for(lambda: not _alive(pid))
+        _wait_for(lambda: not pid_alive(pid))
         with pytest.raises(RewardPoolError, match="no verifier worker could be started"):
             p.verify_group("5", ["\\boxed{5}"], ["stop"])
         assert p.metrics()["reward/workers_alive"] == 0
