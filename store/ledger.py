@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 IN_CHUNK = 500  # values per IN (...) list: far below every backend's parameter limit
 
 STATE_FIELDS = tuple(SampleStateRecord.__dataclass_fields__)
+ROLLOUT_COLUMNS = ("group_id", "idx", "text", "length", "reward", "verdict", "finish_reason")
 STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f != "used_attempt_ids")
 
 
@@ -286,10 +287,9 @@ class Ledger:
         if not inserted:
             return Written(0, 0)
         fresh = [g for g in unique if g.attempt_id in inserted]
-        conn.execute(sa.insert(Rollout), [
-            {"group_id": inserted[g.attempt_id], "idx": i,
-             "text": r.text if self.store_texts else None, "length": r.length,
-             "reward": r.reward, "verdict": r.verdict, "finish_reason": r.finish_reason}
+        self._insert_rollouts(conn, [
+            (inserted[g.attempt_id], i, r.text if self.store_texts else None, r.length,
+             r.reward, r.verdict, r.finish_reason)
             for g in fresh for i, r in enumerate(g.rollouts)
         ])
         states = {g.sample_id: g.state for g in fresh if g.state is not None}  # last one wins
@@ -302,6 +302,19 @@ class Ledger:
             conn.execute(stmt, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
                                 for sid, st in states.items()])
         return Written(len(fresh), sum(g.n for g in fresh))
+
+    def _insert_rollouts(self, conn: sa.Connection, rows: list[tuple]) -> None:
+        """Bulk insert in `ROLLOUT_COLUMNS` order: COPY on PostgreSQL (several times faster
+        than multi-row INSERTs there), executemany on SQLite (already fast in process)."""
+        if conn.dialect.name == "postgresql":
+            with conn.connection.dbapi_connection.cursor() as cur, cur.copy(
+                f"COPY rollouts ({', '.join(ROLLOUT_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            conn.execute(sa.insert(Rollout), [dict(zip(ROLLOUT_COLUMNS, r, strict=True))
+                                              for r in rows])
 
     def _write_steps(self, conn: sa.Connection, run_id: int, steps: Sequence[StepRecord]) -> None:
         rows = [{"run_id": run_id, **{f: getattr(s, f) for f in STEP_FIELDS}} for s in steps]

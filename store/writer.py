@@ -22,10 +22,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from store.db import is_transient, short_error
 from store.ledger import Ledger
 from store.records import EvalRecord, GroupRecord, StepRecord
+
+if TYPE_CHECKING:
+    from lppo.config.schema import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,12 @@ class _Marker:
 
 class LedgerWriter:
     """Queue + thread around `Ledger.write` for one run."""
+
+    @classmethod
+    def for_config(cls, ledger: Ledger, run_id: int, store: StoreConfig) -> LedgerWriter:
+        """A writer with the batch size, queue length and retry budget of `store`."""
+        return cls(ledger, run_id, batch_groups=store.write_batch_groups,
+                   max_queue=store.write_queue, retry_s=store.write_retry_s)
 
     def __init__(
         self,

@@ -81,11 +81,14 @@ class DatasetSpec(Section):
     problem_field: str | None = None
     """Field holding the problem; default by format (`question` for gsm8k, else `problem`)."""
     solution_field: str | None = None
-    """Field holding the expert solution; default by format (`answer` for gsm8k, else `solution`)."""
+    """Field holding the expert solution; default `answer` for gsm8k, else `solution`
+    (optional for generic rows)."""
     answer_field: str | None = None
-    """Field holding the final answer; default: extracted from the solution (gsm8k, math) or `answer`."""
+    """Field holding the final answer; default: extracted from the solution (gsm8k `#### N`,
+    math `\\boxed{}`), `answer` for generic rows."""
     id_field: str | None = None
-    """Field used as the sample's source key; default: file path or line number."""
+    """Field used as the sample's source key; default: the file's path in the folder
+    (one-problem files), `file:line` (JSONL) or `file#index` (JSON lists)."""
     limit: int | None = Field(None, gt=0)
     """Import at most this many rows (after deterministic ordering)."""
     exclude: list[str] = Field(default_factory=list)
@@ -364,6 +367,11 @@ class StoreConfig(Section):
     """SQLite busy timeout for writers and readers."""
     write_batch_groups: int = Field(64, ge=1)
     """Most rollout groups committed in one transaction by the writer thread."""
+    write_queue: int = Field(8192, ge=1)
+    """Records the learner may queue ahead of the writer thread before `put` waits."""
+    write_retry_s: float = Field(120.0, ge=0.0)
+    """How long the writer retries a transaction that failed for a transient reason (SQLite
+    locked, PostgreSQL connection lost) before the run fails with the error."""
     statement_timeout_s: float = Field(30.0, gt=0.0)
     """Read-only queries (`lppo sql`, dashboard) are cancelled after this."""
     row_limit: int = Field(10_000, ge=1)

@@ -3,9 +3,9 @@
     python -m tests.store.crash_writer URL pause|loop
 
 Prints `COMMITTED <batch>` after each commit. With `pause`, it stops inside the transaction of
-batch 3, right after the rollouts of that batch are inserted and before the commit, prints
-`MID-WRITE` and sleeps: the parent kills it there. With `loop`, it writes without pausing and
-is killed at a random moment.
+batch 3, after every row of that batch (groups, rollouts, states) is written and just before
+COMMIT is sent, prints `MID-WRITE` and sleeps: the parent kills it there. With `loop`, it
+writes without pausing and is killed at a random moment.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def main(url: str, mode: str) -> None:
     ledger.add_to_run(run, ids)
     current = {"batch": -1}
 
-    @event.listens_for(ledger.engine, "after_cursor_execute")
-    def _pause(conn, cursor, statement, params, context, executemany) -> None:
-        if mode == "pause" and current["batch"] == PAUSE_AT and "INTO rollouts" in statement:
+    @event.listens_for(ledger.engine, "commit")  # fires before COMMIT is sent
+    def _pause(conn) -> None:
+        if mode == "pause" and current["batch"] == PAUSE_AT:
             print("MID-WRITE", flush=True)
             time.sleep(600)
 

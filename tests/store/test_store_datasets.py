@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lppo.cli import main
 from lppo.config.schema import DatasetSpec
 from store.datasets import (
     DATA_DIR,
@@ -143,3 +144,36 @@ def test_shipped_data_sets_import(name):
     assert all(r.answer and r.problem for r in records)
     if name in ("gsm8k_train", "math_train", "math500"):
         assert all(r.solution for r in records)
+
+
+def test_lppo_ledger_import_command(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+[run]
+name = "imp"
+output_dir = "{tmp_path}"
+
+[[data.train]]
+name = "gsm8k_train"
+path = "{DATA_DIR / 'gsm8k' / 'train.jsonl'}"
+format = "gsm8k"
+limit = 40
+
+[[data.eval]]
+name = "aime24"
+path = "{DATA_DIR / 'aime24' / 'test.jsonl'}"
+id_field = "id"
+""")
+    assert main(["ledger", "import", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "gsm8k_train: 40 rows, 40 new" in out and "aime24: 30 rows, 30 new" in out
+    assert main(["ledger", "import", str(config)]) == 0
+    assert "40 already there" in capsys.readouterr().out
+    ledger = f"sqlite:///{tmp_path / 'imp' / 'ledger.db'}"
+    assert count(ledger, "SELECT count(*) FROM samples") == 70
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "no marker"}\n')
+    code = main(["ledger", "import", str(config), "--set",
+                 f'data.train=[{{name = "x", path = "{bad}", format = "gsm8k"}}]'])
+    assert code == 2
+    assert f"{bad}:1: GSM8K solution has no '#### <answer>' line" in capsys.readouterr().err
