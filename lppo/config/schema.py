@@ -244,6 +244,10 @@ class LearnerConfig(Section):
     """Truncated importance sampling cap on trainer/behaviour ratio (None: off)."""
     kl_coef: float = Field(0.0, ge=0.0)
     """Weight of the KL penalty to a frozen reference model (0: no reference loaded)."""
+    loss_agg: Literal["auto", "token_mean", "seq_mean_token_sum_norm"] = "auto"
+    """Loss aggregation: `token_mean` divides the summed token terms by the batch's loss
+    tokens; `seq_mean_token_sum_norm` (Dr.GRPO) by completions x `actor.sampling.max_tokens`;
+    `auto` picks the latter for `advantage = "drgrpo"`, token_mean otherwise."""
     micro_batch_tokens: int = Field(16_384, gt=0)
     """Token budget per forward/backward micro-batch."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -316,6 +320,9 @@ class PGConfig(Section):
     """Cut prefixes back to the last line (or sentence) boundary."""
     off_policy_loss: bool = False
     """LUFFY-style off-policy loss on prefix tokens (off: prefix tokens are masked)."""
+    off_policy_gamma: float = Field(0.1, gt=0.0)
+    """LUFFY's policy shaping on off-policy (prefix) tokens: the token term is
+    -p / (p + gamma) * A with p the current token probability (LUFFY uses 0.1)."""
 
     @model_validator(mode="after")
     def _ratio_order(self) -> PGConfig:
