@@ -7,9 +7,13 @@ groups dispatched to actors and not yet returned, AReaL hands out at most
 
     capacity = (s + v + 1) * B - (accepted + in_flight)
 
-more groups. Batch k (trained at version k) then only ever holds groups generated at versions
->= k - s, and no generation is wasted on groups that would arrive too late. On arrival a group
-whose `policy_version < v - s` is stale: dropped (the caller records the reason `stale`).
+more groups. Generation is paced so that a group is expected to be trained at most s versions
+after the policy that generated it, and little generation is wasted on groups that would be
+too old. Pacing is not a proof: a straggler (a slow actor, a slot refilled after a drop at the
+same version, out-of-order arrivals) can still come back late. So the bound is enforced twice:
+on arrival a group whose `policy_version < v - s` is stale (dropped; the caller records the
+reason `stale`), and when the trainer assembles a batch it re-checks `is_stale` (taking the
+oldest policy versions first) and calls `on_evicted` for what it throws away.
 
 Over-dispatch lives here. Curation drops all-correct / all-wrong groups on arrival, so a
 dispatched group yields only ~1/f accepted ones (`f = curation.overdispatch`). We count an
@@ -22,8 +26,9 @@ so over-dispatch never lets more fresh data pile up than the trainer can use; it
 enough requests in flight that a batch fills despite the drops. A dropped group frees its
 slot (`on_return(accepted=False)`), so AReaL's pacing refills it either way; f only hides the
 round trip. If more groups than expected pass curation, the surplus waits in the buffer and
-may age past `s`: the trainer must re-check `is_stale` when it assembles a batch and call
-`on_evicted` for every accepted group it throws away, or capacity would shrink for good.
+may age past `s` (the batch-time check evicts it; `on_evicted` is required, or capacity would
+shrink for good). The unit test's simulation shows the trade: with s = 0, f = 1.5 finishes in
+two thirds of the time of f = 1 and throws away ~15% of its dispatches as stale.
 
 `max_staleness = 0` is the synchronous baseline: at version v the bound is `(v + 1) * B`
 accepted groups, so nothing is handed out for version v + 1 until batch v is complete (the
