@@ -217,8 +217,21 @@ class Actor:
         self.socks.work.send(Heartbeat(
             actor_id=self.actor_id, policy_version=self.version,
             inflight=len(self.inflight) + len(self.queue), buffered=len(self.outbox),
-            sent_at=time.time(),
+            sent_at=time.time(), metrics=self.metrics(),
         ), timeout_ms=0)
+
+    def metrics(self) -> dict[str, float]:
+        """Cumulative counters: the actor's own and the reward pool's (`reward/...`)."""
+        s = self.stats
+        own = {
+            "actor/groups_sent": s.groups_sent, "actor/completions": s.completions,
+            "actor/tokens": s.tokens, "actor/invalid_items": s.invalid_items,
+            "actor/weight_loads": s.weight_loads, "actor/weight_refusals": s.weight_refusals,
+            "actor/reconnects": s.reconnects, "actor/groups_resent": self.outbox.resent,
+            "actor/groups_lost_buffer_full": self.outbox.dropped,
+            "actor/uptime_s": time.monotonic() - s.started,
+        }
+        return {**own, **{k: float(v) for k, v in self.pool.metrics().items()}}
 
     # -- generation --------------------------------------------------------------------------
 

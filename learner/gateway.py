@@ -59,6 +59,8 @@ class ActorInfo:
     last_seen: float = field(default_factory=time.monotonic)
     inflight: int = 0
     refused: dict[int, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Latest cumulative counters from the actor's heartbeat."""
 
 
 class ActorGateway:
@@ -129,6 +131,7 @@ class ActorGateway:
             self._send(info, Work(items=items, policy_version=self.policy_version))
         elif isinstance(msg, Heartbeat):
             info.inflight = msg.inflight
+            info.metrics = dict(msg.metrics)
             self._send(info, Ack())
         elif isinstance(msg, WeightsLoaded):
             self._on_weights_loaded(info, msg)

@@ -213,6 +213,9 @@ class Heartbeat(_Msg, tag="heartbeat"):
     inflight: NonNegInt = 0
     buffered: NonNegInt = 0
     sent_at: float = 0.0
+    metrics: dict[str, float] = {}
+    """Cumulative counters since the actor started (reward pool verdicts, timeouts, worker
+    restarts, tokens, groups); the learner takes per-step differences."""
 
 
 class Shutdown(_Msg, tag="shutdown"):

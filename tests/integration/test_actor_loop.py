@@ -54,7 +54,13 @@ def test_hf_engine_actor_produces_verified_groups_with_exact_logprobs(hf_actor):
         ref = logits.log_softmax(-1)[len(context) - 1:-1].gather(-1, torch.tensor(tokens)[:, None])
         assert torch.allclose(ref.squeeze(-1), torch.tensor(comp.logprobs.tolist()), atol=1e-4)
     assert actor.stats.groups_sent == 3
-    learner.wait_for(lambda: len(actor.outbox) == 0, timeout=10)  # acked, forgotten
+    learner.wait_for(lambda: len(actor.outbox) == 0, timeout=30)  # acked, forgotten
+    # Heartbeats carry cumulative counters, the reward pool's included.
+    learner.wait_for(
+        lambda: learner.gateway.actors["actor-h"].metrics.get("actor/completions") == 9, timeout=30)
+    metrics = learner.gateway.actors["actor-h"].metrics
+    assert sum(v for k, v in metrics.items() if k.startswith("reward/verdict_")) == 9
+    assert metrics["reward/items"] == 9 and metrics["actor/groups_sent"] == 3
 
 
 def test_shutdown_message_stops_the_loop(hf_actor):
