@@ -27,8 +27,8 @@ enough requests in flight that a batch fills despite the drops. A dropped group 
 slot (`on_return(accepted=False)`), so AReaL's pacing refills it either way; f only hides the
 round trip. If more groups than expected pass curation, the surplus waits in the buffer and
 may age past `s` (the batch-time check evicts it; `on_evicted` is required, or capacity would
-shrink for good). The unit test's simulation shows the trade: with s = 0, f = 1.5 finishes in
-two thirds of the time of f = 1 and throws away ~15% of its dispatches as stale.
+shrink for good). In one seeded run of the unit test's simulation, s = 0 with f = 1.5 finished in
+two thirds of the time of f = 1 and threw away ~15% of its dispatches as stale.
 
 `max_staleness = 0` is the synchronous baseline: at version v the bound is `(v + 1) * B`
 accepted groups, so nothing is handed out for version v + 1 until batch v is complete (the
