@@ -87,8 +87,8 @@ class Ledger:
         except BaseException:
             self.engine.dispose()
             raise
-        pg = self.engine.dialect.name == "postgresql"
-        self._insert = postgresql.insert if pg else sqlite.insert
+        self._pg = self.engine.dialect.name == "postgresql"
+        self._insert = postgresql.insert if self._pg else sqlite.insert
 
     @classmethod
     def open(cls, config: Config) -> Ledger:
@@ -277,13 +277,20 @@ class Ledger:
         self, conn: sa.Connection, run_id: int, groups: Sequence[GroupRecord]
     ) -> Written:
         unique = list({g.attempt_id: g for g in reversed(groups)}.values())[::-1]  # first wins
-        stmt = (
-            self._insert(RolloutGroup)
-            .on_conflict_do_nothing(index_elements=["run_id", "attempt_id"])
-            .returning(RolloutGroup.id, RolloutGroup.attempt_id)
-        )
-        rows = conn.execute(stmt, [_group_row(run_id, g) for g in unique])
-        inserted = {row.attempt_id: row.id for row in rows}
+        rows = [_group_row(run_id, g) for g in unique]
+        if self._pg:
+            sql, params = _pg_unnest(RolloutGroup.__table__, rows)
+            result = conn.execute(sa.text(
+                f"{sql} ON CONFLICT (run_id, attempt_id) DO NOTHING RETURNING id, attempt_id"
+            ), params)
+        else:
+            result = conn.execute(
+                self._insert(RolloutGroup)
+                .on_conflict_do_nothing(index_elements=["run_id", "attempt_id"])
+                .returning(RolloutGroup.id, RolloutGroup.attempt_id),
+                rows,
+            )
+        inserted = {row.attempt_id: row.id for row in result}
         if not inserted:
             return Written(0, 0)
         fresh = [g for g in unique if g.attempt_id in inserted]
@@ -294,19 +301,28 @@ class Ledger:
         ])
         states = {g.sample_id: g.state for g in fresh if g.state is not None}  # last one wins
         if states:
-            stmt = self._insert(SampleState)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["run_id", "sample_id"],
-                set_={f: stmt.excluded[f] for f in STATE_FIELDS},
-            )
-            conn.execute(stmt, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
-                                for sid, st in states.items()])
+            self._upsert_states(conn, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
+                                       for sid, st in states.items()])
         return Written(len(fresh), sum(g.n for g in fresh))
+
+    def _upsert_states(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if self._pg:
+            sql, params = _pg_unnest(SampleState.__table__, rows)
+            updates = ", ".join(f"{f} = excluded.{f}" for f in STATE_FIELDS)
+            conn.execute(sa.text(f"{sql} ON CONFLICT (run_id, sample_id) DO UPDATE SET {updates}"),
+                         params)
+            return
+        stmt = self._insert(SampleState)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "sample_id"],
+            set_={f: stmt.excluded[f] for f in STATE_FIELDS},
+        )
+        conn.execute(stmt, rows)
 
     def _insert_rollouts(self, conn: sa.Connection, rows: list[tuple]) -> None:
         """Bulk insert in `ROLLOUT_COLUMNS` order: COPY on PostgreSQL (several times faster
         than multi-row INSERTs there), executemany on SQLite (already fast in process)."""
-        if conn.dialect.name == "postgresql":
+        if self._pg:
             with conn.connection.dbapi_connection.cursor() as cur, cur.copy(
                 f"COPY rollouts ({', '.join(ROLLOUT_COLUMNS)}) FROM STDIN"
             ) as copy:
@@ -346,6 +362,26 @@ class Ledger:
 
 def _state_defaults() -> dict[str, Any]:
     return asdict(SampleStateRecord())
+
+
+def _pg_unnest(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[str, dict[str, list]]:
+    """`INSERT INTO t (cols) SELECT * FROM unnest(:a::type[], ...)`: one array per column, so
+    the statement text is the same for any number of rows and PostgreSQL plans it once, where a
+    multi-row VALUES list is a new statement for every batch size."""
+    cols = list(rows[0])
+    casts = ", ".join(f"CAST(:{c} AS {_pg_type(table.c[c].type)}[])" for c in cols)
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) SELECT * FROM unnest({casts})"
+    return sql, {c: [row[c] for row in rows] for c in cols}
+
+
+def _pg_type(column_type: sa.types.TypeEngine) -> str:
+    if isinstance(column_type, sa.Integer):
+        return "integer"
+    if isinstance(column_type, sa.Float):
+        return "double precision"
+    if isinstance(column_type, sa.String):  # Text is a String
+        return "text"
+    raise TypeError(f"no array type for {column_type!r}")
 
 
 def _sample_row(rec: SampleRecord, digest: str) -> dict[str, Any]:
