@@ -121,9 +121,11 @@ def update(stats: SampleStats, pass_rate: float, guided: bool, cfg: LPPOConfig,
            ratio: float = 0.0) -> SampleStats:
     """The sample's statistics after one group with `pass_rate` (n_correct / n).
 
-    `guided`: the group had expert-prefix tokens in its context; then `ratio` (> 0) is the
-    prefix ratio it was dispatched with, and the unguided EMA is left alone. Unguided groups
-    move the EMA (`lp.beta`) and the all-correct streak used to retire samples.
+    `guided`: the group was dispatched with a prefix ratio `ratio` > 0; the unguided EMA is
+    then left alone. Pass `guided=True` even when the cut came out empty (a solution whose
+    answer is on its first line): the ratio still climbs to `pg.max_ratio` and the sample can
+    be parked instead of failing unguided forever. Unguided groups move the EMA (`lp.beta`)
+    and the all-correct streak used to retire samples.
     """
     p = _check_rate(pass_rate)
     if guided:
