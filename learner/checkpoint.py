@@ -1,0 +1,103 @@
+"""Checkpoints: everything `--resume` needs to continue a run exactly.
+
+    <run_dir>/checkpoints/step_N/
+        model/              save_pretrained (safetensors) + tokenizer files
+        trainer.pt          optimizer and LR-schedule state (torch.save, weights_only load)
+        state.json          step, policy version, RNG states, scheduler state (per-sample
+                            statistics, staleness counters, attempt ids already seen), the
+                            weights notice actors should load, buffered-group count
+
+Written into `step_N.tmp/` and renamed, so a checkpoint directory is complete or absent; the
+newest complete one is what `latest()` returns. Older ones beyond `keep` are deleted.
+
+RNG: Python's `random`, NumPy's global generator and torch's CPU (and CUDA) generators are
+saved and restored, so sampling decisions after a resume follow the same sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "state.json"
+
+
+def checkpoint_root(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint directory, or None."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")
+            and (p / STATE_FILE).is_file() and p.name[5:].isdigit()]
+    return max(done, key=lambda p: int(p.name[5:]), default=None)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": list(random.getstate()[1]) + [random.getstate()[2]],
+        "python_version": random.getstate()[0],
+        "numpy": _np_state(),
+        "torch": torch.get_rng_state().tolist(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((state["python_version"], tuple(py[:-1]), py[-1]))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _np_state() -> list:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
+
+
+def save(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, state: dict,
+         keep: int) -> Path:
+    """Write checkpoint `step` atomically and prune old ones; returns its directory."""
+    root = checkpoint_root(run_dir)
+    final = root / f"step_{step}"
+    tmp = root / f"step_{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp / "model")
+    torch.save(trainer_state, tmp / "trainer.pt")
+    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "rng": rng_state()}))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    _prune(root, keep)
+    return final
+
+
+def load(path: Path) -> tuple[dict, dict]:
+    """(trainer_state, state) of a checkpoint directory; RNG is restored by the caller."""
+    state = json.loads((path / STATE_FILE).read_text())
+    trainer_state = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    return trainer_state, state
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted((p for p in root.glob("step_*") if p.name[5:].isdigit()),
+                  key=lambda p: int(p.name[5:]))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)

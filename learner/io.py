@@ -1,0 +1,192 @@
+"""The learner's I/O thread: sockets, scheduling decisions, ledger records, acks.
+
+The training loop runs on the main thread and may block for seconds to minutes in a step;
+actors must still get work, have their groups received and recorded, and have their heartbeats
+answered meanwhile. So everything that talks to actors lives on this thread (ZeroMQ sockets
+are not thread-safe: they are created, used and closed here only):
+
+    loop:
+        commands from the main thread      publish weights, shut actors down
+        gateway.poll()                     Register/WorkRequest/Heartbeat/WeightsLoaded
+                                           (work comes from the scheduler, under its lock)
+        arrived groups -> scheduler.on_group (under the lock) -> GroupRecords -> ledger
+        flush the ledger writer, then ack  (a group is acknowledged once it is durable)
+        accepted groups -> the trainer's queue
+
+The scheduler is shared with the main thread (version bumps, checkpoints) through `lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from learner.gateway import ActorGateway
+from learner.scheduler import Decision, SampleEntry, Scheduler
+from lppo.config import Config
+from lppo.transport import Endpoints, LearnerSockets
+from lppo.wire import WeightsReady
+from store.records import SampleStateRecord, group_from_wire
+from store.writer import LedgerWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IOCounters:
+    received: int = 0
+    duplicates: int = 0
+    accepted: int = 0
+    dropped: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.dropped = self.dropped or {}
+
+
+def state_record(entry: SampleEntry, weight: float, step: int) -> SampleStateRecord:
+    """A sample's state as the ledger stores it (`weight`: LP weight of its last group)."""
+    st = entry.stats
+    return SampleStateRecord(
+        attempts=st.attempts, guided_attempts=st.guided_attempts, pass_rate=st.last_pass_rate,
+        guided_pass_rate=st.last_guided_pass_rate, ema=st.ema, ema_prev=st.prev_ema,
+        progress=st.progress, weight=weight, prefix_ratio=entry.ratio,
+        prefix_len=len(entry.cuts.prefix(entry.ratio)) if entry.cuts and entry.ratio > 0 else 0,
+        status=entry.status, status_since_step=entry.status_since, last_seen_step=step,
+        solved_streak=st.consecutive_solved, failed_streak=st.consecutive_failed_at_max,
+    )
+
+
+class LearnerIO(threading.Thread):
+    """See the module docstring. Start it, read `accepted`, call `publish`, then `stop()`."""
+
+    def __init__(self, cfg: Config, scheduler: Scheduler, lock: threading.Lock,
+                 writer: LedgerWriter, policy_version: int = 0):
+        super().__init__(name="learner-io", daemon=True)
+        self.cfg = cfg
+        self.scheduler = scheduler
+        self.lock = lock
+        self.writer = writer
+        self.policy_version = policy_version
+        self.accepted: queue.Queue[Decision] = queue.Queue()
+        self.counters = IOCounters()
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._commands: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._actor_metrics: dict[str, dict[str, float]] = {}
+        self._versions: dict[str, int] = {}
+
+    # -- main-thread API ---------------------------------------------------------------------
+
+    def publish(self, notice: WeightsReady) -> None:
+        self._commands.put(("publish", notice))
+
+    def stop(self, reason: str = "learner stopping", timeout: float = 10.0) -> None:
+        """Tell actors to shut down (if asked), stop the thread and re-raise its error."""
+        self._commands.put(("shutdown", reason))
+        self._stop.set()
+        self.join(timeout)
+        if self.error is not None:
+            raise RuntimeError("learner I/O thread failed") from self.error
+
+    def actor_metrics(self) -> dict[str, dict[str, float]]:
+        with self.lock:
+            return {k: dict(v) for k, v in self._actor_metrics.items()}
+
+    def actor_versions(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self._versions)
+
+    def check(self) -> None:
+        """Raise in the main thread if the I/O thread died."""
+        if self.error is not None:
+            raise RuntimeError("learner I/O thread failed") from self.error
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        ctx = zmq.Context()
+        socks = None
+        try:
+            ends = Endpoints.from_config(self.cfg.transport, self.cfg.run.run_dir)
+            socks = LearnerSockets.bind(ctx, ends, self.cfg.transport)
+            log.info("learner listening: work %s, rollouts %s, weights %s",
+                     ends.work, ends.rollouts, ends.weights)
+            gateway = ActorGateway(
+                socks, self._work_source, peer_timeout_s=self.cfg.transport.peer_timeout_s,
+                heartbeat_s=self.cfg.transport.heartbeat_s, policy_version=self.policy_version,
+            )
+            self.ready.set()
+            self._serve(gateway)
+        except BaseException as exc:  # reported to the main thread by check()/stop()
+            log.exception("learner I/O thread failed")
+            self.error = exc
+            self.ready.set()
+        finally:
+            if socks is not None:
+                socks.close()
+            ctx.term()
+
+    def _serve(self, gateway: ActorGateway) -> None:
+        shutdown_reason = None
+        while True:
+            shutdown_reason = self._run_commands(gateway) or shutdown_reason
+            if self._stop.is_set():
+                gateway.shutdown(shutdown_reason or "learner stopping")
+                time.sleep(0.2)  # let the shutdown frames leave before LINGER 0 closes
+                return
+            groups = gateway.poll(timeout_ms=20)
+            for actor_id in gateway.take_lost():
+                with self.lock:
+                    self.scheduler.on_actor_lost(actor_id)
+            if groups:
+                self._record(groups)
+                gateway.ack(groups)
+            with self.lock:
+                self._actor_metrics = {a.actor_id: a.metrics for a in gateway.actors.values()}
+                self._versions = gateway.versions()
+
+    def _run_commands(self, gateway: ActorGateway) -> str | None:
+        reason = None
+        while True:
+            try:
+                name, arg = self._commands.get_nowait()
+            except queue.Empty:
+                return reason
+            if name == "publish":
+                gateway.publish(arg)
+            elif name == "shutdown":
+                reason = arg
+
+    def _work_source(self, actor_id: str, slots: int):
+        with self.lock:
+            return self.scheduler.next_items(actor_id, slots)
+
+    def _record(self, groups) -> None:
+        with self.lock:
+            decisions = [self.scheduler.on_group(g) for g in groups]
+            step = self.scheduler.step
+        for d in decisions:
+            self.counters.received += 1
+            if d.duplicate:
+                self.counters.duplicates += 1
+                continue
+            if d.reason is not None:
+                self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
+            if d.group.completions:
+                self.writer.put_group(group_from_wire(
+                    d.group, step_seen=step, dropped_reason=d.reason,
+                    lp_weight=d.observation.weight if d.observation else None,
+                    state=(state_record(d.entry, d.observation.weight, step)
+                           if d.observation else None),
+                ))
+        self.writer.flush()  # durable before the actors are told they may forget the groups
+        for d in decisions:
+            if d.accepted:
+                self.counters.accepted += 1
+                self.accepted.put(d)

@@ -1,0 +1,258 @@
+"""The learner process: the LPPO training loop around the I/O thread.
+
+    setup:  ledger (register run, import data sets) -> samples + expert-solution cuts ->
+            trainer (model, optimizer) -> scheduler -> [resume: checkpoint + ledger rollback]
+            -> weights v_current published -> I/O thread (actors, ledger records, acks)
+    step:   wait for `batch_groups` accepted groups (re-checking staleness at batch time)
+            advantages (GRPO / Dr.GRPO / REINFORCE++) x LP weights (batch-renormalised)
+            -> training sequences (prefix tokens masked; LUFFY term optional)
+            -> one optimizer step -> version + 1 -> publish weights every `publish_every`
+            -> train-step row in the ledger (with the attempts it used) -> checkpoint every N
+
+A step's metrics: loss, KL, entropy, grad norm, LR, tokens, mean staleness, groups used and
+dropped by reason since the previous step, the prefix-guided share, actor counters (reward
+pool verdicts, timeouts, restarts) summed over actors, and timings (waiting for data,
+training, weight sync).
+
+Stops after `learner.max_steps`, or on SIGTERM/SIGINT with a final checkpoint; either way the
+actors are told to shut down and the ledger run is closed with its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from learner import checkpoint
+from learner.algo.advantages import apply_weights, compute_advantages
+from learner.algo.progress import batch_weights
+from learner.batch import TrainSequence
+from learner.io import LearnerIO
+from learner.scheduler import Decision, Scheduler
+from learner.setup import LearnerSetup, prepare
+from lppo.config import Config
+from lppo.weightfiles import prune_weights, write_weights
+from store.records import StepRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepInputs:
+    decisions: list[Decision]
+    sequences: list[TrainSequence]
+    weights: np.ndarray
+    wait_s: float
+    evicted: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Learner:
+    """One learner process; `run()` returns the exit status."""
+
+    def __init__(self, cfg: Config, resume: bool = False):
+        self.cfg = cfg
+        self.resume = resume
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> int:
+        setup = prepare(self.cfg, self.resume)
+        self.setup = setup
+        io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version)
+        self.io = io
+        status = "failed"
+        try:
+            io.start()
+            io.ready.wait()
+            io.check()
+            if setup.notice is not None:
+                io.publish(setup.notice)
+            self._train(setup, io)
+            status = "finished" if setup.step >= self.cfg.learner.max_steps else "stopped"
+        finally:
+            self._close(setup, io, status)
+        return 0
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _train(self, setup: LearnerSetup, io: LearnerIO) -> None:
+        cfg = self.cfg.learner
+        counters_before = _snapshot(io)
+        while setup.step < cfg.max_steps and not self.stop.is_set():
+            inputs = self._collect(setup, io)
+            if inputs is None:
+                break
+            t0 = time.perf_counter()
+            stats = setup.trainer.step(inputs.sequences)
+            setup.step += 1
+            setup.version += 1
+            with self.lock:
+                setup.scheduler.set_version(setup.version, setup.step)
+            sync_s = self._publish(setup, io) if setup.step % cfg.publish_every == 0 else 0.0
+            counters = _snapshot(io)
+            record = self._step_record(setup, inputs, stats, counters_before, counters,
+                                       train_s=time.perf_counter() - t0 - sync_s, sync_s=sync_s)
+            counters_before = counters
+            setup.writer.put_step(record)
+            _log_step(record, cfg.max_steps)
+            if setup.step % cfg.checkpoint_every == 0 or setup.step == cfg.max_steps:
+                self._checkpoint(setup, io)
+
+    def _collect(self, setup: LearnerSetup, io: LearnerIO) -> StepInputs | None:
+        """Wait for a full batch of fresh accepted groups; None if asked to stop first."""
+        need, got, evicted = self.cfg.learner.batch_groups, [], 0
+        start = time.perf_counter()
+        while len(got) < need:
+            io.check()
+            if self.stop.is_set():
+                return None
+            try:
+                decision = io.accepted.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            with self.lock:
+                stale = setup.scheduler.staleness.is_stale(decision.group.policy_version)
+                if stale:
+                    setup.scheduler.staleness.on_evicted(1)
+            if stale:
+                evicted += 1
+                continue
+            got.append(decision)
+        wait_s = time.perf_counter() - start
+        seqs, weights = self._sequences(got)
+        return StepInputs(got, seqs, weights, wait_s, evicted)
+
+    def _sequences(self, decisions: list[Decision]) -> tuple[list[TrainSequence], np.ndarray]:
+        lc = self.cfg.learner
+        rewards = [[c.reward for c in d.group.completions] for d in decisions]
+        lengths = [[c.token_ids.numpy().size for c in d.group.completions] for d in decisions]
+        adv = compute_advantages(rewards, lc.advantage, lc.std_normalize, lengths=lengths)
+        weights = batch_weights([d.observation.progress for d in decisions], self.cfg.lppo.lp)
+        values = apply_weights(adv.values, weights)
+        correct = self.cfg.actor.reward.correct
+        seqs = []
+        for g, (d, a) in enumerate(zip(decisions, values, strict=True)):
+            prompt = tuple(int(t) for t in d.group.prompt_ids.numpy())
+            prefix = tuple(int(t) for t in d.group.prefix_ids.numpy())
+            prefix_adv = adv.of_reward(g, correct) * float(weights[g])
+            for i, comp in enumerate(d.group.completions):
+                seqs.append(TrainSequence(
+                    prompt_ids=prompt, prefix_ids=prefix,
+                    completion_ids=tuple(int(t) for t in comp.token_ids.numpy()),
+                    behaviour_logprobs=tuple(float(x) for x in comp.logprobs.numpy()),
+                    advantage=float(a[i]), group=g, prefix_advantage=prefix_adv,
+                    prefix_loss=(i == 0),
+                ))
+        return seqs, weights
+
+    # -- side effects of a step --------------------------------------------------------------
+
+    def _publish(self, setup: LearnerSetup, io: LearnerIO) -> float:
+        t0 = time.perf_counter()
+        notice = write_weights(setup.trainer.policy_state(), self.cfg.run.run_dir, setup.version)
+        setup.notice = notice
+        io.publish(notice)
+        keep_from = setup.version - self.cfg.learner.max_staleness - 2
+        if keep_from > 0:
+            prune_weights(self.cfg.run.run_dir, keep_from)
+        return time.perf_counter() - t0
+
+    def _step_record(self, setup, inputs: StepInputs, stats, before: dict, after: dict,
+                     train_s: float, sync_s: float) -> StepRecord:
+        drops = {k: after["dropped"].get(k, 0) - before["dropped"].get(k, 0)
+                 for k in after["dropped"]}
+        staleness = [setup.version - 1 - d.group.policy_version for d in inputs.decisions]
+        guided = sum(1 for d in inputs.decisions if d.group.prefix_len > 0)
+        with self.lock:
+            counts = setup.scheduler.status_counts()
+        metrics = {
+            **{f"train/{k}": v for k, v in stats.metrics.items()},
+            **{f"dropped/{k}": v for k, v in drops.items()},
+            "batch/guided_share": guided / len(inputs.decisions),
+            "batch/reward_mean": float(np.mean([c.reward for d in inputs.decisions
+                                                for c in d.group.completions])),
+            "batch/pass_rate": float(np.mean([c.verdict == "correct" for d in inputs.decisions
+                                              for c in d.group.completions])),
+            "batch/lp_weight_min": float(inputs.weights.min()),
+            "batch/lp_weight_max": float(inputs.weights.max()),
+            "batch/evicted_stale": inputs.evicted,
+            **_sum_actor_metrics(after["actors"]),
+        }
+        return StepRecord(
+            step=setup.step, policy_version=setup.version, loss=stats.loss,
+            kl=stats.metrics.get("approx_kl"), entropy=stats.metrics.get("entropy"),
+            grad_norm=stats.grad_norm, lr=stats.lr, tokens=stats.tokens,
+            mean_staleness=float(np.mean(staleness)), groups_used=len(inputs.decisions),
+            groups_dropped=sum(drops.values()) + inputs.evicted,
+            samples_active=counts["active"], samples_solved=counts["solved"],
+            samples_parked=counts["parked"], gen_wait_s=inputs.wait_s, train_s=train_s,
+            sync_s=sync_s, metrics=metrics,
+            used_attempt_ids=[d.group.attempt_id for d in inputs.decisions],
+        )
+
+    def _checkpoint(self, setup: LearnerSetup, io: LearnerIO) -> None:
+        setup.writer.flush()
+        with self.lock:
+            sched = setup.scheduler.state_dict()
+        buffered = io.accepted.qsize()
+        path = checkpoint.save(
+            self.cfg.run.run_dir, setup.step, setup.trainer.model, setup.tokenizer,
+            setup.trainer.state_dict(),
+            {"version": setup.version, "scheduler": sched, "buffered": buffered,
+             "notice": None if setup.notice is None else {
+                 "version": setup.notice.version, "uri": setup.notice.uri,
+                 "sha256": setup.notice.sha256}},
+            keep=self.cfg.learner.keep_checkpoints,
+        )
+        log.info("checkpoint %s (version %d)", path, setup.version)
+
+    def _close(self, setup: LearnerSetup, io: LearnerIO, status: str) -> None:
+        if self.stop.is_set() and setup.step > 0:
+            self._checkpoint(setup, io)
+        try:
+            io.stop("learner finished" if status == "finished" else "learner stopped")
+        finally:
+            setup.writer.close()
+            setup.ledger.end_run(setup.run_id, status)
+            setup.ledger.close()
+        log.info("learner %s at step %d (version %d)", status, setup.step, setup.version)
+
+
+def _snapshot(io: LearnerIO) -> dict:
+    return {"dropped": dict(io.counters.dropped), "actors": io.actor_metrics()}
+
+
+def _sum_actor_metrics(actors: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Cumulative counters summed over live actors (`reward/...`, `actor/...`)."""
+    total: dict[str, float] = {}
+    for metrics in actors.values():
+        for k, v in metrics.items():
+            total[k] = total.get(k, 0.0) + float(v)
+    return total
+
+
+def _log_step(r: StepRecord, max_steps: int) -> None:
+    m = r.metrics
+    log.info(
+        "step %d/%d  loss %.4f  reward %.3f  pass %.3f  used %d dropped %d  guided %.0f%%  "
+        "staleness %.2f  wait %.1fs train %.1fs sync %.2fs",
+        r.step, max_steps, r.loss, m["batch/reward_mean"], m["batch/pass_rate"], r.groups_used,
+        r.groups_dropped, 100 * m["batch/guided_share"], r.mean_staleness, r.gen_wait_s,
+        r.train_s, r.sync_s,
+    )
+
+
+def install_signal_handlers(learner: Learner) -> None:
+    def _stop(signum, frame):
+        log.info("signal %d: checkpointing and stopping", signum)
+        learner.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)

@@ -1,0 +1,22 @@
+"""Entry point of the learner process: config first, then torch and the model.
+
+    lppo learner CONFIG [--resume] [--set ...]
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lppo.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def run_learner(cfg: Config, resume: bool = False) -> int:
+    """Train until `learner.max_steps` or a signal; returns the process exit status."""
+    from learner.loop import Learner, install_signal_handlers
+
+    cfg.run.run_dir.mkdir(parents=True, exist_ok=True)
+    learner = Learner(cfg, resume=resume)
+    install_signal_handlers(learner)
+    return learner.run()

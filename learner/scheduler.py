@@ -1,0 +1,257 @@
+"""Which sample an actor samples next, with which prefix; what an arrived group means.
+
+    items = scheduler.next_items(actor_id, slots)    # Work for an actor (admission-paced)
+    decision = scheduler.on_group(group)             # stale / invalid / dropped / accepted,
+                                                     # and the sample's new state
+
+Selection. Work is paced by `StalenessManager.capacity()` (AReaL admission with curation's
+over-dispatch). Of k items, `recheck_count` are drawn from solved/parked samples (rechecks),
+the rest from active samples, least recently dispatched first; a sample has at most one group
+in flight, so its statistics update in order. Each item carries the sample's current prefix
+(`learner.algo.prefix`: PG-sampling's ratio, cut at a line/sentence boundary of the expert
+solution, never reaching the final answer); samples without a solution are never guided.
+
+Arrival. A group is matched to its dispatch record (unknown or already-seen attempt ids are
+duplicates: ignored). Stale (older than `max_staleness` versions) and invalid (actor could not
+sample it) groups are dropped without touching the sample's statistics. Otherwise
+`learner.algo.sample.observe` updates EMA/progress/status/next ratio, and curation decides
+whether the group enters the batch (`all_correct` / `all_wrong` drops).
+
+All state is plain data, saved whole in checkpoints (`state_dict` / `load_state_dict`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from learner.algo import curation
+from learner.algo.prefix import SolutionCuts
+from learner.algo.progress import SampleStats
+from learner.algo.sample import Observation, observe
+from learner.algo.staleness import StalenessManager
+from lppo.config import Config
+from lppo.wire import Array, RolloutGroup, WorkItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SampleEntry:
+    """A sample of the run and the learner's view of it."""
+
+    sample_id: int
+    problem: str
+    answer: str
+    cuts: SolutionCuts | None = None
+    stats: SampleStats = field(default_factory=SampleStats)
+    status: curation.Status = "active"
+    status_since: int = 0
+    ratio: float = 0.0
+    """Prefix ratio of the sample's next group."""
+    last_dispatch: float = -1.0
+    inflight: int = 0
+
+
+@dataclass
+class Dispatch:
+    """A work item handed out and not yet returned."""
+
+    attempt_id: str
+    sample_id: int
+    actor_id: str
+    ratio: float
+    prefix_len: int
+    version: int
+    recheck: bool
+
+
+@dataclass
+class Decision:
+    """What the learner concluded about an arrived group."""
+
+    group: RolloutGroup
+    dispatch: Dispatch | None
+    reason: str | None
+    """None: accepted into the batch; else `stale`, `invalid`, `all_correct`, `all_wrong`."""
+    observation: Observation | None = None
+    entry: SampleEntry | None = None
+    duplicate: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is None and not self.duplicate
+
+
+class Scheduler:
+    """Serves work and interprets groups; see the module docstring."""
+
+    def __init__(self, cfg: Config, samples: list[SampleEntry]):
+        if not samples:
+            raise ValueError("the scheduler needs at least one sample")
+        self.cfg = cfg
+        self.samples = {s.sample_id: s for s in samples}
+        self.staleness = StalenessManager.from_config(cfg.learner, cfg.lppo.curation)
+        self.inflight: dict[str, Dispatch] = {}
+        self.seen_attempts: set[str] = set()
+        self.step = 0
+        self.dispatched_total = 0
+        self.rechecked_total = 0
+        self._prefix = uuid.uuid4().hex[:6]
+        self._counter = itertools.count()
+        self._clock = itertools.count()  # dispatch order (deterministic, unlike time)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def next_items(self, actor_id: str, slots: int) -> list[WorkItem]:
+        """Up to `slots` work items for `actor_id`, within admission capacity."""
+        k = min(slots, self.staleness.capacity())
+        if k <= 0:
+            return []
+        cur = self.cfg.lppo.curation
+        rechecks = 0
+        if cur.enabled and cur.recheck_fraction > 0:
+            rechecks = curation.recheck_count(k, self.dispatched_total, self.rechecked_total,
+                                              cur.recheck_fraction)
+        chosen = self._pick(rechecks, recheck=True)
+        chosen += self._pick(k - len(chosen), recheck=False)
+        items = [self._dispatch(entry, actor_id, recheck) for entry, recheck in chosen]
+        self.staleness.on_dispatch(len(items))
+        self.dispatched_total += len(items)
+        self.rechecked_total += sum(1 for _, r in chosen if r)
+        return items
+
+    def _pick(self, k: int, recheck: bool) -> list[tuple[SampleEntry, bool]]:
+        if k <= 0:
+            return []
+        if recheck:
+            pool = [s for s in self.samples.values() if s.status != "active" and not s.inflight]
+        else:
+            pool = [s for s in self.samples.values()
+                    if curation.is_dispatchable(s.status) or not self.cfg.lppo.curation.enabled]
+            pool = [s for s in pool if not s.inflight]
+        pool.sort(key=lambda s: (s.last_dispatch, s.sample_id))
+        return [(s, recheck) for s in pool[:k]]
+
+    def _dispatch(self, entry: SampleEntry, actor_id: str, recheck: bool) -> WorkItem:
+        ratio = entry.ratio if (self.cfg.lppo.pg.enabled and entry.cuts is not None) else 0.0
+        # The cut may be empty (no boundary before the answer). The group still counts as
+        # guided at this ratio, so the ratio keeps rising and a hopeless sample gets parked.
+        prefix = entry.cuts.prefix(ratio) if ratio > 0 else []
+        attempt_id = f"{self._prefix}-{next(self._counter):07d}"
+        entry.inflight += 1
+        entry.last_dispatch = next(self._clock)
+        self.inflight[attempt_id] = Dispatch(
+            attempt_id=attempt_id, sample_id=entry.sample_id, actor_id=actor_id, ratio=ratio,
+            prefix_len=len(prefix), version=self.staleness.version, recheck=recheck,
+        )
+        return WorkItem(
+            attempt_id=attempt_id, sample_id=entry.sample_id, prompt=entry.problem,
+            prefix_ids=Array.of(prefix, "int32") if prefix else None, prefix_ratio=ratio,
+            n=self.cfg.learner.group_size, answer=entry.answer,
+        )
+
+    # -- arrival -----------------------------------------------------------------------------
+
+    def on_group(self, group: RolloutGroup) -> Decision:
+        """Interpret an arrived group (see the module docstring)."""
+        dispatch = self.inflight.pop(group.attempt_id, None)
+        if dispatch is None or group.attempt_id in self.seen_attempts:
+            return Decision(group, dispatch, reason=None, duplicate=True)
+        self.seen_attempts.add(group.attempt_id)
+        entry = self.samples[dispatch.sample_id]
+        entry.inflight = max(0, entry.inflight - 1)
+        reason = self._invalid_reason(group, dispatch)
+        if reason is None and self.staleness.is_stale(group.policy_version):
+            reason = "stale"
+        if reason is not None:
+            self.staleness.on_return(False, reason)
+            return Decision(group, dispatch, reason, entry=entry)
+        correct = [c.verdict == "correct" for c in group.completions]
+        obs = observe(entry.stats, entry.status, float(np.mean(correct)), dispatch.ratio > 0,
+                      self.cfg.lppo, ratio=dispatch.ratio)
+        if obs.status != entry.status:
+            log.info("sample %d: %s -> %s (%s)", entry.sample_id, entry.status, obs.status,
+                     obs.transition)
+            entry.status_since = self.step
+        entry.stats, entry.status, entry.ratio = obs.stats, obs.status, obs.next_ratio
+        reason = None
+        if self.cfg.lppo.curation.enabled:
+            reason = curation.drop_reason([c.reward for c in group.completions], correct,
+                                          self.cfg.lppo.curation)
+        self.staleness.on_return(reason is None, reason)
+        return Decision(group, dispatch, reason, observation=obs, entry=entry)
+
+    def _invalid_reason(self, group: RolloutGroup, dispatch: Dispatch) -> str | None:
+        if group.error or not group.completions:
+            log.warning("attempt %s invalid: %s", group.attempt_id, group.error or "no completions")
+            return "invalid"
+        if group.sample_id != dispatch.sample_id or group.prefix_len != dispatch.prefix_len:
+            log.warning("attempt %s does not match its dispatch", group.attempt_id)
+            return "invalid"
+        return None
+
+    def on_actor_lost(self, actor_id: str) -> int:
+        """Release the work an actor held (it died or restarted); returns how many."""
+        lost = [a for a, d in self.inflight.items() if d.actor_id == actor_id]
+        for attempt_id in lost:
+            d = self.inflight.pop(attempt_id)
+            self.samples[d.sample_id].inflight = max(0, self.samples[d.sample_id].inflight - 1)
+        if lost:
+            self.staleness.on_lost(len(lost))
+            log.info("released %d work items held by %s", len(lost), actor_id)
+        return len(lost)
+
+    def set_version(self, version: int, step: int) -> None:
+        self.staleness.set_version(version)
+        self.step = step
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in curation.STATUSES}
+        for entry in self.samples.values():
+            counts[entry.status] += 1
+        return counts
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the immutable sample texts and cuts (rebuilt from the ledger)."""
+        return {
+            "samples": {sid: {"stats": e.stats.to_dict(), "status": e.status,
+                              "status_since": e.status_since, "ratio": e.ratio,
+                              "last_dispatch": e.last_dispatch}
+                        for sid, e in self.samples.items()},
+            "staleness": self.staleness.to_dict(),
+            "inflight": [asdict(d) for d in self.inflight.values()],
+            "seen_attempts": sorted(self.seen_attempts),
+            "step": self.step, "dispatched_total": self.dispatched_total,
+            "rechecked_total": self.rechecked_total, "saved_at": time.time(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for sid, s in state["samples"].items():
+            entry = self.samples.get(int(sid))
+            if entry is None:
+                raise ValueError(f"checkpoint has sample {sid}, which this run does not")
+            entry.stats = SampleStats.from_dict(s["stats"])
+            entry.status, entry.status_since = s["status"], s["status_since"]
+            entry.ratio, entry.last_dispatch = s["ratio"], s["last_dispatch"]
+            entry.inflight = 0
+        self.staleness = StalenessManager.from_dict(state["staleness"])
+        # Work in flight at the checkpoint will come back to a new epoch, if at all, under ids
+        # this process never dispatched: release it, as for a dead actor.
+        if state["inflight"]:
+            self.staleness.on_lost(len(state["inflight"]))
+        self.inflight = {}
+        self.seen_attempts = set(state["seen_attempts"])
+        self.step = state["step"]
+        self.dispatched_total = state["dispatched_total"]
+        self.rechecked_total = state["rechecked_total"]
+        self._clock = itertools.count(int(max((e.last_dispatch for e in self.samples.values()),
+                                              default=0)) + 1)

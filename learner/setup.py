@@ -1,0 +1,126 @@
+"""Everything the learner builds before its first step, fresh or resumed.
+
+    ledger   open (SQLite in the run directory or PostgreSQL), register the run
+    data     read `data.train` (a bad row fails here, nothing imported), import, add to run
+    samples  problem, answer and the expert solution's cut points in the policy's tokens
+    trainer  model from `model.path`, or from the checkpoint's model when resuming
+    resume   scheduler state, staleness counters, RNG, optimizer; the ledger rolled back to
+             the checkpoint (groups and steps recorded after it are removed, sample states
+             rewritten) so ledger and checkpoint agree; weights of the checkpoint published
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from learner import checkpoint
+from learner.algo.prefix import prepare_solution
+from learner.io import state_record
+from learner.scheduler import SampleEntry, Scheduler
+from learner.trainer import Trainer
+from lppo.config import Config, save_config
+from lppo.errors import UserError
+from lppo.weightfiles import write_weights
+from lppo.wire import WeightsReady
+from store.datasets import read_dataset
+from store.ledger import Ledger
+from store.rollback import rollback_to_checkpoint
+from store.writer import LedgerWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LearnerSetup:
+    ledger: Ledger
+    writer: LedgerWriter
+    run_id: int
+    trainer: Trainer
+    tokenizer: object
+    scheduler: Scheduler
+    step: int = 0
+    version: int = 0
+    notice: WeightsReady | None = None
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lppo")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer) -> list[SampleEntry]:
+    """Import `data.train` and return the run's samples with their solution cuts."""
+    if not cfg.data.train:
+        raise UserError("data.train: the learner needs at least one training data set")
+    records = [rec for spec in cfg.data.train for rec in read_dataset(spec)]
+    result = ledger.import_samples(records)
+    ledger.add_to_run(run_id, result.ids)
+    entries: dict[int, SampleEntry] = {}
+    lengths: dict[int, int] = {}
+    for sid, rec in zip(result.ids, records, strict=True):
+        if sid in entries:
+            continue  # a duplicate problem maps onto its first occurrence
+        cuts = None
+        if rec.solution:
+            cuts = prepare_solution(tokenizer, rec.solution, cfg.lppo.pg.boundary, rec.answer)
+            lengths[sid] = len(cuts.token_ids)
+        entries[sid] = SampleEntry(sample_id=sid, problem=rec.problem, answer=rec.answer,
+                                   cuts=cuts)
+    ledger.set_solution_tokens(lengths)
+    log.info("%d training samples (%d with expert solutions)", len(entries), len(lengths))
+    return list(entries.values())
+
+
+def prepare(cfg: Config, resume: bool) -> LearnerSetup:
+    """Build the learner's state (see the module docstring)."""
+    from transformers import AutoTokenizer
+
+    run_dir = cfg.run.run_dir
+    ckpt = checkpoint.latest(run_dir) if resume else None
+    if resume and ckpt is None:
+        log.warning("--resume: no checkpoint in %s; starting from step 0", run_dir)
+    save_config(cfg, run_dir / "config.toml")
+    ledger = Ledger.open(cfg)
+    try:
+        run_id = ledger.register_run(cfg.run.name, cfg.model_dump(mode="json"), code_version(),
+                                     resume=resume)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
+        samples = load_samples(cfg, ledger, run_id, tokenizer)
+        model_path = str(ckpt / "model") if ckpt is not None else None
+        trainer = Trainer(cfg, model_path=model_path)
+        scheduler = Scheduler(cfg, samples)
+    except BaseException:
+        ledger.close()
+        raise
+    writer = LedgerWriter.for_config(ledger, run_id, cfg.store)
+    setup = LearnerSetup(ledger=ledger, writer=writer, run_id=run_id, trainer=trainer,
+                         tokenizer=tokenizer, scheduler=scheduler)
+    if ckpt is not None:
+        _restore(cfg, setup, ckpt)
+    return setup
+
+
+def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
+    trainer_state, state = checkpoint.load(ckpt)
+    setup.trainer.load_state_dict(trainer_state)
+    checkpoint.set_rng_state(state["rng"])
+    setup.scheduler.load_state_dict(state["scheduler"])
+    if state.get("buffered"):
+        setup.scheduler.staleness.on_evicted(state["buffered"])
+    setup.step, setup.version = state["step"], state["version"]
+    # The ledger may hold groups and steps recorded after the checkpoint (the learner died
+    # later): remove them and put every sample's state back to the checkpoint's.
+    states = {sid: state_record(e, 1.0, setup.step)
+              for sid, e in setup.scheduler.samples.items()}
+    removed = rollback_to_checkpoint(setup.ledger, setup.run_id, setup.step,
+                                     setup.scheduler.seen_attempts, states)
+    log.info("resumed from %s: step %d, version %d; ledger rolled back (%s)", ckpt.name,
+             setup.step, setup.version, removed)
+    notice = write_weights(setup.trainer.policy_state(), cfg.run.run_dir, setup.version)
+    setup.notice = notice

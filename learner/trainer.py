@@ -1,0 +1,190 @@
+"""The policy model and one optimizer step over a batch of training sequences.
+
+    trainer = Trainer(cfg)                        # AutoModelForCausalLM, AdamW, LR schedule
+    stats = trainer.step(sequences)               # micro-batched forward/backward, clip, step
+    state = trainer.policy_state()                # weights for the actors
+
+One step: the batch's loss normaliser is computed once for the whole batch (token-mean:
+its loss tokens; Dr.GRPO: completions x max_tokens), so micro-batch losses add up to the
+batch loss whatever the packing. Each micro-batch: forward, token log-probs of the targets,
+`learner.algo.loss.ppo_loss` against the actor's behaviour log-probs (prefix tokens masked;
+LUFFY-style term on them when configured), backward. Then global gradient-norm clipping,
+AdamW, LR schedule (linear warm-up, then constant / linear / cosine decay).
+
+With `tis_cap` the PPO ratio's base is the trainer's own log-probs before the update
+(`old_logp`, one no-grad pass), and the trainer/behaviour ratio is truncated (TIS). With
+`kl_coef > 0` a frozen copy of the initial model gives the reference log-probs.
+
+Device: CUDA when available and allowed (`learner.device`), else CPU; bf16 weights on CUDA
+where supported with `model.dtype = "auto"`, fp32 on CPU. Multi-GPU (FSDP2 under torchrun)
+wraps the same model; see learner/distributed.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from learner.algo.loss import LossSettings, aggregation_for, loss_normalizer, ppo_loss
+from learner.batch import MicroBatch, TrainSequence, collate, pack
+from lppo.config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepStats:
+    loss: float
+    grad_norm: float
+    lr: float
+    tokens: int
+    sequences: int
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    want = cfg.learner.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("learner.device = 'cuda' but torch.cuda.is_available() is false")
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(want)
+
+
+def resolve_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if cfg.model.dtype != "auto":
+        return names[cfg.model.dtype]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak LR at optimizer step `step` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Owns the policy, its optimizer and LR schedule; see the module docstring."""
+
+    def __init__(self, cfg: Config, model_path: str | None = None):
+        from transformers import AutoModelForCausalLM
+
+        self.cfg = cfg
+        self.device = resolve_device(cfg)
+        self.dtype = resolve_dtype(cfg, self.device)
+        path = model_path or cfg.model.path
+        self.model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=self.dtype, trust_remote_code=cfg.model.trust_remote_code
+        ).to(self.device)
+        if cfg.learner.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.train()
+        self.reference = None
+        if cfg.learner.kl_coef > 0:
+            self.reference = AutoModelForCausalLM.from_pretrained(
+                cfg.model.path, dtype=self.dtype).to(self.device).eval()
+            self.reference.requires_grad_(False)
+        lc = cfg.learner
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=lc.lr, betas=lc.adam_betas, weight_decay=lc.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, lc.warmup_steps, lc.max_steps, lc.lr_schedule),
+        )
+        self.settings = LossSettings.from_config(lc, cfg.lppo.pg)
+        self.aggregation = aggregation_for(lc)
+        pad = getattr(self.model.config, "pad_token_id", None)
+        eos = getattr(self.model.config, "eos_token_id", None)
+        self.pad_id = pad if pad is not None else (eos if isinstance(eos, int) else 0)
+
+    # -- one optimizer step ------------------------------------------------------------------
+
+    def step(self, seqs: Sequence[TrainSequence]) -> StepStats:
+        """One optimizer step on `seqs` (the whole batch)."""
+        if not seqs:
+            raise ValueError("Trainer.step: empty batch")
+        start = time.perf_counter()
+        micro = [collate(b, self.pad_id) for b in pack(seqs, self.cfg.learner.micro_batch_tokens)]
+        tokens = sum(m.loss_tokens for m in micro)
+        extra = sum(int(m.prefix_mask.sum()) for m in micro) if self.settings.off_policy else 0
+        normalizer = loss_normalizer(self.aggregation, tokens + extra, len(seqs),
+                                     self.cfg.actor.sampling.max_tokens)
+        old = [self._old_logp(m) for m in micro] if self.settings.tis_cap else [None] * len(micro)
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, sums = 0.0, {}
+        for mb, old_logp in zip(micro, old, strict=True):
+            loss, metrics = self._micro_step(mb, normalizer, old_logp)
+            total_loss += loss
+            weight = mb.loss_tokens / max(1, tokens)
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v * weight
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learner.grad_clip)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        return StepStats(
+            loss=total_loss, grad_norm=float(grad_norm), lr=lr, tokens=tokens,
+            sequences=len(seqs), seconds=time.perf_counter() - start, metrics=sums,
+        )
+
+    def _tensors(self, mb: MicroBatch) -> dict[str, torch.Tensor]:
+        return {name: torch.as_tensor(getattr(mb, name), device=self.device) for name in (
+            "input_ids", "attention_mask", "targets", "loss_mask", "prefix_mask",
+            "behaviour_logprobs", "advantages")}
+
+    def _logp(self, model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
+        logits = logits[:, :-1].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        token_logp = logp.gather(-1, t["targets"].unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            entropy = -(logp.exp() * logp).sum(-1)
+        return token_logp, entropy
+
+    @torch.no_grad()
+    def _old_logp(self, mb: MicroBatch) -> torch.Tensor:
+        return self._logp(self.model, self._tensors(mb))[0]
+
+    def _micro_step(self, mb: MicroBatch, normalizer: float, old_logp) -> tuple[float, dict]:
+        t = self._tensors(mb)
+        logp, entropy = self._logp(self.model, t)
+        ref = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref = self._logp(self.reference, t)[0]
+        loss, metrics = ppo_loss(
+            logp, t["behaviour_logprobs"], t["advantages"], t["loss_mask"], self.settings,
+            normalizer=normalizer, old_logp=old_logp, ref_logp=ref,
+            prefix_mask=t["prefix_mask"], entropy=entropy,
+        )
+        loss.backward()
+        return float(loss.detach()), metrics
+
+    # -- weights and state -------------------------------------------------------------------
+
+    def policy_state(self) -> dict[str, torch.Tensor]:
+        """The policy's weights in checkpoint names, for actors (`lppo.weightfiles`)."""
+        return self.model.state_dict()
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

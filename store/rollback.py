@@ -1,0 +1,59 @@
+"""Put a run's ledger back to a learner checkpoint, so `--resume` leaves ledger and checkpoint
+consistent.
+
+A learner that dies after checkpoint S has usually recorded more: groups that arrived after
+the checkpoint's snapshot, train steps S+1.., and the sample states those groups produced.
+The resumed learner starts again from S, so in one transaction:
+
+- groups whose attempt id is not in the checkpoint's set of seen attempts are deleted with
+  their rollouts (the scheduler never saw them; an actor resending one is answered as a
+  duplicate of nothing and the group is simply lost, as work in flight at a crash is);
+- `used_in_step` is cleared where it points past S (those groups were waiting in the
+  trainer's buffer, which a checkpoint does not keep);
+- train steps and eval results after S are deleted;
+- every sample's `sample_state` row is rewritten from the checkpoint's scheduler state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import asdict
+
+import sqlalchemy as sa
+
+from store.ledger import IN_CHUNK, Ledger
+from store.models import EvalResult, Rollout, RolloutGroup, TrainStep
+from store.records import SampleStateRecord
+
+
+def rollback_to_checkpoint(
+    ledger: Ledger,
+    run_id: int,
+    step: int,
+    seen_attempts: Collection[str],
+    states: Mapping[int, SampleStateRecord],
+) -> dict[str, int]:
+    """Apply the rules of the module docstring; returns counts of what changed."""
+    seen = set(seen_attempts)
+    G = RolloutGroup
+    with ledger.engine.begin() as conn:
+        rows = conn.execute(sa.select(G.id, G.attempt_id).where(G.run_id == run_id)).all()
+        doomed = [r.id for r in rows if r.attempt_id not in seen]
+        for start in range(0, len(doomed), IN_CHUNK):
+            chunk = doomed[start:start + IN_CHUNK]
+            conn.execute(sa.delete(Rollout).where(Rollout.group_id.in_(chunk)))
+            conn.execute(sa.delete(G).where(G.id.in_(chunk)))
+        unused = conn.execute(
+            sa.update(G).where(G.run_id == run_id, G.used_in_step > step).values(used_in_step=None)
+        ).rowcount
+        steps = conn.execute(
+            sa.delete(TrainStep).where(TrainStep.run_id == run_id, TrainStep.step > step)
+        ).rowcount
+        evals = conn.execute(
+            sa.delete(EvalResult).where(EvalResult.run_id == run_id, EvalResult.step > step)
+        ).rowcount
+        if states:
+            ledger._upsert_states(conn, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
+                                         for sid, st in states.items()])
+    return {"groups_removed": len(doomed), "groups_unused": unused, "steps_removed": steps,
+            "evals_removed": evals, "states_restored": len(states)}
