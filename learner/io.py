@@ -77,7 +77,7 @@ class LearnerIO(threading.Thread):
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._commands: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._actor_metrics: dict[str, dict[str, float]] = {}
         self._versions: dict[str, int] = {}
 
@@ -89,7 +89,7 @@ class LearnerIO(threading.Thread):
     def stop(self, reason: str = "learner stopping", timeout: float = 10.0) -> None:
         """Tell actors to shut down (if asked), stop the thread and re-raise its error."""
         self._commands.put(("shutdown", reason))
-        self._stop.set()
+        self._halt.set()
         self.join(timeout)
         if self.error is not None:
             raise RuntimeError("learner I/O thread failed") from self.error
@@ -136,7 +136,7 @@ class LearnerIO(threading.Thread):
         shutdown_reason = None
         while True:
             shutdown_reason = self._run_commands(gateway) or shutdown_reason
-            if self._stop.is_set():
+            if self._halt.is_set():
                 gateway.shutdown(shutdown_reason or "learner stopping")
                 time.sleep(0.2)  # let the shutdown frames leave before LINGER 0 closes
                 return

@@ -14,8 +14,11 @@ log = logging.getLogger(__name__)
 
 def run_learner(cfg: Config, resume: bool = False) -> int:
     """Train until `learner.max_steps` or a signal; returns the process exit status."""
+    from transformers.utils import logging as hf_logging
+
     from learner.loop import Learner, install_signal_handlers
 
+    hf_logging.disable_progress_bar()
     cfg.run.run_dir.mkdir(parents=True, exist_ok=True)
     learner = Learner(cfg, resume=resume)
     install_signal_handlers(learner)

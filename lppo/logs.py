@@ -43,5 +43,5 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Third-party libraries that are chatty at INFO.
-    for noisy in ("urllib3", "filelock", "httpx", "alembic.runtime.migration"):
+    for noisy in ("urllib3", "filelock", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,35 @@
+"""Files for tests that run the real learner and actors: a small task, a tiny model, a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lppo.config import Config, save_config
+from lppo.demo import task
+from tests.conftest import free_ports
+
+
+def write_task(root: Path, train: dict[int, int], held_out: dict[int, int]) -> dict[str, Path]:
+    return task.write_split(root / "data", seed=0, train=train, held_out=held_out)
+
+
+def small_run_config(root: Path, model_dir: Path, train_path: Path, **sections) -> Path:
+    """A config for a few quick steps on CPU, on free ports; `sections` override by section."""
+    work, rollouts, weights = free_ports(3)
+    raw = {
+        "run": {"name": "it", "output_dir": str(root / "runs")},
+        "model": {"path": str(model_dir), "dtype": "float32", "max_model_len": 384},
+        "data": {"prompt_format": "plain", "max_prompt_tokens": 96,
+                 "train": [{"name": "arith", "path": str(train_path), "format": "generic",
+                            "id_field": "id"}]},
+        "actor": {"slots": 8, "sampling": {"max_tokens": 32}, "reward": {"workers": 1}},
+        "learner": {"max_steps": 4, "batch_groups": 4, "group_size": 4, "lr": 1e-4,
+                    "checkpoint_every": 2, "device": "cpu"},
+        "lppo": {"curation": {"drop_all_wrong": False}},
+        "transport": {"work_port": work, "rollout_port": rollouts, "weights_port": weights,
+                      "heartbeat_s": 0.5, "peer_timeout_s": 5.0},
+    }
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    cfg = Config.model_validate(raw)
+    return save_config(cfg, root / "config.toml")

@@ -1,0 +1,117 @@
+"""The real learner with a real vLLM-CPU actor on a tiny model: a few LPPO steps, the ledger
+consistent with what was trained, weights published and picked up; and a learner killed after
+a checkpoint that resumes without training any attempt twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from store.queries import LedgerReader
+from tests.conftest import ROOT
+from tests.integration.run_files import small_run_config, write_task
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as fh:
+        return subprocess.Popen([sys.executable, "-m", "lppo.cli", *args], cwd=ROOT, env=ENV,
+                                stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _stop_all(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=30)
+
+
+def _ledger(root: Path) -> LedgerReader:
+    return LedgerReader(str(root / "runs" / "it"))
+
+
+def _check_ledger(root: Path, steps: int) -> None:
+    with _ledger(root) as reader:
+        rows = reader.sql("SELECT step, policy_version, groups_used FROM train_steps "
+                          "ORDER BY step").rows
+        assert [r[0] for r in rows] == list(range(1, steps + 1))
+        assert all(r[1] == r[0] for r in rows)  # one optimizer step = one policy version
+        used = dict(reader.sql("SELECT used_in_step, COUNT(*) FROM rollout_groups "
+                               "WHERE used_in_step IS NOT NULL GROUP BY used_in_step").rows)
+        assert used == {r[0]: r[2] for r in rows}  # groups_used adds up per step
+        dup = reader.sql("SELECT attempt_id, COUNT(*) FROM rollout_groups GROUP BY attempt_id "
+                         "HAVING COUNT(*) > 1").rows
+        assert dup == []
+        bad = reader.sql("SELECT COUNT(*) FROM rollout_groups WHERE used_in_step IS NOT NULL "
+                         "AND dropped_reason IS NOT NULL").rows[0][0]
+        assert bad == 0
+        # max_staleness = 1: a group trained at step s was sampled by version >= s - 2
+        late = reader.sql("SELECT COUNT(*) FROM rollout_groups WHERE used_in_step IS NOT NULL "
+                          "AND policy_version < used_in_step - 2").rows[0][0]
+        assert late == 0
+        newest = reader.sql("SELECT MAX(policy_version) FROM rollout_groups").rows[0][0]
+        assert newest >= 1  # the actor loaded published weights and sampled with them
+        states = reader.sql("SELECT COUNT(*) FROM sample_state WHERE attempts + "
+                            "guided_attempts > 0").rows[0][0]
+        assert states > 0
+
+
+@pytest.fixture(scope="module")
+def files(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("learner")
+    paths = write_task(root, train={1: 16, 2: 8}, held_out={1: 4})
+    return root, tiny_model, paths["train"]
+
+
+def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
+    root, model, train = files
+    cfg = small_run_config(root / "a", model, train)
+    root = root / "a"
+    learner = _start(["learner", str(cfg)], root / "learner.log")
+    actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
+    try:
+        assert learner.wait(timeout=420) == 0, (root / "learner.log").read_text()[-4000:]
+        assert actor.wait(timeout=60) == 0, (root / "actor.log").read_text()[-4000:]
+    finally:
+        _stop_all(learner, actor)
+    _check_ledger(root, steps=4)
+    assert (root / "runs" / "it" / "checkpoints" / "step_4" / "state.json").is_file()
+    assert (root / "runs" / "it" / "weights" / "v4" / "model.safetensors").is_file()
+    assert "actor a0 runs weights v" in (root / "learner.log").read_text()
+
+
+def test_killed_learner_resumes_from_its_checkpoint(files):
+    root, model, train = files
+    root = root / "b"
+    cfg = small_run_config(root, model, train, learner={
+        "max_steps": 6, "batch_groups": 4, "group_size": 4, "lr": 1e-4, "checkpoint_every": 2,
+        "device": "cpu"})
+    learner = _start(["learner", str(cfg)], root / "learner.log")
+    actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
+    ckpt = root / "runs" / "it" / "checkpoints" / "step_2" / "state.json"
+    try:
+        deadline = time.monotonic() + 420
+        while not ckpt.is_file() or "step 3/6" not in (root / "learner.log").read_text():
+            assert time.monotonic() < deadline and learner.poll() is None, \
+                (root / "learner.log").read_text()[-4000:]
+            time.sleep(0.2)
+        learner.send_signal(signal.SIGKILL)
+        learner.wait(timeout=30)
+        with _ledger(root) as reader:
+            assert reader.sql("SELECT MAX(step) FROM train_steps").rows[0][0] >= 3
+        resumed = _start(["learner", str(cfg), "--resume"], root / "learner2.log")
+        assert resumed.wait(timeout=420) == 0, (root / "learner2.log").read_text()[-4000:]
+        assert actor.wait(timeout=60) == 0, (root / "actor.log").read_text()[-4000:]
+    finally:
+        _stop_all(learner, actor)
+    log2 = (root / "learner2.log").read_text()
+    assert "resumed from step_2: step 2, version 2" in log2
+    assert "step 3/6" in log2 and "step 6/6" in log2
+    _check_ledger(root, steps=6)
