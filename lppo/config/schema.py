@@ -213,6 +213,27 @@ class ActorConfig(Section):
 
 class LearnerConfig(Section):
     max_steps: int = Field(200, ge=1)
+class EvalConfig(Section):
+    """Sampling and size of evaluation: `lppo eval` and periodic evaluation during a run.
+
+    Each problem gets `k` completions at `temperature` / `top_p`; pass@1 is the share of correct
+    completions averaged over problems (the mean over k samples, less noisy than one sample),
+    pass@k the share of problems with at least one correct completion. Stop strings and the
+    verifier (`actor.reward`) are the training ones, so verdicts mean the same thing.
+    """
+
+    k: int = Field(4, ge=1, le=1024)
+    """Completions sampled per problem."""
+    temperature: float = Field(0.6, ge=0.0)
+    """Sampling temperature for evaluation (0: greedy; then all k samples are the same)."""
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    """Nucleus sampling mass for evaluation."""
+    max_tokens: int | None = Field(None, gt=0)
+    """Most new tokens per completion; None: `actor.sampling.max_tokens`."""
+    limit: int | None = Field(None, gt=0)
+    """Evaluate at most this many problems per benchmark (the first in file order); None: all."""
+
+
     """Optimizer steps to run."""
     batch_groups: int = Field(16, ge=1)
     """Rollout groups (prompts) per optimizer step, after curation."""
@@ -266,6 +287,8 @@ class LearnerConfig(Section):
     """Evaluate on `data.eval` every N steps during `lppo run` (0: never)."""
     tensorboard: bool = False
     """Also write per-step metrics to TensorBoard under the run directory."""
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    """Sampling and size of evaluation (`lppo eval`, and every `eval_every` steps)."""
     wandb_project: str | None = None
     """Also log per-step metrics to this Weights & Biases project."""
 
@@ -491,6 +514,18 @@ class Config(Section):
 
     @property
     def ledger_url(self) -> str:
+    @model_validator(mode="after")
+    def _eval_budget(self) -> Config:
+        max_tokens = self.learner.eval.max_tokens
+        budget = (max_tokens or 0) + self.data.max_prompt_tokens
+        if max_tokens is not None and budget > self.model.max_model_len:
+            raise ValueError(
+                "learner.eval.max_tokens: data.max_prompt_tokens "
+                f"({self.data.max_prompt_tokens}) + learner.eval.max_tokens ({max_tokens}) = "
+                f"{budget} exceeds model.max_model_len ({self.model.max_model_len})"
+            )
+        return self
+
         """The ledger's SQLAlchemy URL (SQLite in the run directory unless `store.url`)."""
         if self.store.url:
             return self.store.url
