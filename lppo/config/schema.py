@@ -211,8 +211,6 @@ class ActorConfig(Section):
 # --------------------------------------------------------------------------------------------
 
 
-class LearnerConfig(Section):
-    max_steps: int = Field(200, ge=1)
 class EvalConfig(Section):
     """Sampling and size of evaluation: `lppo eval` and periodic evaluation during a run.
 
@@ -234,6 +232,8 @@ class EvalConfig(Section):
     """Evaluate at most this many problems per benchmark (the first in file order); None: all."""
 
 
+class LearnerConfig(Section):
+    max_steps: int = Field(200, ge=1)
     """Optimizer steps to run."""
     batch_groups: int = Field(16, ge=1)
     """Rollout groups (prompts) per optimizer step, after curation."""
@@ -285,10 +285,10 @@ class EvalConfig(Section):
     """Most recent checkpoints kept on disk."""
     eval_every: int = Field(0, ge=0)
     """Evaluate on `data.eval` every N steps during `lppo run` (0: never)."""
-    tensorboard: bool = False
-    """Also write per-step metrics to TensorBoard under the run directory."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
     """Sampling and size of evaluation (`lppo eval`, and every `eval_every` steps)."""
+    tensorboard: bool = False
+    """Also write per-step metrics to TensorBoard under the run directory."""
     wandb_project: str | None = None
     """Also log per-step metrics to this Weights & Biases project."""
 
@@ -512,8 +512,6 @@ class Config(Section):
             )
         return self
 
-    @property
-    def ledger_url(self) -> str:
     @model_validator(mode="after")
     def _eval_budget(self) -> Config:
         max_tokens = self.learner.eval.max_tokens
@@ -526,6 +524,8 @@ class Config(Section):
             )
         return self
 
+    @property
+    def ledger_url(self) -> str:
         """The ledger's SQLAlchemy URL (SQLite in the run directory unless `store.url`)."""
         if self.store.url:
             return self.store.url
