@@ -198,6 +198,8 @@ class ActorConfig(Section):
     """vLLM tensor parallelism per actor."""
     kv_cache_gib: int = Field(1, ge=1)
     """KV cache size on CPU (`VLLM_CPU_KVCACHE_SPACE`)."""
+    max_restarts: int = Field(3, ge=0)
+    """`lppo run` restarts a crashed actor at most this many times (per actor slot)."""
     buffer_groups: int = Field(256, ge=1)
     """Finished groups kept while the learner is unreachable; oldest dropped beyond it."""
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)

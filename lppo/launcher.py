@@ -1,0 +1,209 @@
+"""`lppo run`: start the learner and `actor.count` actors on this machine and supervise them.
+
+    runs/<name>/config.toml          the resolved config every child reads (overrides included)
+    runs/<name>/logs/learner.log     one log file per process
+    runs/<name>/logs/actor-<i>.log
+
+Supervision rules:
+- an actor that exits non-zero is restarted (same actor id, so the learner sees it rejoin)
+  at most `actor.max_restarts` times; past that the run continues with fewer actors, and stops
+  if none is left;
+- the learner exiting non-zero ends the run: actors are stopped and the command exits non-zero
+  naming the learner and printing the last lines of its log;
+- Ctrl-C or SIGTERM: the learner gets SIGTERM (it checkpoints, then tells the actors to shut
+  down), actors get SIGTERM after a grace period, and the command exits 130 (interrupt) or
+  143 (terminate);
+- the learner finishing normally ends the run once the actors have exited on its Shutdown.
+
+The live view polls the ledger read-only (the latest `train_steps` row) and never blocks the
+children. Nothing here imports torch or vLLM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lppo.config import Config, save_config
+from lppo.progress import ProgressView
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 60.0
+"""How long the learner gets to checkpoint and exit after SIGTERM before it is killed."""
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as fh:
+            fh.write(f"\n==> starting {self.name} (restart {self.restarts})\n".encode())
+            fh.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lppo.cli", *self.args], stdout=fh,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        self.started_at = time.monotonic()
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(deque(fh, maxlen=lines))
+        except FileNotFoundError:
+            return "(no log)"
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    reason: str
+    restarts: dict[str, int] = field(default_factory=dict)
+
+
+class Supervisor:
+    """Runs one `lppo run`; see the module docstring."""
+
+    def __init__(self, cfg: Config, resume: bool = False, view: bool = True):
+        self.cfg = cfg
+        self.run_dir = cfg.run.run_dir
+        self.config_path = save_config(cfg, self.run_dir / "config.toml")
+        logs = self.run_dir / "logs"
+        resume_arg = ["--resume"] if resume else []
+        self.learner = Child("learner", ["learner", str(self.config_path), *resume_arg],
+                             logs / "learner.log")
+        self.actors = [
+            Child(f"actor-{i}", ["actor", str(self.config_path), "--actor-id", f"actor-{i}"],
+                  logs / f"actor-{i}.log")
+            for i in range(cfg.actor.count)
+        ]
+        self.view = ProgressView(cfg) if view else None
+        self._signal: int | None = None
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def run(self) -> RunResult:
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.learner.start(self.env)
+            for actor in self.actors:
+                actor.start(self.env)
+            log.info("run %s: learner and %d actor(s) started; logs in %s", self.cfg.run.name,
+                     len(self.actors), self.run_dir / "logs")
+            return self._supervise()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self._stop_all()
+            if self.view is not None:
+                self.view.close()
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signum
+
+    def _supervise(self) -> RunResult:
+        while True:
+            if self._signal is not None:
+                return self._interrupted()
+            code = self.learner.poll()
+            if code is not None:
+                return self._learner_exited(code)
+            self._watch_actors()
+            if self.actors and all(a.proc is None for a in self.actors):
+                self._stop_learner()
+                return RunResult(1, "every actor failed more than actor.max_restarts times",
+                                 self._restarts())
+            if self.view is not None:
+                self.view.refresh(self._alive())
+            time.sleep(0.5)
+
+    def _watch_actors(self) -> None:
+        for actor in self.actors:
+            code = actor.poll()
+            if code is None or actor.proc is None:
+                continue
+            if code == 0:
+                continue  # exited on the learner's Shutdown; the learner ends the run
+            if actor.restarts >= self.cfg.actor.max_restarts:
+                log.error("%s exited with %d; restart budget (%d) spent, not restarting",
+                          actor.name, code, self.cfg.actor.max_restarts)
+                actor.proc = None
+                continue
+            actor.restarts += 1
+            log.warning("%s exited with %d; restarting (%d/%d)", actor.name, code,
+                        actor.restarts, self.cfg.actor.max_restarts)
+            actor.start(self.env)
+
+    def _learner_exited(self, code: int) -> RunResult:
+        if code == 0:
+            self._wait_actors(timeout=60.0)
+            return RunResult(0, "learner finished", self._restarts())
+        reason = (f"learner exited with status {code}; last lines of "
+                  f"{self.learner.log_path}:\n{self.learner.tail()}")
+        return RunResult(code if code > 0 else 1, reason, self._restarts())
+
+    def _interrupted(self) -> RunResult:
+        name = signal.Signals(self._signal).name
+        log.warning("%s: stopping the learner (it checkpoints first)", name)
+        self._stop_learner()
+        self._wait_actors(timeout=15.0)
+        return RunResult(128 + self._signal, f"stopped by {name}", self._restarts())
+
+    def _stop_learner(self) -> None:
+        self.learner.signal(signal.SIGTERM)
+        try:
+            if self.learner.proc is not None:
+                self.learner.proc.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            log.error("learner did not stop within %.0f s; killing it", GRACE_S)
+            self.learner.signal(signal.SIGKILL)
+
+    def _wait_actors(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for actor in self.actors:
+            if actor.proc is None:
+                continue
+            try:
+                actor.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                actor.signal(signal.SIGTERM)
+
+    def _stop_all(self) -> None:
+        for child in [*self.actors, self.learner]:
+            child.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15.0
+        for child in [*self.actors, self.learner]:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.signal(signal.SIGKILL)
+                child.proc.wait(timeout=10)
+
+    def _alive(self) -> dict[str, bool]:
+        return {c.name: c.poll() is None and c.proc is not None
+                for c in [self.learner, *self.actors]}
+
+    def _restarts(self) -> dict[str, int]:
+        return {a.name: a.restarts for a in self.actors if a.restarts}
