@@ -84,6 +84,9 @@ class SampleStateRecord:
 class GroupRecord:
     """One attempt (n completions of one sample), with what the learner decided about it.
 
+    An attempt the actor could not sample (wire `error`) has no rollouts and must be dropped
+    as `invalid`; its pass rate reads 0.
+
     `state` is the sample's state right after this group; the writer stores it in the same
     transaction as the group, or not at all when the attempt id was already recorded.
     """
@@ -105,8 +108,8 @@ class GroupRecord:
     received_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if not self.rollouts:
-            raise ValueError(f"group {self.attempt_id!r} has no rollouts")
+        if not self.rollouts and self.dropped_reason != "invalid":
+            raise ValueError(f"group {self.attempt_id!r} has no rollouts and is not 'invalid'")
         if self.dropped_reason is not None and self.dropped_reason not in DROP_REASONS:
             raise ValueError(
                 f"dropped_reason must be one of {DROP_REASONS}, got {self.dropped_reason!r}"
@@ -122,11 +125,11 @@ class GroupRecord:
 
     @property
     def pass_rate(self) -> float:
-        return self.n_correct / self.n
+        return self.n_correct / self.n if self.n else 0.0
 
     @property
     def mean_reward(self) -> float:
-        return sum(r.reward for r in self.rollouts) / self.n
+        return sum(r.reward for r in self.rollouts) / self.n if self.n else 0.0
 
     @property
     def tokens(self) -> int:
@@ -181,7 +184,9 @@ def group_from_wire(
     state: SampleStateRecord | None = None,
     received_at: float | None = None,
 ) -> GroupRecord:
-    """A `GroupRecord` from a received `lppo.wire.RolloutGroup` and the learner's decisions."""
+    """A `GroupRecord` from a received `lppo.wire.RolloutGroup` and the learner's decisions.
+
+    A group with an `error` (nothing sampled) is dropped as `invalid` whatever was asked."""
     rollouts = [
         RolloutRecord(
             text=c.text,
@@ -203,7 +208,7 @@ def group_from_wire(
         prefix_len=msg.prefix_len,
         lp_weight=lp_weight,
         used_in_step=used_in_step,
-        dropped_reason=dropped_reason,
+        dropped_reason="invalid" if msg.error else dropped_reason,
         state=state,
         gen_s=msg.gen_seconds,
         verify_s=msg.verify_seconds,

@@ -93,3 +93,14 @@ def test_writer_survives_a_dropped_postgres_connection(pg_cluster):
         writer.close()
         assert count(ledger.engine, "SELECT count(*) FROM rollout_groups") == 2
     admin.dispose()
+
+
+def test_writer_from_config(tmp_path):
+    from lppo.config.schema import StoreConfig
+
+    with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
+        run, _ = setup_run(ledger)
+        store = StoreConfig(write_batch_groups=3, write_queue=10, write_retry_s=0.5)
+        writer = LedgerWriter.for_config(ledger, run, store)
+        assert (writer.batch_groups, writer._queue.maxsize, writer.retry_s) == (3, 10, 0.5)
+        writer.close()

@@ -141,3 +141,40 @@ def test_add_to_run_keeps_existing_state(ledger):
     assert ledger.add_to_run(run, ids) == 0
     assert count(ledger.engine, "SELECT max(attempts) FROM sample_state") == 3
     assert count(ledger.engine, "SELECT count(*) FROM sample_state WHERE status = 'active'") == 5
+
+
+def test_wire_groups_convert_and_record(ledger):
+    from lppo import wire
+    from store.records import group_from_wire
+
+    run, ids = setup_run(ledger)
+    completions = [
+        wire.Completion(token_ids=wire.Array.of([1, 2, 3][: k + 1], "int32"),
+                        logprobs=wire.Array.of([-0.1, -0.2, -0.3][: k + 1], "float32"),
+                        text=f"answer {k}", finish_reason="stop", reward=float(k == 2),
+                        verdict="correct" if k == 2 else "wrong")
+        for k in range(3)
+    ]
+    msg = wire.RolloutGroup(
+        attempt_id="w-1", sample_id=ids[1], actor_id="actor-3", policy_version=4,
+        prompt_ids=wire.Array.of([5, 6], "int32"), prefix_ids=wire.Array.of([7], "int32"),
+        prefix_ratio=0.5, prefix_len=1, completions=completions, gen_seconds=1.5,
+    )
+    msg = wire.decode(wire.encode(msg))
+    rec = group_from_wire(msg, step_seen=5, lp_weight=1.2,
+                          state=SampleStateRecord(guided_attempts=1, guided_pass_rate=1 / 3))
+    assert (rec.n, rec.n_correct, rec.tokens, rec.prefix_len) == (3, 1, 6, 1)
+    failed = wire.RolloutGroup(
+        attempt_id="w-2", sample_id=ids[2], actor_id="actor-3", policy_version=4,
+        prompt_ids=wire.Array.of([5], "int32"), prefix_ids=wire.Array.of([], "int32"),
+        prefix_ratio=0.0, prefix_len=0, completions=[], gen_seconds=0.0, error="too long",
+    )
+    bad = group_from_wire(failed, step_seen=5)
+    assert bad.dropped_reason == "invalid" and bad.pass_rate == 0.0
+    assert ledger.record_groups(run, [rec, bad]) == 2
+    with ledger.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT attempt_id, n, n_correct, tokens, actor_id, lp_weight, dropped_reason "
+            "FROM rollout_groups ORDER BY attempt_id").all()
+    assert rows == [("w-1", 3, 1, 6, "actor-3", 1.2, None), ("w-2", 0, 0, 0, "actor-3", None,
+                                                              "invalid")]
