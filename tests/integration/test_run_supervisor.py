@@ -1,0 +1,79 @@
+"""`lppo run` as a user runs it: an actor killed mid-run is restarted and the run continues;
+Ctrl-C leaves a checkpoint and a consistent ledger; `--resume` finishes the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from store.queries import LedgerReader
+from tests.conftest import ROOT
+from tests.integration.run_files import small_run_config, write_task
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _steps(run_dir: Path) -> list[int]:
+    if not (run_dir / "ledger.db").exists():
+        return []
+    with LedgerReader(str(run_dir)) as reader:
+        return [r[0] for r in reader.sql("SELECT step FROM train_steps ORDER BY step").rows]
+
+
+def _wait(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"lppo run exited early ({proc.returncode}) waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def _actor_pid(config: Path) -> int:
+    out = subprocess.run(["pgrep", "-f", f"actor {config} --actor-id actor-0"],
+                         capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    assert pids, "actor-0 not running"
+    return pids[0]
+
+
+def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
+    paths = write_task(tmp_path, train={1: 16, 2: 8}, held_out={1: 4})
+    cfg = small_run_config(tmp_path, tiny_model, paths["train"], learner={
+        "max_steps": 8, "batch_groups": 4, "group_size": 4, "lr": 1e-4, "checkpoint_every": 2,
+        "device": "cpu"}, actor={"slots": 8, "sampling": {"max_tokens": 32},
+                                 "reward": {"workers": 1}, "max_restarts": 2})
+    run_dir = tmp_path / "runs" / "it"
+    out = open(tmp_path / "run.out", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "lppo.cli", "run", str(cfg)], cwd=ROOT,
+                            env=ENV, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: len(_steps(run_dir)) >= 2, proc, 300, "step 2")
+        os.kill(_actor_pid(run_dir / "config.toml"), signal.SIGKILL)
+        _wait(lambda: "restarting (1/2)" in (tmp_path / "run.out").read_text(), proc, 60,
+              "the actor restart")
+        _wait(lambda: len(_steps(run_dir)) >= 4, proc, 300, "step 4 after the restart")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, (tmp_path / "run.out").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "run.out").read_text()
+    assert "stopped by SIGINT" in text
+    ckpts = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*"))
+    stopped_at = max(_steps(run_dir))
+    assert ckpts and ckpts[-1] == stopped_at  # the stop checkpointed the last step
+    assert _steps(run_dir) == list(range(1, stopped_at + 1))
+
+    resumed = subprocess.run([sys.executable, "-m", "lppo.cli", "run", str(cfg), "--resume"],
+                             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=420)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert _steps(run_dir) == list(range(1, 9))
+    with LedgerReader(str(run_dir)) as reader:
+        assert reader.sql("SELECT COUNT(*) FROM (SELECT attempt_id FROM rollout_groups "
+                          "GROUP BY attempt_id HAVING COUNT(*) > 1) d").rows[0][0] == 0
+        status = reader.sql("SELECT status FROM runs WHERE name = 'it'").rows[0][0]
+        assert status == "finished"
