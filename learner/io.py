@@ -178,13 +178,12 @@ class LearnerIO(threading.Thread):
                 continue
             if d.reason is not None:
                 self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
-            if d.group.completions:
-                self.writer.put_group(group_from_wire(
-                    d.group, step_seen=step, dropped_reason=d.reason,
-                    lp_weight=d.observation.weight if d.observation else None,
-                    state=(state_record(d.entry, d.observation.weight, step)
-                           if d.observation else None),
-                ))
+            self.writer.put_group(group_from_wire(
+                d.group, step_seen=step, dropped_reason=d.reason,
+                lp_weight=d.observation.weight if d.observation else None,
+                state=(state_record(d.entry, d.observation.weight, step)
+                       if d.observation else None),
+            ))
         self.writer.flush()  # durable before the actors are told they may forget the groups
         for d in decisions:
             if d.accepted:
