@@ -253,16 +253,21 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        if sqlite:  # table rebuilds must not cascade deletes; checked again below
-            conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
-        command.upgrade(alembic_config(conn), revision)
-        if conn.in_transaction():
-            conn.commit()
-        if sqlite:
-            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
-            if problems:
-                raise LedgerError(f"migration left foreign key violations: {problems[:5]}")
+        # SQLite: a table rebuild (batch migration) drops the old table, which with foreign
+        # keys on would cascade-delete every row that references it. The pragma only works
+        # outside a transaction, so it goes to the driver connection before SQLAlchemy begins.
+        raw = conn.connection.driver_connection if sqlite else None
+        if raw is not None:
+            raw.execute("PRAGMA foreign_keys = OFF")
+        try:  # store/migrations/env.py checks the foreign keys before it commits
+            command.upgrade(alembic_config(conn), revision)
+            if conn.in_transaction():
+                conn.commit()
+        finally:
+            if raw is not None:
+                if conn.in_transaction():
+                    conn.rollback()
+                raw.execute("PRAGMA foreign_keys = ON")
 
 
 def ensure_schema(engine: Engine, *, writable: bool) -> None:
