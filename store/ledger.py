@@ -9,8 +9,9 @@
 `write` is the hot path. Each call is one transaction: the groups (inserted once per attempt id;
 a re-delivered attempt is skipped, rollouts and state included), their rollouts, the sample
 states those groups produced, then train steps (which mark the groups they used) and eval
-results (both upserts, so a retried batch is harmless). Statements are multi-row inserts
-through SQLAlchemy Core, so a batch of 64 groups x 8 rollouts is a handful of round trips.
+results (both upserts, so a retried batch is harmless). A batch of 64 groups x 8 rollouts is
+a handful of statements: multi-row inserts through SQLAlchemy Core on SQLite; on PostgreSQL,
+COPY for rollouts and `INSERT ... SELECT FROM unnest(arrays)` for groups and states.
 `store.writer.LedgerWriter` calls it from a background thread with batching and retries.
 """
 
@@ -122,7 +123,8 @@ class Ledger:
             found = conn.scalar(sa.select(Run.id).where(Run.name == name))
             if found is not None:
                 if not resume:
-                    raise LedgerError(f"run {name!r} already exists in the ledger at {self.url}")
+                    raise LedgerError(f"run {name!r} already exists in the ledger at "
+                                      f"{self.engine.url.render_as_string(hide_password=True)}")
                 values: dict[str, Any] = {"status": "running", "ended_at": None, "updated_at": now}
                 if config is not None:
                     values["config"] = dict(config)
