@@ -34,8 +34,9 @@ from learner.algo.advantages import apply_weights, compute_advantages
 from learner.algo.progress import batch_weights
 from learner.batch import TrainSequence
 from learner.io import LearnerIO
-from learner.scheduler import Decision, Scheduler
+from learner.scheduler import Decision
 from learner.setup import LearnerSetup, prepare
+from learner.sinks import MetricSinks
 from lppo.config import Config
 from lppo.weightfiles import prune_weights, write_weights
 from store.records import StepRecord
@@ -63,6 +64,7 @@ class Learner:
         self.lock = threading.Lock()
 
     def run(self) -> int:
+        self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
         setup = prepare(self.cfg, self.resume)
         self.setup = setup
         io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version)
@@ -101,6 +103,7 @@ class Learner:
                                        train_s=time.perf_counter() - t0 - sync_s, sync_s=sync_s)
             counters_before = counters
             setup.writer.put_step(record)
+            self.sinks.log(record.step, _scalars(record))
             _log_step(record, cfg.max_steps)
             if setup.step % cfg.checkpoint_every == 0 or setup.step == cfg.max_steps:
                 self._checkpoint(setup, io)
@@ -219,10 +222,20 @@ class Learner:
         try:
             io.stop("learner finished" if status == "finished" else "learner stopped")
         finally:
+            self.sinks.close()
             setup.writer.close()
             setup.ledger.end_run(setup.run_id, status)
             setup.ledger.close()
         log.info("learner %s at step %d (version %d)", status, setup.step, setup.version)
+
+
+def _scalars(r: StepRecord) -> dict[str, float | int | None]:
+    """A step row's numbers under the names the sinks show."""
+    return {"train/loss": r.loss, "train/kl": r.kl, "train/entropy": r.entropy,
+            "train/grad_norm": r.grad_norm, "train/lr": r.lr, "train/tokens": r.tokens,
+            "batch/mean_staleness": r.mean_staleness, "batch/groups_used": r.groups_used,
+            "batch/groups_dropped": r.groups_dropped, "time/gen_wait_s": r.gen_wait_s,
+            "time/train_s": r.train_s, "time/sync_s": r.sync_s, **r.metrics}
 
 
 def _snapshot(io: LearnerIO) -> dict:
