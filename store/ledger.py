@@ -303,11 +303,15 @@ class Ledger:
         ])
         states = {g.sample_id: g.state for g in fresh if g.state is not None}  # last one wins
         if states:
-            self._upsert_states(conn, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
-                                       for sid, st in states.items()])
+            self.upsert_states(conn, run_id, states)
         return Written(len(fresh), sum(g.n for g in fresh))
 
-    def _upsert_states(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    def upsert_states(self, conn: sa.Connection, run_id: int,
+                      states: Mapping[int, SampleStateRecord]) -> None:
+        """Write sample states (sample id -> state) of a run inside the caller's transaction."""
+        rows = [{"run_id": run_id, "sample_id": sid, **asdict(st)} for sid, st in states.items()]
+        if not rows:
+            return
         if self._pg:
             sql, params = _pg_unnest(SampleState.__table__, rows)
             updates = ", ".join(f"{f} = excluded.{f}" for f in STATE_FIELDS)

@@ -17,7 +17,6 @@ The resumed learner starts again from S, so in one transaction:
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import asdict
 
 import sqlalchemy as sa
 
@@ -52,8 +51,6 @@ def rollback_to_checkpoint(
         evals = conn.execute(
             sa.delete(EvalResult).where(EvalResult.run_id == run_id, EvalResult.step > step)
         ).rowcount
-        if states:
-            ledger._upsert_states(conn, [{"run_id": run_id, "sample_id": sid, **asdict(st)}
-                                         for sid, st in states.items()])
+        ledger.upsert_states(conn, run_id, states)
     return {"groups_removed": len(doomed), "groups_unused": unused, "steps_removed": steps,
             "evals_removed": evals, "states_restored": len(states)}
