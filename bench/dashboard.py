@@ -1,0 +1,145 @@
+"""Dashboard page render times on a big ledger (10,000 samples, 1,000,000 rollouts).
+
+    .venv/bin/python bench/dashboard.py                      # build a ledger in a temp dir
+    .venv/bin/python bench/dashboard.py --ledger /tmp/big.db # build once there, reuse after
+    .venv/bin/python bench/dashboard.py --quick              # 1,000 samples, 50,000 rollouts
+
+The ledger is written through the store's writer API by `tests.dashboard.ledgers`
+(`store.simulate` on a simulated clock: 3 actors, 200-character completion texts). Each page
+of `dashboard/app.py` is then rendered with Streamlit's `AppTest` (the script runs in this
+process exactly as it does for a browser session, minus the websocket) and timed:
+
+- **cold**: the data cache emptied first (`st.cache_data.clear()`), so every ledger query
+  of the page runs: what a user waits for on first open and after each live refresh;
+- **warm**: the same page again with its queries cached (a widget change, a re-visit).
+
+The reader (engine and connection pool) is created once, as in a server process. Target:
+each page under 2 s cold. Median and max over `--repeat` renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+APP = ROOT / "dashboard" / "app.py"
+PAGES = {
+    "Overview": "views/overview.py",
+    "Samples": "views/samples.py",
+    "Sample trajectory": "views/trajectory.py",
+    "Learning-progress map": "views/progress_map.py",
+    "Actors": "views/actors.py",
+    "SQL (first example query)": "views/sql.py",
+}
+TARGET_S = 2.0
+
+
+def build(path: Path, samples: int, rollouts: int) -> float:
+    """Write the big ledger at `path`; return the rollouts written per second."""
+    from store.ledger import Ledger
+    from tests.dashboard.ledgers import simulated_run
+
+    batch = max(16, samples // 20)
+    steps = max(10, rollouts // (batch * 3 // 2 * 8) + 1)
+    start = time.perf_counter()
+    with Ledger(str(path)) as ledger:
+        simulated_run(ledger, "big", samples=samples, steps=steps, batch_groups=batch,
+                      actors=3, seed=2, dataset="bench", max_rollouts=rollouts)
+    with ledger_reader(path) as reader:
+        n = reader.summary()["groups"]["rollouts"]
+    return n / (time.perf_counter() - start)
+
+
+def ledger_reader(path: Path):
+    from store.queries import LedgerReader
+
+    return LedgerReader(str(path))
+
+
+def render_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[float]]]:
+    """page -> (cold seconds, warm seconds) over `repeat` renders each."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["LPPO_DASHBOARD_TARGET"] = str(path)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()  # imports, the reader, the run list: once per server process
+    _check(at, "first run")
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for name, page in PAGES.items():
+        cold, warm = [], []
+        for _ in range(repeat):
+            st.cache_data.clear()
+            if "sql_result" in at.session_state:  # the SQL page runs its query again
+                del at.session_state["sql_result"]
+            at.switch_page(page)
+            start = time.perf_counter()
+            at.run()
+            cold.append(time.perf_counter() - start)
+            _check(at, name)
+            start = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - start)
+        out[name] = (cold, warm)
+        print(f"  {name}: cold {statistics.median(cold):.2f} s, "
+              f"warm {statistics.median(warm):.2f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def _check(at, where: str) -> None:
+    problems = [e.value for e in at.exception] + [e.value for e in at.error]
+    if problems:
+        raise RuntimeError(f"{where}: the page failed: {problems[0]}")
+
+
+def report(times: dict, path: Path, build_rate: float | None) -> int:
+    with ledger_reader(path) as reader:
+        s = reader.summary()
+    print(f"\nLedger: {s['samples']['total']:,} samples, {s['groups']['rollouts']:,} rollouts "
+          f"in {s['groups']['groups']:,} groups, {s['steps']['count']} steps, "
+          f"{s['groups']['actors']} actors"
+          + (f" (built at {build_rate:,.0f} rollouts/s)" if build_rate else ""))
+    print(f"\n| page | cold: median / max | warm: median / max | under {TARGET_S:g} s cold |")
+    print("|---|---|---|---|")
+    missed = 0
+    for name, (cold, warm) in times.items():
+        ok = max(cold) < TARGET_S
+        missed += not ok
+        print(f"| {name} | {statistics.median(cold):.2f} / {max(cold):.2f} s | "
+              f"{statistics.median(warm):.2f} / {max(warm):.2f} s | {'yes' if ok else 'NO'} |")
+    return 1 if missed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ledger", type=Path, default=None,
+                        help="ledger file to build (if absent) and reuse")
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--rollouts", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a small ledger (smoke run)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.samples, args.rollouts, args.repeat = 1_000, 50_000, 1
+    with tempfile.TemporaryDirectory(prefix="lppo-dash-bench-") as tmp:
+        path = args.ledger or Path(tmp) / "ledger.db"
+        rate = None
+        if not path.exists():
+            print(f"building {path} ({args.samples:,} samples, {args.rollouts:,} rollouts) ...",
+                  file=sys.stderr, flush=True)
+            rate = build(path, args.samples, args.rollouts)
+        print("rendering pages ...", file=sys.stderr, flush=True)
+        return report(render_times(path, args.repeat), path, rate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The LPPO dashboard: a read-only Streamlit view of a run's sample ledger.
+
+    lppo dashboard RUN_DIR_OR_URL                      # what users run
+    streamlit run dashboard/app.py -- RUN_DIR_OR_URL [--refresh S]
+
+This entry script draws the sidebar (ledger, run picker, auto-refresh; `dashboard.context`)
+and declares the pages with `st.navigation`; each page under `views/` renders one view from
+cached, read-only ledger queries (`dashboard.data`). Nothing here writes to the ledger.
+
+The folder is `views/`, not `pages/`: Streamlit treats a `pages/` folder next to the entry
+script as the older file-based navigation, and then (in `AppTest`, for one) reruns a page
+without this script, dropping the sidebar and the run picker.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.context import setup
+
+st.set_page_config(page_title="LPPO dashboard", page_icon=":material/insights:",
+                   layout="wide")
+
+PAGES = [
+    st.Page("views/overview.py", title="Overview", icon=":material/monitoring:",
+            url_path="overview", default=True),
+    st.Page("views/samples.py", title="Samples", icon=":material/table_rows:",
+            url_path="samples"),
+    st.Page("views/trajectory.py", title="Sample trajectory", icon=":material/timeline:",
+            url_path="trajectory"),
+    st.Page("views/progress_map.py", title="Learning-progress map",
+            icon=":material/scatter_plot:", url_path="progress"),
+    st.Page("views/actors.py", title="Actors", icon=":material/dns:", url_path="actors"),
+    st.Page("views/sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
+]
+
+page = st.navigation(PAGES)
+if setup() is not None:
+    page.run()

@@ -1,0 +1,101 @@
+"""Dashboard test fixtures: real ledgers written by the store's writer API, and `AppTest`s.
+
+Ledgers (built once per session, in tmp folders):
+
+- `rich_ledger`: two runs over the same 200 samples: `baseline` (finished, 30 steps) and
+  `lppo` (still `running`, 40 steps), 3 actors, completion texts: every chart has data.
+- `big_ledger`: one run over 10,000 samples (a few steps of 150 groups).
+- `empty_run_ledger`: a run registered with 20 samples and nothing written yet.
+- `no_runs_ledger`: a ledger with its schema and no run.
+
+`open_app(target, page)` renders `dashboard/app.py` with `AppTest` (the ledger passed as
+`LPPO_DASHBOARD_TARGET`), switched to `page`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from store.ledger import Ledger
+from tests.dashboard.ledgers import simulated_run
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
+PAGES = {
+    "overview": "views/overview.py",
+    "samples": "views/samples.py",
+    "trajectory": "views/trajectory.py",
+    "progress": "views/progress_map.py",
+    "actors": "views/actors.py",
+    "sql": "views/sql.py",
+}
+TITLES = {"overview": "Run", "samples": "Samples", "trajectory": "Sample trajectory",
+          "progress": "Learning-progress map", "actors": "Actors", "sql": "SQL"}
+
+
+@pytest.fixture(scope="session")
+def rich_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rich") / "ledger.db"
+    with Ledger(str(path)) as ledger:
+        simulated_run(ledger, "baseline", samples=200, steps=30, seed=1)
+        simulated_run(ledger, "lppo", samples=200, steps=40, seed=2, finished=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def big_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "ledger.db"
+    with Ledger(str(path)) as ledger:
+        simulated_run(ledger, "big", samples=10_000, steps=6, batch_groups=100, seed=3,
+                      text_chars=60)
+    return path
+
+
+@pytest.fixture(scope="session")
+def empty_run_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from store.simulate import synthetic_samples
+
+    path = tmp_path_factory.mktemp("empty") / "ledger.db"
+    with Ledger(str(path)) as ledger:
+        ids = ledger.import_samples(synthetic_samples(20)).ids
+        run_id = ledger.register_run("fresh")
+        ledger.add_to_run(run_id, ids)
+    return path
+
+
+@pytest.fixture(scope="session")
+def no_runs_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("none") / "ledger.db"
+    Ledger(str(path)).close()
+    return path
+
+
+@pytest.fixture
+def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
+    def _open(target: Path | str, page: str = "overview", **query: str) -> AppTest:
+        monkeypatch.setenv("LPPO_DASHBOARD_TARGET", str(target))
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.run()
+        if page != "overview" or query:
+            at.query_params.update(query)
+            at.switch_page(PAGES[page]).run()
+        return at
+
+    return _open
+
+
+def problems(at: AppTest) -> list[str]:
+    """Exceptions and error boxes on the page (expected to be none)."""
+    return [str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
+
+
+def texts(at: AppTest) -> str:
+    """Every markdown, caption, info and title text on the page, joined."""
+    parts = []
+    for kind in ("title", "markdown", "caption", "info", "warning", "subheader"):
+        parts += [str(e.value) for e in at.get(kind)]
+    return "\n".join(parts)
