@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 from lppo.commands import add_config_args
@@ -76,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                                cfg.learner.eval.limit)
     data = [(spec.name, read_dataset(spec)) for spec in specs]  # bad files fail here, fast
 
+    # vLLM logs to stdout by default; stdout is for the results table.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     from actor.evaluate import Evaluator, record_report
 
     with Evaluator(cfg, model.path, tokenizer=model.tokenizer) as ev:
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report.to_dict(), indent=1, allow_nan=True), encoding="utf-8")
+    weights = f", weights {args.weights}" if args.weights else ""
+    print(f"model: {report.model} ({model.kind}{weights}, step {report.step})")
     print_table(report)
     if args.output:
         print(f"full report: {args.output}")
@@ -102,9 +107,9 @@ def print_table(report) -> None:
     from rich.table import Table
 
     s = report.sampling
-    table = Table(title=f"{report.model} at step {report.step}: k={report.k}, "
-                  f"temperature={s['temperature']:g}, top_p={s['top_p']:g}, "
-                  f"max_tokens={s['max_tokens']}", title_justify="left")
+    print(f"sampling: k={report.k}, temperature={s['temperature']:g}, top_p={s['top_p']:g}, "
+          f"max_tokens={s['max_tokens']}")
+    table = Table()
     for name, justify in [("benchmark", "left"), ("problems", "right"), ("pass@1", "right"),
                           (f"pass@{report.k}", "right"), ("verdicts", "left"),
                           ("truncated", "right"), ("tokens", "right"), ("s", "right")]:
