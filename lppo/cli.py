@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from lppo.errors import UserError
 
 # Modules under lppo.commands, in the order `lppo --help` lists them.
-COMMANDS = ("demo", "run", "config", "learner", "actor", "eval", "sql", "ledger")
+COMMANDS = ("demo", "run", "config", "learner", "actor", "eval", "sql", "ledger", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
