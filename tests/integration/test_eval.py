@@ -5,6 +5,7 @@ user errors; and the function API periodic evaluation calls (weights reloaded in
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
@@ -121,11 +122,18 @@ def test_user_errors_exit_2_before_any_engine_starts(setup, monkeypatch, capsys,
 
     monkeypatch.chdir(setup.root)
     args = [a.format(ckpt=setup.ckpt) for a in args]
-    assert main(["eval", str(setup.config), *args]) == 2
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert main(["eval", str(setup.config), *args]) == 2
+    finally:  # the command set up logging for this process; give pytest its handlers back
+        root.handlers[:] = handlers
+        root.setLevel(level)
     out, err = capsys.readouterr()
     assert err.startswith("lppo eval: error:") and message in err and out == ""
 
 
+@pytest.mark.slow
 def test_function_api_reloads_weights_in_place(setup):
     """What periodic evaluation calls: one engine, new weights loaded between evaluations;
     `evaluate_model` with the same weights file gives the same (greedy) completions."""
