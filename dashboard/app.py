@@ -21,17 +21,17 @@ from dashboard.context import setup
 st.set_page_config(page_title="LPPO dashboard", page_icon=":material/insights:",
                    layout="wide")
 
+# URL paths are the file names (/samples, /trajectory?sample=ID, ...), which is also how
+# AppTest.switch_page finds a page before the first run.
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/monitoring:",
-            url_path="overview", default=True),
-    st.Page("views/samples.py", title="Samples", icon=":material/table_rows:",
-            url_path="samples"),
-    st.Page("views/trajectory.py", title="Sample trajectory", icon=":material/timeline:",
-            url_path="trajectory"),
+            default=True),
+    st.Page("views/samples.py", title="Samples", icon=":material/table_rows:"),
+    st.Page("views/trajectory.py", title="Sample trajectory", icon=":material/timeline:"),
     st.Page("views/progress_map.py", title="Learning-progress map",
-            icon=":material/scatter_plot:", url_path="progress"),
-    st.Page("views/actors.py", title="Actors", icon=":material/dns:", url_path="actors"),
-    st.Page("views/sql.py", title="SQL", icon=":material/terminal:", url_path="sql"),
+            icon=":material/scatter_plot:"),
+    st.Page("views/actors.py", title="Actors", icon=":material/dns:"),
+    st.Page("views/sql.py", title="SQL", icon=":material/terminal:"),
 ]
 
 page = st.navigation(PAGES)

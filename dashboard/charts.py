@@ -20,6 +20,13 @@ OUTCOMES = ["used", *(f"dropped: {r}" for r in DROP_REASONS)]
 OUTCOME_SCALE = alt.Scale(domain=OUTCOMES,
                           range=["#54a24b", "#9ecae9", "#e45756", "#bab0ac", "#b279a2"])
 PANEL_WIDTH = 820
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+"""Stretch to the container's width, keep the height: with Streamlit's default (fit both
+ways) a legend below or above the plot squeezes the plot to a line."""
+
+
+def _legend(**kw) -> alt.Legend:
+    return alt.Legend(orient="bottom", labelLimit=320, **kw)
 
 
 def lines(df: pd.DataFrame, title: str, *, x: str = "step", y: str = "value",
@@ -35,10 +42,12 @@ def lines(df: pd.DataFrame, title: str, *, x: str = "step", y: str = "value",
         "tooltip": tooltip or [x, *([color] if color else []), alt.Tooltip(y, format=".4g")],
     }
     if color:
+        single = df[color].nunique() <= 1
         enc["color"] = alt.Color(f"{color}:N", title=None, scale=scale or alt.Undefined,
-                                 legend=alt.Legend(orient="bottom"))
-    return (alt.Chart(df, title=title).mark_line(point=len(df) <= 60)
-            .encode(**enc).properties(height=height))
+                                 legend=None if single else _legend())
+    points = df[x].nunique() <= 60 if len(df) else False
+    return (alt.Chart(df, title=title).mark_line(point=points)
+            .encode(**enc).properties(height=height, autosize=FIT_X))
 
 
 def stacked_bars(df: pd.DataFrame, title: str, *, y: str, color: str, scale: alt.Scale,
@@ -47,10 +56,9 @@ def stacked_bars(df: pd.DataFrame, title: str, *, y: str, color: str, scale: alt
     return (alt.Chart(df, title=title).mark_bar()
             .encode(x=alt.X("step:Q", title="step"),
                     y=alt.Y(f"{y}:Q", stack="zero", title=y_title or y),
-                    color=alt.Color(f"{color}:N", title=None, scale=scale,
-                                    legend=alt.Legend(orient="bottom")),
+                    color=alt.Color(f"{color}:N", title=None, scale=scale, legend=_legend()),
                     tooltip=["step", color, y])
-            .properties(height=height))
+            .properties(height=height, autosize=FIT_X))
 
 
 def status_area(df: pd.DataFrame, title: str = "Samples by curation status",
@@ -60,9 +68,9 @@ def status_area(df: pd.DataFrame, title: str = "Samples by curation status",
             .encode(x=alt.X("step:Q", title="step"),
                     y=alt.Y("samples:Q", stack="zero", title="samples"),
                     color=alt.Color("status:N", scale=STATUS_SCALE, title=None,
-                                    legend=alt.Legend(orient="bottom")),
+                                    legend=_legend()),
                     tooltip=["step", "status", "samples"])
-            .properties(height=height))
+            .properties(height=height, autosize=FIT_X))
 
 
 def _status_rules(changes: pd.DataFrame, labels: bool = False) -> alt.Chart:
@@ -121,7 +129,7 @@ def progress_map(points: pd.DataFrame, height: int = 420) -> alt.Chart:
                              alt.Tooltip("progress:Q", format="+.3f"),
                              alt.Tooltip("weight:Q", format=".3f"), "prefix_ratio",
                              "attempts", "guided_attempts", "last_seen_step"])
-            .properties(height=height))
+            .properties(height=height, autosize=FIT_X))
 
 
 def pass_rate_heatmap(bins: pd.DataFrame, height: int = 260) -> alt.Chart:
@@ -135,7 +143,7 @@ def pass_rate_heatmap(bins: pd.DataFrame, height: int = 260) -> alt.Chart:
                     color=alt.Color("share:Q", title="share of groups",
                                     scale=alt.Scale(scheme="viridis")),
                     tooltip=["step", "bin", "groups", alt.Tooltip("share:Q", format=".1%")])
-            .properties(height=height))
+            .properties(height=height, autosize=FIT_X))
 
 
 def prefix_hist(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
@@ -146,7 +154,7 @@ def prefix_hist(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
                             title="prefix ratio"),
                     y=alt.Y("count():Q", title="samples"),
                     tooltip=[alt.Tooltip("count():Q", title="samples")])
-            .properties(height=height))
+            .properties(height=height, autosize=FIT_X))
 
 
 def rescue_timeline(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
@@ -162,4 +170,4 @@ def rescue_timeline(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
                  "last_unguided_success", alt.Tooltip("mean_prefix_ratio:Q", format=".2f")])
     guided = base.mark_point(shape="triangle-up", filled=True, color="#f58518").encode(
         x="first_guided_success:Q", y=y)
-    return alt.layer(rule, guided).properties(height=height)
+    return alt.layer(rule, guided).properties(height=height, autosize=FIT_X)

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from dashboard import data
 from lppo.errors import UserError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 APP = Path(__file__).with_name("app.py").resolve()
 ENV_TARGET = "LPPO_DASHBOARD_TARGET"
@@ -133,7 +133,8 @@ def _sidebar_run(ctx: Ctx) -> Ctx:
         updated = _when(run["updated_at"])
         st.caption(f"**{run['status']}** · step {_int(run['last_step'])} · "
                    f"{_int(run['samples'])} samples · last write {updated}")
-        auto = st.toggle("Auto-refresh", value=live, key=f"auto_refresh_{name}",
+        # One key per (run, live): a run that finishes gets a fresh, off toggle.
+        auto = st.toggle("Auto-refresh", value=live, key=f"auto_refresh_{name}_{live}",
                          disabled=not live,
                          help=f"Reload this page's data every {ctx.refresh_s:g} s while the "
                          "run is live" if live else "The run is not running")

@@ -146,12 +146,9 @@ def prefix_cut(solution: str, prefix_len: int, solution_tokens: int | None,
     The ledger knows the prefix in tokens, the dashboard has no tokenizer: the token position
     is mapped to characters in proportion (by `solution_tokens` when known, else by the
     ratio), then cut back to the last line or sentence end before it, as the learner cuts."""
-    if not solution or prefix_len <= 0 and prefix_ratio <= 0:
+    if not solution or (prefix_len <= 0 and prefix_ratio <= 0):
         return 0
-    if solution_tokens:
-        frac = min(1.0, prefix_len / solution_tokens)
-    else:
-        frac = min(1.0, prefix_ratio)
+    frac = min(1.0, prefix_len / solution_tokens if solution_tokens else prefix_ratio)
     pos = int(round(frac * len(solution)))
     for sep in ("\n", ". "):
         cut = solution.rfind(sep, 0, pos + 1)

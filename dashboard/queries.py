@@ -15,6 +15,7 @@ them in this shape.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,8 +34,11 @@ def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
 
 
 def _rows(reader: LedgerReader, stmt: sa.Executable) -> Rows:
+    """Rows as dicts; PostgreSQL's NUMERIC averages (Decimal) become floats, as on SQLite,
+    so frames and charts see numbers of one type on both backends."""
     with reader.engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(stmt)]
+        return [{k: float(v) if isinstance(v, Decimal) else v for k, v in row._mapping.items()}
+                for row in conn.execute(stmt)]
 
 
 def step_curves(reader: LedgerReader, run_id: int) -> Rows:

@@ -23,7 +23,7 @@ COLUMNS = ["sample_id", "status", "attempts", "guided_attempts", "ema", "progres
 
 def filters(ctx: Ctx) -> dict:
     """The filter, sort and paging widgets; returns the arguments of `data.sample_table`."""
-    c = st.columns([1, 1.2, 1.2, 2.2, 1.2, 0.8])
+    c = st.columns([1, 1.2, 1.4, 2, 1.2, 1])
     status = c[0].selectbox("Status", ["all", "active", "solved", "parked"], key="f_status")
     sets = data.datasets(ctx.target, ctx.run_id, ctx.version)
     dataset = c[1].selectbox("Data set", ["all", *sets], key="f_dataset")

@@ -53,7 +53,8 @@ def _as_int(text: str | None) -> int | None:
 def state_metrics(state: dict) -> None:
     cols = st.columns(7)
     cols[0].metric("Status", state["status"], help=f"since step {state['status_since_step']}")
-    cols[1].metric("Groups", f"{state['attempts']} + {state['guided_attempts']} guided")
+    cols[1].metric("Groups", state["attempts"] + state["guided_attempts"],
+                   help=f"{state['attempts']} unguided, {state['guided_attempts']} guided")
     cols[2].metric("EMA pass rate", _num(state["ema"], ".2f"))
     cols[3].metric("Progress", _num(state["progress"], "+.3f"))
     cols[4].metric("LP weight", _num(state["weight"], ".3f"))

@@ -42,7 +42,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
         "--server.address", args.host, "--server.port", str(args.port),
         "--server.headless", "true" if args.no_browser else "false",
         "--server.showEmailPrompt", "false",
-        "--browser.gatherUsageStats", "false",
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
         "--", args.target, "--refresh", f"{args.refresh:g}",
     ]
 

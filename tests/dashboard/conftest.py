@@ -14,6 +14,7 @@ Ledgers (built once per session, in tmp folders):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,21 @@ def rich_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with Ledger(str(path)) as ledger:
         simulated_run(ledger, "baseline", samples=200, steps=30, seed=1)
         simulated_run(ledger, "lppo", samples=200, steps=40, seed=2, finished=False)
+    RICH_DIGESTS[path] = folder_digest(path.parent)
     return path
+
+
+RICH_DIGESTS: dict[Path, dict[str, str]] = {}
+"""The rich ledger's files (name -> sha256) right after it was written: the last test of
+test_pages.py checks that rendering every page left them byte for byte the same."""
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    """sha256 of the database and of a non-empty write-ahead log in `folder`. Left out: an
+    empty -wal, and the -shm index, which SQLite readers update (read marks), not data."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.stat().st_size and not p.name.endswith("-shm")}
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +94,8 @@ def open_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., AppTest]:
     def _open(target: Path | str, page: str = "overview", **query: str) -> AppTest:
         monkeypatch.setenv("LPPO_DASHBOARD_TARGET", str(target))
         at = AppTest.from_file(str(APP), default_timeout=60)
-        at.run()
-        if page != "overview" or query:
-            at.query_params.update(query)
-            at.switch_page(PAGES[page]).run()
-        return at
+        at.query_params.update(query)
+        return at.switch_page(PAGES[page]).run()
 
     return _open
 
