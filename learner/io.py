@@ -80,6 +80,7 @@ class LearnerIO(threading.Thread):
         self._halt = threading.Event()
         self._actor_metrics: dict[str, dict[str, float]] = {}
         self._versions: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
 
     # -- main-thread API ---------------------------------------------------------------------
 
@@ -97,6 +98,11 @@ class LearnerIO(threading.Thread):
     def actor_metrics(self) -> dict[str, dict[str, float]]:
         with self.lock:
             return {k: dict(v) for k, v in self._actor_metrics.items()}
+
+    def rejected_frames(self) -> dict[str, int]:
+        """Frames rejected so far on the learner's sockets, by reason (`size`, `syntax`, ...)."""
+        with self.lock:
+            return dict(self._rejected)
 
     def actor_versions(self) -> dict[str, int]:
         with self.lock:
@@ -150,6 +156,10 @@ class LearnerIO(threading.Thread):
             with self.lock:
                 self._actor_metrics = {a.actor_id: a.metrics for a in gateway.actors.values()}
                 self._versions = gateway.versions()
+                self._rejected = {}
+                for ch in (gateway.socks.work, gateway.socks.rollouts):
+                    for reason, count in ch.rejected.items():
+                        self._rejected[reason] = self._rejected.get(reason, 0) + count
 
     def _run_commands(self, gateway: ActorGateway) -> str | None:
         reason = None

@@ -186,6 +186,7 @@ class Learner:
             "batch/lp_weight_min": float(inputs.weights.min()),
             "batch/lp_weight_max": float(inputs.weights.max()),
             "batch/evicted_stale": inputs.evicted,
+            **{f"wire/rejected_{k}": v for k, v in self.io.rejected_frames().items()},
             **_sum_actor_metrics(after["actors"]),
         }
         return StepRecord(

@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_SKIPPED_PER_RECV = 10_000
+"""Most bad frames one `recv` call skips before returning None to its caller."""
+
+LOG_FIRST_REJECTS = 10
+LOG_EVERY_REJECTS = 1000
+"""Rejected frames are logged the first 10 times per reason, then every 1000th."""
+
 # Unix domain socket paths are limited to 107 bytes on Linux (sun_path is 108 with the NUL).
 _MAX_IPC_PATH = 107
 
@@ -166,16 +173,16 @@ class Channel:
         Invalid frames are counted in `rejected`, logged, and skipped.
         """
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        while True:
+        for _ in range(MAX_SKIPPED_PER_RECV):
             remaining = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            # Frames already queued are read even past the deadline: garbage in front of a
+            # valid message must not delay it by one caller round trip per bad frame.
             if not self.sock.poll(remaining, zmq.POLLIN):
                 return None
-            parts = self.sock.recv_multipart(copy=False)
-            received = self._decode(parts)
+            received = self._decode(self.sock.recv_multipart(copy=False))
             if received is not None:
                 return received
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
+        return None  # a flood of bad frames: give the caller its turn, continue next call
 
     def _decode(self, parts: list[zmq.Frame]) -> Received | None:
         peer = None
@@ -191,8 +198,13 @@ class Channel:
                 payload = parts[0]
             msg = decode(payload.buffer, max_bytes=self.max_frame_bytes)
         except WireError as exc:
-            self.rejected[_reason_class(exc.reason)] += 1
-            log.warning("%s: rejected frame%s: %s", self.name, _peer(peer), exc.reason)
+            bucket = _reason_class(exc.reason)
+            self.rejected[bucket] += 1
+            count = self.rejected[bucket]
+            if count <= LOG_FIRST_REJECTS or count % LOG_EVERY_REJECTS == 0:
+                # Rate-limited: a flood of garbage must not turn into a flood of log lines.
+                log.warning("%s: rejected frame%s (%s #%d): %s", self.name, _peer(peer),
+                            bucket, count, exc.reason)
             return None
         self.received += 1
         return Received(msg=msg, peer=peer)

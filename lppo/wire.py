@@ -276,7 +276,7 @@ def _explain(frame: bytes | memoryview, detail: str) -> str:
         return f"invalid message: {detail}"
     if env.kind is None:
         return "message has no 'kind'"
-    if env.kind not in KINDS:
+    if not isinstance(env.kind, str) or env.kind not in KINDS:
         return f"unknown message kind {env.kind!r}"
     if env.v != SCHEMA_VERSION:
         return f"schema version {env.v!r} of {env.kind!r} is not {SCHEMA_VERSION}"

@@ -225,3 +225,15 @@ def test_random_structured_messages_are_rejected_or_valid(kind, fields):
     except WireError:
         return
     assert msg.__struct_config__.tag == kind
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(msgpack_values, st.sampled_from(sorted(wire.KINDS))), msgpack_values,
+       st.dictionaries(st.text(max_size=10), msgpack_values, max_size=4))
+def test_any_envelope_values_are_rejected_cleanly(kind, version, extra):
+    """`kind` and `v` of any type (lists, maps, bytes...) never escape as another error."""
+    frame = msgspec.msgpack.encode({**extra, "kind": kind, "v": version})
+    try:
+        decode(frame)
+    except WireError as exc:
+        assert exc.reason
