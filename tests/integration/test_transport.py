@@ -16,7 +16,7 @@ from lppo.config import TransportConfig
 from lppo.transport import Channel, Endpoints, LearnerSockets
 from lppo.wire import Heartbeat, Register, Shutdown, encode
 from lppo.wirecheck import actor_side, learner_side
-from tests.conftest import free_ports, run_cli
+from tests.conftest import free_ports
 
 
 def _tcp() -> TransportConfig:
@@ -127,14 +127,3 @@ def test_recv_times_out_without_peers():
         assert pull.recv(timeout_ms=200) is None
         assert 0.15 < time.monotonic() - start < 2
     ctx.term()
-
-
-def test_demo_command_runs_the_wire_check(tmp_path):
-    work, rollouts, weights = free_ports(3)
-    out = run_cli(
-        "demo", "--set", f'run.output_dir="{tmp_path}"', "--set", f"transport.work_port={work}",
-        "--set", f"transport.rollout_port={rollouts}", "--set", f"transport.weights_port={weights}",
-    )
-    assert out.returncode == 0, out.stderr
-    assert "wire check passed" in out.stdout
-    assert (tmp_path / "demo" / "config.toml").is_file()
