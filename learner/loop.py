@@ -34,6 +34,7 @@ from learner.algo.advantages import apply_weights, compute_advantages
 from learner.algo.progress import batch_weights
 from learner.batch import TrainSequence
 from learner.io import LearnerIO
+from learner.periodic_eval import PeriodicEval
 from learner.scheduler import Decision
 from learner.setup import LearnerSetup, prepare
 from learner.sinks import MetricSinks
@@ -66,6 +67,7 @@ class Learner:
     def run(self) -> int:
         self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
         setup = prepare(self.cfg, self.resume)
+        self.evals = PeriodicEval(self.cfg, self.cfg.run.run_dir / "config.toml")
         self.setup = setup
         io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version)
         self.io = io
@@ -97,7 +99,8 @@ class Learner:
             setup.version += 1
             with self.lock:
                 setup.scheduler.set_version(setup.version, setup.step)
-            sync_s = self._publish(setup, io) if setup.step % cfg.publish_every == 0 else 0.0
+            published = setup.step % cfg.publish_every == 0
+            sync_s = self._publish(setup, io) if published else 0.0
             counters = _snapshot(io)
             record = self._step_record(setup, inputs, stats, counters_before, counters,
                                        train_s=time.perf_counter() - t0 - sync_s, sync_s=sync_s)
@@ -107,6 +110,10 @@ class Learner:
             _log_step(record, cfg.max_steps)
             if setup.step % cfg.checkpoint_every == 0 or setup.step == cfg.max_steps:
                 self._checkpoint(setup, io)
+            if published:  # evaluations read the weights the actors get
+                self.evals.maybe_start(setup.step, setup.version)
+            for record in self.evals.poll():
+                setup.writer.put_eval(record)
 
     def _collect(self, setup: LearnerSetup, io: LearnerIO) -> StepInputs | None:
         """Wait for a full batch of fresh accepted groups; None if asked to stop first."""
@@ -222,7 +229,10 @@ class Learner:
             self._checkpoint(setup, io)
         try:
             io.stop("learner finished" if status == "finished" else "learner stopped")
+            for record in self.evals.finish() if status == "finished" else []:
+                setup.writer.put_eval(record)
         finally:
+            self.evals.close()
             self.sinks.close()
             setup.writer.close()
             setup.ledger.end_run(setup.run_id, status)

@@ -72,7 +72,15 @@ def files(tiny_model, tmp_path_factory):
 
 def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
     root, model, train = files
-    cfg = small_run_config(root / "a", model, train)
+    heldout = root / "data" / "eval.jsonl"
+    cfg = small_run_config(root / "a", model, train, data={
+        "prompt_format": "plain", "max_prompt_tokens": 96,
+        "train": [{"name": "arith", "path": str(train), "format": "generic", "id_field": "id"}],
+        "eval": [{"name": "heldout", "path": str(heldout), "format": "generic",
+                  "id_field": "id"}]},
+        learner={"max_steps": 4, "batch_groups": 4, "group_size": 4, "lr": 1e-4,
+                 "checkpoint_every": 2, "device": "cpu", "eval_every": 2,
+                 "eval": {"k": 2, "limit": 4, "max_tokens": 16}})
     root = root / "a"
     learner = _start(["learner", str(cfg)], root / "learner.log")
     actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
@@ -82,6 +90,11 @@ def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
     finally:
         _stop_all(learner, actor)
     _check_ledger(root, steps=4)
+    with _ledger(root) as reader:  # periodic evaluation, recorded by the learner
+        evals = reader.sql("SELECT step, benchmark, metric, n FROM eval_results "
+                           "ORDER BY step, metric").rows
+    assert [tuple(r) for r in evals] == [(2, "heldout", "pass@1", 4), (2, "heldout", "pass@2", 4),
+                                         (4, "heldout", "pass@1", 4), (4, "heldout", "pass@2", 4)]
     assert (root / "runs" / "it" / "checkpoints" / "step_4" / "state.json").is_file()
     assert (root / "runs" / "it" / "weights" / "v4" / "model.safetensors").is_file()
     assert "actor a0 runs weights v" in (root / "learner.log").read_text()
