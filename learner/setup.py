@@ -26,6 +26,7 @@ from lppo.weightfiles import write_weights
 from lppo.wire import WeightsReady
 from store.datasets import read_dataset
 from store.ledger import Ledger
+from store.records import SampleRecord
 from store.rollback import rollback_to_checkpoint
 from store.writer import LedgerWriter
 
@@ -54,11 +55,16 @@ def code_version() -> str:
         return "unknown"
 
 
-def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer) -> list[SampleEntry]:
-    """Import `data.train` and return the run's samples with their solution cuts."""
+def read_train(cfg: Config) -> list[SampleRecord]:
+    """Every row of `data.train`, checked (a bad row fails here, before the ledger is touched)."""
     if not cfg.data.train:
         raise UserError("data.train: the learner needs at least one training data set")
-    records = [rec for spec in cfg.data.train for rec in read_dataset(spec)]
+    return [rec for spec in cfg.data.train for rec in read_dataset(spec)]
+
+
+def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
+                 records: list[SampleRecord]) -> list[SampleEntry]:
+    """Import the training records and return the run's samples with their solution cuts."""
     result = ledger.import_samples(records)
     ledger.add_to_run(run_id, result.ids)
     entries: dict[int, SampleEntry] = {}
@@ -77,21 +83,33 @@ def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer) -> list[Sa
     return list(entries.values())
 
 
-def prepare(cfg: Config, resume: bool) -> LearnerSetup:
-    """Build the learner's state (see the module docstring)."""
+def load_tokenizer(cfg: Config):
+    """The policy's tokenizer; a path or name that does not load is a user error."""
     from transformers import AutoTokenizer
 
+    name = cfg.model.tokenizer or cfg.model.path
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        key = "model.tokenizer" if cfg.model.tokenizer else "model.path"
+        raise UserError(f"{key}: cannot load a tokenizer from {name!r}: "
+                        f"{str(exc).splitlines()[0]}") from None
+
+
+def prepare(cfg: Config, resume: bool) -> LearnerSetup:
+    """Build the learner's state (see the module docstring)."""
     run_dir = cfg.run.run_dir
     ckpt = checkpoint.latest(run_dir) if resume else None
     if resume and ckpt is None:
         log.warning("--resume: no checkpoint in %s; starting from step 0", run_dir)
+    records = read_train(cfg)
+    tokenizer = load_tokenizer(cfg)
     save_config(cfg, run_dir / "config.toml")
     ledger = Ledger.open(cfg)
     try:
         run_id = ledger.register_run(cfg.run.name, cfg.model_dump(mode="json"), code_version(),
                                      resume=resume)
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
-        samples = load_samples(cfg, ledger, run_id, tokenizer)
+        samples = load_samples(cfg, ledger, run_id, tokenizer, records)
         model_path = str(ckpt / "model") if ckpt is not None else None
         trainer = Trainer(cfg, model_path=model_path)
         scheduler = Scheduler(cfg, samples)
