@@ -11,17 +11,17 @@ Levels (all generated deterministically from a seed, pure Python):
 3. `a * d + c`: a 2-digit number times a digit, plus a 2-digit number: two sub-computations
    chained, the first one (the multiplication) the hard part.
 
-Every solution is written column by column, right to left, one line per column, each line
-repeating the digits it works on and the partial result so far, so that the first lines of a
-solution (the prefix PG-sampling shows) leave only easy, local steps to finish::
+Every solution is written column by column, right to left, one line per column. Each line
+restates what is left of the two operands, so the digits it works on are always the last ones
+before the operator and the colon, then writes the column's sum, the result so far and the
+carry. The first lines of a solution (the prefix PG-sampling shows) thus leave only the same
+easy, local steps to finish::
 
-    47*6:
-    ones: 7*6+0=42, so far 2, carry 4
-    tens: 4*6+4=28, so far 282
-    282+35:
-    ones: 2+5+0=7, so far 7
-    tens: 8+3+0=11, so far 17, carry 1
-    hundreds: 2+0+1=3, so far 317
+    47*6: 7*6=42, so far 2, carry 4
+    4*6: 4*6+4=28, so far 282
+    282+35: 2+5=7, so far 7
+    28+3: 8+3=11, so far 17, carry 1
+    2+0: 2+0+1=3, so far 317
     The answer is 317.
 
 The last line states the final answer (math-verify reads the last number). `write_split`
@@ -42,7 +42,6 @@ from pathlib import Path
 LEVELS = (1, 2, 3)
 """The difficulty levels, easiest first."""
 
-PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands")
 ANSWER_PREFIX = "The answer is "
 
 
@@ -75,47 +74,33 @@ def _digits(n: int) -> list[int]:
     return [int(ch) for ch in reversed(str(n))]
 
 
-def add_steps(a: int, b: int) -> list[str]:
-    """Column addition of `a + b`: a header line, then one line per column of the longer number.
+def column_steps(a: int, op: str, b: int) -> list[str]:
+    """Written-out `a + b`, or `a * b` with `b` a single digit: one line per column.
 
-    Each column line shows both digits (0 where a number has run out), the carry in, the
-    column sum, the result so far and the carry out. The last column writes its whole sum.
+    Each line starts with what is left of the operands (`275+42:`, then `27+4:`, then
+    `2+0:`), so the digits it works on are always the last ones before `+` and `:`: every
+    column is the same local step, whatever its place. Then the column's sum (with the carry
+    in, when there is one), the result so far and the carry out; the last column writes its
+    whole sum in front of the result so far.
     """
-    da, db = _digits(a), _digits(b)
-    width = max(len(da), len(db))
-    lines = [f"{a}+{b}:"]
-    so_far, carry = "", 0
-    for i in range(width):
-        x = da[i] if i < len(da) else 0
-        y = db[i] if i < len(db) else 0
-        s = x + y + carry
-        head = f"{PLACES[i]}: {x}+{y}+{carry}={s}"
-        if i == width - 1:
-            lines.append(f"{head}, so far {s}{so_far}")
-        else:
-            so_far = f"{s % 10}{so_far}"
-            carry = s // 10
-            lines.append(f"{head}, so far {so_far}" + (f", carry {carry}" if carry else ""))
-    return lines
-
-
-def mul_steps(a: int, d: int) -> list[str]:
-    """Column multiplication of `a * d` (d a single digit), in the same line shape as `add_steps`."""
-    if not 0 <= d <= 9:
-        raise ValueError(f"mul_steps: d must be a single digit, got {d}")
-    da = _digits(a)
-    lines = [f"{a}*{d}:"]
-    so_far, carry = "", 0
-    for i, x in enumerate(da):
-        s = x * d + carry
-        head = f"{PLACES[i]}: {x}*{d}+{carry}={s}"
-        if i == len(da) - 1:
-            lines.append(f"{head}, so far {s}{so_far}")
-        else:
-            so_far = f"{s % 10}{so_far}"
-            carry = s // 10
-            lines.append(f"{head}, so far {so_far}" + (f", carry {carry}" if carry else ""))
-    return lines
+    if op not in "+*" or len(op) != 1:
+        raise ValueError(f"op: expected '+' or '*', got {op!r}")
+    if op == "*" and not 0 <= b <= 9:
+        raise ValueError(f"column_steps: the multiplier must be one digit, got {b}")
+    lines: list[str] = []
+    far, carry = "", 0
+    while True:
+        x, y = a % 10, b % 10
+        s = (x + y if op == "+" else x * y) + carry
+        head = f"{a}{op}{b}: {x}{op}{y}" + (f"+{carry}" if carry else "") + f"={s}"
+        a //= 10
+        if op == "+":
+            b //= 10
+        if a == 0 and (op == "*" or b == 0):
+            lines.append(f"{head}, so far {s}{far}")
+            return lines
+        far, carry = f"{s % 10}{far}", s // 10
+        lines.append(f"{head}, so far {far}" + (f", carry {carry}" if carry else ""))
 
 
 def _with_answer(lines: list[str], answer: int) -> str:
@@ -141,20 +126,20 @@ def _has_carry(a: int, b: int) -> bool:
 
 def _level1(rng: random.Random) -> tuple[str, list[str], int]:
     a, b = rng.randint(10, 99), rng.randint(10, 99)
-    return f"What is {a} + {b}?", add_steps(a, b), a + b
+    return f"What is {a} + {b}?", column_steps(a, "+", b), a + b
 
 
 def _level2(rng: random.Random) -> tuple[str, list[str], int]:
     while True:
         a, b = rng.randint(100, 999), rng.randint(100, 999)
         if _has_carry(a, b):
-            return f"What is {a} + {b}?", add_steps(a, b), a + b
+            return f"What is {a} + {b}?", column_steps(a, "+", b), a + b
 
 
 def _level3(rng: random.Random) -> tuple[str, list[str], int]:
     a, d, c = rng.randint(10, 99), rng.randint(3, 9), rng.randint(10, 99)
     p = a * d
-    return f"What is {a} * {d} + {c}?", [*mul_steps(a, d), *add_steps(p, c)], p + c
+    return f"What is {a} * {d} + {c}?", [*column_steps(a, "*", d), *column_steps(p, "+", c)], p + c
 
 
 _MAKERS = {1: _level1, 2: _level2, 3: _level3}

@@ -25,15 +25,23 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lppo.demo import task, tiny
 
 log = logging.getLogger(__name__)
 
-CODE_VERSION = 1
+CODE_VERSION = 2
 """Bump when the task, tokenizer, model or training code changes what a recipe produces."""
+
+LOG_EVERY = 25
+"""SFT steps between loss records (and callback calls)."""
+
+Callback = Callable[[int, Any, Any], None]
+"""`callback(step, model, tokenizer)` during the warm start, e.g. to save or probe the model."""
 
 PLAIN_TEMPLATE = "Question: {problem}\nAnswer: "
 """The demo's `data.plain_template`; SFT prompts use it so RL starts where SFT left off."""
@@ -59,8 +67,6 @@ class SFTConfig:
     """AdamW weight decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
-    threads: int = 2
-    """torch intra-op threads (does not change the result beyond float rounding)."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,15 @@ def cached_model_dir(cache_root: Path, recipe: DemoRecipe) -> Path:
     return Path(cache_root) / f"tiny-qwen2-{recipe.key()}"
 
 
-def warm_start(cache_root: Path, recipe: DemoRecipe = DemoRecipe()) -> Path:
+def warm_start(cache_root: Path, recipe: DemoRecipe = DemoRecipe(), *,
+               threads: int | None = None, callback: Callback | None = None) -> Path:
     """The warm-started model folder for `recipe`: from the cache, or built and trained now.
 
     Returns `cache_root/tiny-qwen2-<hash>/` holding the model (safetensors), tokenizer,
-    generation config and `warmstart.json` (recipe, losses, wall time).
+    generation config and `warmstart.json` (recipe, losses, wall and CPU time). `threads`
+    sets torch's intra-op threads for the training (None: torch's default, all cores); it
+    changes the result only by float rounding, so it is not part of the cache key.
+    `callback(step, model, tokenizer)` is called every `LOG_EVERY` steps.
     """
     out = cached_model_dir(cache_root, recipe)
     if (out / "warmstart.json").is_file():
@@ -116,7 +126,7 @@ def warm_start(cache_root: Path, recipe: DemoRecipe = DemoRecipe()) -> Path:
         return out
     tmp = tiny._temp_dir(out)
     try:
-        _build_and_train(tmp, recipe)
+        _build_and_train(tmp, recipe, threads, callback)
         tiny._replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -124,7 +134,8 @@ def warm_start(cache_root: Path, recipe: DemoRecipe = DemoRecipe()) -> Path:
     return out
 
 
-def _build_and_train(folder: Path, recipe: DemoRecipe) -> None:
+def _build_and_train(folder: Path, recipe: DemoRecipe, threads: int | None,
+                     callback: Callback | None) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen2ForCausalLM
 
@@ -133,7 +144,7 @@ def _build_and_train(folder: Path, recipe: DemoRecipe) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(folder / "init"))
     model = Qwen2ForCausalLM.from_pretrained(str(folder / "init"), dtype=torch.float32)
     _, _, pool = recipe.problem_sets()
-    losses = sft_train(model, tokenizer, pool, recipe)
+    losses = sft_train(model, tokenizer, pool, recipe, threads=threads, callback=callback)
     tiny.save_model(model, tokenizer, folder)
     tokenizer.save_pretrained(str(folder))
     shutil.rmtree(folder / "init")
@@ -194,14 +205,17 @@ def lr_at(step: int, sft: SFTConfig) -> float:
     return sft.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def sft_train(model, tokenizer, pool: list[task.Problem], recipe: DemoRecipe
+def sft_train(model, tokenizer, pool: list[task.Problem], recipe: DemoRecipe, *,
+              threads: int | None = None, callback: Callback | None = None
               ) -> list[tuple[int, float]]:
-    """Train `model` in place on problems drawn from `pool`; returns (step, loss) every 25 steps."""
+    """Train `model` in place on problems drawn from `pool`; returns (step, mean loss) every
+    `LOG_EVERY` steps and at the last step."""
     import torch
 
     sft = recipe.sft
     torch.manual_seed(recipe.model_seed)
-    torch.set_num_threads(sft.threads)
+    if threads:
+        torch.set_num_threads(threads)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -223,11 +237,15 @@ def sft_train(model, tokenizer, pool: list[task.Problem], recipe: DemoRecipe
         torch.nn.utils.clip_grad_norm_(model.parameters(), sft.grad_clip)
         opt.step()
         running += loss.item()
-        if (step + 1) % 25 == 0 or step + 1 == sft.steps:
-            n = (step % 25) + 1
+        if (step + 1) % LOG_EVERY == 0 or step + 1 == sft.steps:
+            n = (step % LOG_EVERY) + 1
             losses.append((step + 1, round(running / n, 4)))
             log.info("sft step %d/%d loss %.4f (%.0f s)", step + 1, sft.steps, running / n,
                      time.monotonic() - t0)
             running = 0.0
+            if callback is not None:
+                model.eval()
+                callback(step + 1, model, tokenizer)
+                model.train()
     model.eval()
     return losses

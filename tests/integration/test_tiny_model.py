@@ -173,7 +173,10 @@ def _tiny_recipe(**kw) -> warmstart.DemoRecipe:
 
 def test_warm_start_trains_once_then_hits_the_cache(tmp_path):
     recipe = _tiny_recipe()
-    out = warmstart.warm_start(tmp_path, recipe)
+    seen = []
+    out = warmstart.warm_start(tmp_path, recipe, threads=1,
+                               callback=lambda step, model, tok: seen.append((step, model.training)))
+    assert seen == [(3, False)]
     assert out == warmstart.cached_model_dir(tmp_path, recipe)
     assert out.name == f"tiny-qwen2-{recipe.key()}"
     meta = json.loads((out / "warmstart.json").read_text())

@@ -18,8 +18,8 @@ from lppo.demo.warmstart import DemoRecipe, SFTConfig, lr_at
 
 COUNTS = {1: 60, 2: 60, 3: 60}
 STEP = re.compile(
-    r"^(?P<place>[a-z-]+): (?P<x>\d)(?P<op>[+*])(?P<y>\d)\+(?P<c>\d)=(?P<s>\d+), so far "
-    r"(?P<far>\d+)(?:, carry (?P<k>\d))?$"
+    r"^(?P<a>\d+)(?P<op>[+*])(?P<b>\d+): (?P<x>\d)(?P<op2>[+*])(?P<y>\d)(?:\+(?P<c>\d))?"
+    r"=(?P<s>\d+), so far (?P<far>\d+)(?:, carry (?P<k>\d))?$"
 )
 
 
@@ -62,19 +62,16 @@ def test_answers_are_correct_and_stated_last(seed):
         assert re.findall(r"\d+", p.solution)[-1] == p.answer  # what math-verify reads
 
 
-def _check_block(header: str, steps: list[str]) -> int:
-    """Check one written-out operation; return its result."""
-    a, op, b = re.fullmatch(r"(\d+)([+*])(\d+):", header).groups()
-    da, db = a[::-1], b[::-1]
-    carry, far = 0, ""
-    for i, line in enumerate(steps):
-        m = STEP.match(line)
-        assert m, line
-        assert m["place"] == task.PLACES[i] and m["op"] == op
-        assert m["x"] == (da[i] if i < len(da) else "0")
-        assert m["y"] == (db if op == "*" else (db[i] if i < len(db) else "0"))
-        assert int(m["c"]) == carry
-        s = int(m["x"]) * int(m["y"]) if op == "*" else int(m["x"]) + int(m["y"])
+def _check_block(steps: list[re.Match]) -> int:
+    """Check one written-out operation (its column lines); return its result."""
+    first = steps[0]
+    a0, b0, op = int(first["a"]), int(first["b"]), first["op"]
+    a, b, carry, far = a0, b0, 0, ""
+    for i, m in enumerate(steps):
+        assert (int(m["a"]), int(m["b"])) == (a, b) and m["op"] == m["op2"] == op
+        assert (int(m["x"]), int(m["y"])) == (a % 10, b % 10)
+        assert int(m["c"] or 0) == carry and m["c"] != "0"
+        s = (a % 10) * (b % 10) if op == "*" else (a % 10) + (b % 10)
         assert int(m["s"]) == s + carry
         if i == len(steps) - 1:
             far = m["s"] + far
@@ -83,21 +80,33 @@ def _check_block(header: str, steps: list[str]) -> int:
             far = str(int(m["s"]) % 10) + far
             carry = int(m["s"]) // 10
             assert m["far"] == far and int(m["k"] or 0) == carry
-    assert int(far) == (int(a) * int(b) if op == "*" else int(a) + int(b))
+        a, b = a // 10, (b if op == "*" else b // 10)
+    assert a == 0 and (op == "*" or b == 0)
+    assert int(far) == (a0 * b0 if op == "*" else a0 + b0)
     return int(far)
 
 
 def test_every_written_step_is_right():
     for p in task.generate(11, COUNTS):
-        lines = p.solution.split("\n")[:-1]
-        heads = [i for i, line in enumerate(lines) if line.endswith(":") and "so far" not in line]
-        assert len(heads) == (2 if p.level == 3 else 1)
-        result = None
-        for start, end in zip(heads, [*heads[1:], len(lines)], strict=True):
-            if result is not None:
-                assert lines[start].startswith(f"{result}+")  # chains on the previous result
-            result = _check_block(lines[start], lines[start + 1:end])
-        assert str(result) == p.answer
+        steps = [STEP.match(line) for line in p.solution.split("\n")[:-1]]
+        assert all(steps), p.solution
+        blocks = [[m for m in steps if m["op"] == "*"], [m for m in steps if m["op"] == "+"]]
+        assert [len(b) > 0 for b in blocks] == [p.level == 3, True]
+        assert steps[-1]["op"] == "+"
+        result = _check_block(blocks[0]) if blocks[0] else None
+        if result is not None:
+            assert int(blocks[1][0]["a"]) == result  # the addition chains on the product
+        assert str(_check_block(blocks[1])) == p.answer
+
+
+def test_column_steps_edge_cases():
+    assert task.column_steps(99, "+", 1) == [
+        "99+1: 9+1=10, so far 0, carry 1", "9+0: 9+0+1=10, so far 100"]
+    assert task.column_steps(5, "*", 0) == ["5*0: 5*0=0, so far 0"]
+    with pytest.raises(ValueError):
+        task.column_steps(12, "*", 10)
+    with pytest.raises(ValueError):
+        task.column_steps(12, "-", 3)
 
 
 def test_level_two_always_carries():
@@ -141,7 +150,7 @@ def test_solution_prefix_keeps_whole_lines_and_never_the_answer():
             assert len(pre) <= ratio * len(p.solution)
             assert task.ANSWER_PREFIX not in pre
     p = task.generate(2, {3: 1})[0]
-    assert task.solution_prefix(p.solution, 0.5).count("\n") >= 3
+    assert task.solution_prefix(p.solution, 0.5).count("\n") >= 2
     with pytest.raises(ValueError):
         task.solution_prefix(p.solution, 1.0)
 
