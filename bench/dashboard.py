@@ -15,12 +15,22 @@ process exactly as it does for a browser session, minus the websocket) and timed
 
 The reader (engine and connection pool) is created once, as in a server process. Target:
 each page under 2 s cold. Median and max over `--repeat` renders.
+
+With `--browser` (needs Debian chromium), the same pages are also timed as a user sees them:
+`lppo dashboard` serves the ledger on 127.0.0.1, headless Chromium opens the SQL page, then
+switches pages with the sidebar links, timing each from the click until the page has
+rendered (its last section's text is there, the script is done, every chart and table has
+drawn: `tests/dashboard/browser.py`). First visits find nothing cached; revisits come back
+from the SQL page, with cached queries.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -95,13 +105,87 @@ def render_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[f
     return out
 
 
+BROWSER_PAGES = {  # page -> (URL path, text of its last section)
+    "Overview": ("", "Curation: "),
+    "Samples": ("samples", "samples match"),
+    "Sample trajectory": ("trajectory", "Rollouts per step"),
+    "Learning-progress map": ("progress_map", "Rescued by prefixes"),
+    "Actors": ("actors", "Weight version used"),
+    "SQL (first example query)": ("sql", "Download CSV"),
+}
+
+
+def browser_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[float]]]:
+    """page -> (first-visit seconds, revisit seconds) in headless Chromium, switching pages
+    with the sidebar links in one session as a user does. First visits run in a fresh
+    server (nothing cached yet); each revisit comes back from the SQL page."""
+    from tests.dashboard.browser import Browser, find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        raise SystemExit("--browser needs Debian chromium (/usr/bin/chromium)")
+    sql_path, sql_text = BROWSER_PAGES["SQL (first example query)"]
+
+    async def visits(base: str) -> dict:
+        out = {name: ([], []) for name in BROWSER_PAGES}
+        async with Browser(binary) as browser:
+            await browser.open(f"{base}/{sql_path}", sql_text)
+            for name, (page, text) in BROWSER_PAGES.items():
+                out[name][0].append(await browser.time_nav(page, text))
+            for _ in range(repeat):
+                for name, (page, text) in BROWSER_PAGES.items():
+                    if page != sql_path:
+                        await browser.time_nav(sql_path, sql_text)
+                    out[name][1].append(await browser.time_nav(page, text))
+        return out
+
+    with _server(path) as base:
+        out = asyncio.run(visits(base))
+    for name, (first, again) in out.items():
+        print(f"  {name} (browser): first {first[0]:.2f} s, "
+              f"again {statistics.median(again):.2f} s", file=sys.stderr, flush=True)
+    return out
+
+
+class _server:
+    """`lppo dashboard PATH --no-browser` on a free loopback port, as a context manager."""
+
+    def __init__(self, path: Path):
+        from tests.conftest import free_ports
+
+        self.path, self.port = path, free_ports(1)[0]
+
+    def __enter__(self) -> str:
+        import urllib.request
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lppo.cli", "dashboard", str(self.path), "--no-browser",
+             "--port", str(self.port)], cwd=ROOT, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        return base
+            except OSError:
+                time.sleep(0.2)  # not up yet
+        self.__exit__()
+        raise RuntimeError(f"lppo dashboard did not come up on {base}")
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
 def _check(at, where: str) -> None:
     problems = [e.value for e in at.exception] + [e.value for e in at.error]
     if problems:
         raise RuntimeError(f"{where}: the page failed: {problems[0]}")
 
 
-def report(times: dict, path: Path, build_rate: float | None) -> int:
+def report(times: dict, path: Path, build_rate: float | None, browser: dict | None) -> int:
     with ledger_reader(path) as reader:
         s = reader.summary()
     print(f"\nLedger: {s['samples']['total']:,} samples, {s['groups']['rollouts']:,} rollouts "
@@ -116,6 +200,13 @@ def report(times: dict, path: Path, build_rate: float | None) -> int:
         missed += not ok
         print(f"| {name} | {statistics.median(cold):.2f} / {max(cold):.2f} s | "
               f"{statistics.median(warm):.2f} / {max(warm):.2f} s | {'yes' if ok else 'NO'} |")
+    if browser:
+        print("\nIn headless Chromium (navigation to drawn page):\n")
+        print("| page | first visit | revisits: median / max |")
+        print("|---|---|---|")
+        for name, (first, again) in browser.items():
+            print(f"| {name} | {first[0]:.2f} s | {statistics.median(again):.2f} / "
+                  f"{max(again):.2f} s |")
     return 1 if missed else 0
 
 
@@ -127,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollouts", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a small ledger (smoke run)")
+    parser.add_argument("--browser", action="store_true",
+                        help="also time each page in headless Chromium (Debian chromium)")
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.rollouts, args.repeat = 1_000, 50_000, 1
@@ -138,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
             rate = build(path, args.samples, args.rollouts)
         print("rendering pages ...", file=sys.stderr, flush=True)
-        return report(render_times(path, args.repeat), path, rate)
+        times = render_times(path, args.repeat)
+        browser = browser_times(path, args.repeat) if args.browser else None
+        return report(times, path, rate, browser)
 
 
 if __name__ == "__main__":

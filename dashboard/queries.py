@@ -112,6 +112,8 @@ def rescued(reader: LedgerReader, run_id: int) -> Rows:
     first_fail = sa.func.min(sa.case((unguided_fail, G.step_seen)))
     first_guided = sa.func.min(sa.case((guided_ok, G.step_seen)))
     last_ok = sa.func.max(sa.case((unguided_ok, G.step_seen)))
+    # Only samples guided at least once can be rescued: read just their groups (by index).
+    ever_guided = sa.select(S.sample_id).where(S.run_id == run_id, S.guided_attempts > 0)
     stmt = (
         sa.select(
             G.sample_id,
@@ -124,7 +126,7 @@ def rescued(reader: LedgerReader, run_id: int) -> Rows:
             sa.func.max(sa.case((guided_ok, G.prefix_ratio))).label("max_prefix_ratio"),
             sa.func.avg(sa.case((guided_ok, G.prefix_len))).label("mean_prefix_tokens"),
         )
-        .where(G.run_id == run_id)
+        .where(G.run_id == run_id, G.sample_id.in_(ever_guided))
         .group_by(G.sample_id)
         .having(sa.and_(first_fail <= first_guided, first_guided < last_ok))
         .order_by(first_fail, G.sample_id)

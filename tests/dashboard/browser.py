@@ -135,6 +135,38 @@ class Browser:
         raise TimeoutError(f"page not rendered after {timeout:g} s (last check: {state}; "
                            f"waiting for text {expected!r})")
 
+    async def open(self, url: str, expected: str, timeout: float = 60.0) -> None:
+        """Load `url` (a full page load) and wait until it has rendered `expected`."""
+        await self.send("Emulation.setDeviceMetricsOverride", width=self.width,
+                        height=self.height, deviceScaleFactor=1, mobile=False)
+        await self.send("Page.navigate", url=url)
+        await self.wait_rendered(expected, timeout)
+
+    async def time_nav(self, page: str, expected: str, timeout: float = 60.0) -> float:
+        """Click the sidebar link to `page` (its URL path, e.g. "progress_map"; "" for the
+        default page), as a user switches pages in a session, and return the seconds until
+        the page has rendered `expected` (`RENDERED_JS` polled every 50 ms)."""
+        check = f"({RENDERED_JS})({json.dumps(expected)})"
+        click = f"""(() => {{
+          const links = [...document.querySelectorAll('a[data-testid="stSidebarNavLink"]')];
+          const want = {json.dumps(page)};
+          const link = links.find(a => new URL(a.href).pathname.replace(/^\\//, '') === want);
+          if (!link) return false;
+          link.click();
+          return true;
+        }})()"""
+        start = time.perf_counter()
+        if not await self.evaluate(click):
+            raise RuntimeError(f"no sidebar link to {page!r}")
+        await asyncio.sleep(0.05)  # let the click start the rerun
+        state = ""
+        while time.perf_counter() - start < timeout:
+            state = await self.evaluate(check)
+            if state == "ok":
+                return time.perf_counter() - start
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{page}: not rendered after {timeout:g} s (last check: {state})")
+
     async def shoot(self, url: str, expected: str, path: Path, *, height: int | None = None,
                     timeout: float = 60.0) -> None:
         """Open `url`, wait until it has rendered `expected`, save a PNG at `path`."""

@@ -36,8 +36,10 @@ CHROMIUM_MISSING = ("Debian chromium not found at /usr/bin/chromium or on PATH: 
 
 @pytest.fixture(scope="module")
 def ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shots") / "ledger.db"
-    with Ledger(str(path)) as writer:
+    """A run directory (`lppo dashboard` is given the folder, as users give runs/NAME)."""
+    path = tmp_path_factory.mktemp("shots") / "runs" / "sim"
+    path.mkdir(parents=True)
+    with Ledger(str(path / "ledger.db")) as writer:
         simulated_run(writer, "sim-lppo-a", samples=400, steps=40, batch_groups=32, seed=4,
                       actors=3, text_chars=300)
         simulated_run(writer, "sim-lppo-b", samples=400, steps=60, batch_groups=32, seed=5,
@@ -102,14 +104,16 @@ def test_lppo_dashboard_refuses_a_missing_ledger(tmp_path):
 
 
 def _showcase_sample(ledger: Path) -> int:
-    """A sample of the live run that was guided and then passed unguided (a rescue)."""
+    """A sample of the live run that was guided and then passed unguided (a rescue), one
+    that was retired as solved if there is one (its status change is ruled on the chart)."""
     with LedgerReader(str(ledger)) as reader:
         res = reader.sql(
             "SELECT sample_id FROM rollout_groups WHERE run_id = (SELECT max(id) FROM runs) "
             "GROUP BY sample_id HAVING max(prefix_len) > 0 AND "
             "max(CASE WHEN prefix_len = 0 AND n_correct > 0 THEN step_seen END) > "
             "min(CASE WHEN prefix_len > 0 AND n_correct > 0 THEN step_seen END) "
-            "ORDER BY count(*) DESC, sample_id LIMIT 1")
+            "ORDER BY max(CASE WHEN status = 'solved' THEN 1 ELSE 0 END) DESC, "
+            "count(*) DESC, sample_id LIMIT 1")
     return int(res.rows[0][0])
 
 
@@ -119,12 +123,12 @@ def test_screenshots_of_every_page(server, ledger):
         pytest.skip(CHROMIUM_MISSING)
     sid = _showcase_sample(ledger)
     pages = [  # (file, path, text that shows the page has its content, viewport height)
-        ("overview.png", "/", "Curation: sim-lppo-b", 1500),
+        ("overview.png", "/", "Curation: sim-lppo-b", 1900),
         ("samples.png", "/samples", "samples match", 1000),
-        ("trajectory.png", f"/trajectory?sample={sid}", "Rollouts per step", 1500),
-        ("progress_map.png", "/progress_map", "Rescued by prefixes", 1500),
+        ("trajectory.png", f"/trajectory?sample={sid}", "Rollouts per step", 2200),
+        ("progress_map.png", "/progress_map", "Rescued by prefixes", 1900),
         ("actors.png", "/actors", "Weight version used", 1100),
-        ("sql.png", "/sql", "rows in", 1000),
+        ("sql.png", "/sql", "Download CSV", 1000),
     ]
 
     async def shoot_all() -> None:
