@@ -30,8 +30,8 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,6 +129,8 @@ def browser_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[
     async def visits(base: str) -> dict:
         out = {name: ([], []) for name in BROWSER_PAGES}
         async with Browser(binary) as browser:
+            await browser.send("Emulation.setDeviceMetricsOverride", width=browser.width,
+                               height=browser.height, deviceScaleFactor=1, mobile=False)
             await browser.open(f"{base}/{sql_path}", sql_text)
             for name, (page, text) in BROWSER_PAGES.items():
                 out[name][0].append(await browser.time_nav(page, text))

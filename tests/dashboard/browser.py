@@ -6,7 +6,8 @@ blank or half-drawn page. `Browser` starts `/usr/bin/chromium --headless` with a
 debugging port and a fresh profile, and `shoot()` opens a URL, polls the page until it has
 rendered (`RENDERED_JS`: the expected text is there, the app is not running, no element is
 stale or a skeleton, every chart and table has drawn its canvas, and all of that twice in a
-row), then saves a PNG. The websocket client is the `websockets` package, which Streamlit
+row), then saves a PNG. Pages are reached by URL or, like a user does, by clicking their
+sidebar link (no reload of the app's JavaScript). The websocket client is the `websockets` package, which Streamlit
 already depends on: no extra package.
 """
 
@@ -122,7 +123,7 @@ class Browser:
         return res["result"].get("value")
 
     async def wait_rendered(self, expected: str, timeout: float) -> None:
-        """Poll until `RENDERED_JS` says ok twice in a row, 0.5 s apart."""
+        """Poll until `RENDERED_JS` says ok twice in a row, 0.25 s apart."""
         deadline = time.monotonic() + timeout
         check = f"({RENDERED_JS})({json.dumps(expected)})"
         state, streak = "", 0
@@ -131,33 +132,38 @@ class Browser:
             streak = streak + 1 if state == "ok" else 0
             if streak >= 2:
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
         raise TimeoutError(f"page not rendered after {timeout:g} s (last check: {state}; "
                            f"waiting for text {expected!r})")
 
     async def open(self, url: str, expected: str, timeout: float = 60.0) -> None:
         """Load `url` (a full page load) and wait until it has rendered `expected`."""
-        await self.send("Emulation.setDeviceMetricsOverride", width=self.width,
-                        height=self.height, deviceScaleFactor=1, mobile=False)
         await self.send("Page.navigate", url=url)
         await self.wait_rendered(expected, timeout)
 
-    async def time_nav(self, page: str, expected: str, timeout: float = 60.0) -> float:
-        """Click the sidebar link to `page` (its URL path, e.g. "progress_map"; "" for the
-        default page), as a user switches pages in a session, and return the seconds until
-        the page has rendered `expected` (`RENDERED_JS` polled every 50 ms)."""
-        check = f"({RENDERED_JS})({json.dumps(expected)})"
+    async def goto(self, where: str) -> None:
+        """A URL: load it; a page's URL path ("samples"; "" for the default page): click its
+        sidebar link, as a user switches pages within a session (no page reload)."""
+        if "://" in where:
+            await self.send("Page.navigate", url=where)
+            return
         click = f"""(() => {{
           const links = [...document.querySelectorAll('a[data-testid="stSidebarNavLink"]')];
-          const want = {json.dumps(page)};
+          const want = {json.dumps(where)};
           const link = links.find(a => new URL(a.href).pathname.replace(/^\\//, '') === want);
           if (!link) return false;
           link.click();
           return true;
         }})()"""
-        start = time.perf_counter()
         if not await self.evaluate(click):
-            raise RuntimeError(f"no sidebar link to {page!r}")
+            raise RuntimeError(f"no sidebar link to {where!r}")
+
+    async def time_nav(self, page: str, expected: str, timeout: float = 60.0) -> float:
+        """Seconds from clicking the sidebar link to `page` until the page has rendered
+        `expected` (`RENDERED_JS` polled every 50 ms)."""
+        check = f"({RENDERED_JS})({json.dumps(expected)})"
+        start = time.perf_counter()
+        await self.goto(page)
         await asyncio.sleep(0.05)  # let the click start the rerun
         state = ""
         while time.perf_counter() - start < timeout:
@@ -167,14 +173,14 @@ class Browser:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"{page}: not rendered after {timeout:g} s (last check: {state})")
 
-    async def shoot(self, url: str, expected: str, path: Path, *, height: int | None = None,
+    async def shoot(self, where: str, expected: str, path: Path, *, height: int | None = None,
                     timeout: float = 60.0) -> None:
-        """Open `url`, wait until it has rendered `expected`, save a PNG at `path`."""
+        """Go to `where` (see `goto`), wait until it has rendered `expected`, save a PNG."""
         await self.send("Emulation.setDeviceMetricsOverride", width=self.width,
                         height=height or self.height, deviceScaleFactor=1, mobile=False)
-        await self.send("Page.navigate", url=url)
+        await self.goto(where)
         await self.wait_rendered(expected, timeout)
-        await asyncio.sleep(0.5)  # chart transitions
+        await asyncio.sleep(0.3)  # chart transitions
         shot = await self.send("Page.captureScreenshot", format="png")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))

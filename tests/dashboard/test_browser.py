@@ -122,19 +122,19 @@ def test_screenshots_of_every_page(server, ledger):
     if binary is None:
         pytest.skip(CHROMIUM_MISSING)
     sid = _showcase_sample(ledger)
-    pages = [  # (file, path, text that shows the page has its content, viewport height)
-        ("overview.png", "/", "Curation: sim-lppo-b", 1900),
-        ("samples.png", "/samples", "samples match", 1000),
-        ("trajectory.png", f"/trajectory?sample={sid}", "Rollouts per step", 2200),
-        ("progress_map.png", "/progress_map", "Rescued by prefixes", 1900),
-        ("actors.png", "/actors", "Weight version used", 1100),
-        ("sql.png", "/sql", "Download CSV", 1000),
+    pages = [  # (file, URL or sidebar page, text that shows it has its content, height)
+        ("overview.png", server + "/", "Curation: sim-lppo-b", 1900),
+        ("samples.png", "samples", "samples match", 1000),
+        ("progress_map.png", "progress_map", "Rescued by prefixes", 1900),
+        ("actors.png", "actors", "Weight version used", 1100),
+        ("sql.png", "sql", "Download CSV", 1000),
+        ("trajectory.png", f"{server}/trajectory?sample={sid}", "Rollouts per step", 2200),
     ]
 
     async def shoot_all() -> None:
         async with Browser(binary) as browser:
-            for name, path, expected, height in pages:
-                await browser.shoot(server + path, expected, SHOTS / name, height=height)
+            for name, where, expected, height in pages:
+                await browser.shoot(where, expected, SHOTS / name, height=height)
 
     asyncio.run(shoot_all())
     for name, *_ in pages:
