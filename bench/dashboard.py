@@ -42,15 +42,20 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 APP = ROOT / "dashboard" / "app.py"
-PAGES = {
-    "Overview": "views/overview.py",
-    "Samples": "views/samples.py",
-    "Sample trajectory": "views/trajectory.py",
-    "Learning-progress map": "views/progress_map.py",
-    "Actors": "views/actors.py",
-    "SQL (first example query)": "views/sql.py",
+LAST_TEXT = {  # page -> text of its last section: it is there once the page has rendered
+    "overview": "Curation: ", "samples": "samples match", "trajectory": "Rollouts per step",
+    "progress_map": "Rescued by prefixes", "actors": "Weight version used",
+    "sql": "Download CSV",
 }
 TARGET_S = 2.0
+
+
+def pages() -> dict[str, str]:
+    """Row label -> page (a key of `dashboard.context.VIEWS`)."""
+    from dashboard.context import VIEWS
+
+    return {title + (" (first example query)" if name == "sql" else ""): name
+            for name, (title, _) in VIEWS.items()}
 
 
 def build(path: Path, samples: int, rollouts: int) -> float:
@@ -84,14 +89,16 @@ def render_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[f
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()  # imports, the reader, the run list: once per server process
     _check(at, "first run")
+    from dashboard.context import view_file
+
     out: dict[str, tuple[list[float], list[float]]] = {}
-    for name, page in PAGES.items():
+    for name, page in pages().items():
         cold, warm = [], []
         for _ in range(repeat):
             st.cache_data.clear()
             if "sql_result" in at.session_state:  # the SQL page runs its query again
                 del at.session_state["sql_result"]
-            at.switch_page(page)
+            at.switch_page(view_file(page))
             start = time.perf_counter()
             at.run()
             cold.append(time.perf_counter() - start)
@@ -105,16 +112,6 @@ def render_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[f
     return out
 
 
-BROWSER_PAGES = {  # page -> (URL path, text of its last section)
-    "Overview": ("", "Curation: "),
-    "Samples": ("samples", "samples match"),
-    "Sample trajectory": ("trajectory", "Rollouts per step"),
-    "Learning-progress map": ("progress_map", "Rescued by prefixes"),
-    "Actors": ("actors", "Weight version used"),
-    "SQL (first example query)": ("sql", "Download CSV"),
-}
-
-
 def browser_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[float]]]:
     """page -> (first-visit seconds, revisit seconds) in headless Chromium, switching pages
     with the sidebar links in one session as a user does. First visits run in a fresh
@@ -124,18 +121,20 @@ def browser_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[
     binary = find_chromium()
     if binary is None:
         raise SystemExit("--browser needs Debian chromium (/usr/bin/chromium)")
-    sql_path, sql_text = BROWSER_PAGES["SQL (first example query)"]
+    urls = {name: ("" if page == "overview" else page, LAST_TEXT[page])
+            for name, page in pages().items()}
+    sql_path, sql_text = "sql", LAST_TEXT["sql"]
 
     async def visits(base: str) -> dict:
-        out = {name: ([], []) for name in BROWSER_PAGES}
+        out = {name: ([], []) for name in urls}
         async with Browser(binary) as browser:
             await browser.send("Emulation.setDeviceMetricsOverride", width=browser.width,
                                height=browser.height, deviceScaleFactor=1, mobile=False)
             await browser.open(f"{base}/{sql_path}", sql_text)
-            for name, (page, text) in BROWSER_PAGES.items():
+            for name, (page, text) in urls.items():
                 out[name][0].append(await browser.time_nav(page, text))
             for _ in range(repeat):
-                for name, (page, text) in BROWSER_PAGES.items():
+                for name, (page, text) in urls.items():
                     if page != sql_path:
                         await browser.time_nav(sql_path, sql_text)
                     out[name][1].append(await browser.time_nav(page, text))

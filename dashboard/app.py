@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.context import setup
+import dashboard.charts  # noqa: F401  (Altair, ~0.5 s to import: once per server, up front)
+from dashboard.context import VIEWS, setup, view_file
 
 st.set_page_config(page_title="LPPO dashboard", page_icon=":material/insights:",
                    layout="wide")
 
 # URL paths are the file names (/samples, /trajectory?sample=ID, ...), which is also how
 # AppTest.switch_page finds a page before the first run.
-PAGES = [
-    st.Page("views/overview.py", title="Overview", icon=":material/monitoring:",
-            default=True),
-    st.Page("views/samples.py", title="Samples", icon=":material/table_rows:"),
-    st.Page("views/trajectory.py", title="Sample trajectory", icon=":material/timeline:"),
-    st.Page("views/progress_map.py", title="Learning-progress map",
-            icon=":material/scatter_plot:"),
-    st.Page("views/actors.py", title="Actors", icon=":material/dns:"),
-    st.Page("views/sql.py", title="SQL", icon=":material/terminal:"),
-]
+PAGES = [st.Page(view_file(name), title=title, icon=icon, default=i == 0)
+         for i, (name, (title, icon)) in enumerate(VIEWS.items())]
 
 page = st.navigation(PAGES)
 if setup() is not None:

@@ -28,6 +28,14 @@ from dashboard import data
 from lppo.errors import UserError
 
 APP = Path(__file__).with_name("app.py").resolve()
+VIEWS = {  # page -> (title, icon); the page's script is views/<page>.py, its URL /<page>
+    "overview": ("Overview", ":material/monitoring:"),  # the default page, at /
+    "samples": ("Samples", ":material/table_rows:"),
+    "trajectory": ("Sample trajectory", ":material/timeline:"),
+    "progress_map": ("Learning-progress map", ":material/scatter_plot:"),
+    "actors": ("Actors", ":material/dns:"),
+    "sql": ("SQL", ":material/terminal:"),
+}
 ENV_TARGET = "LPPO_DASHBOARD_TARGET"
 ENV_REFRESH = "LPPO_DASHBOARD_REFRESH_S"
 DEFAULT_REFRESH_S = 5.0
@@ -192,4 +200,9 @@ def _int(value: Any) -> str:
 def open_sample(sample_id: int) -> None:
     """Go to the sample trajectory page for `sample_id` (its id also lands in the URL)."""
     st.session_state["sample_id"] = int(sample_id)
-    st.switch_page("views/trajectory.py", query_params={"sample": str(int(sample_id))})
+    st.switch_page(view_file("trajectory"), query_params={"sample": str(int(sample_id))})
+
+
+def view_file(page: str) -> str:
+    """The script of `page` (a key of VIEWS), relative to app.py."""
+    return f"views/{page}.py"

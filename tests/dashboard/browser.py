@@ -7,8 +7,8 @@ debugging port and a fresh profile, and `shoot()` opens a URL, polls the page un
 rendered (`RENDERED_JS`: the expected text is there, the app is not running, no element is
 stale or a skeleton, every chart and table has drawn its canvas, and all of that twice in a
 row), then saves a PNG. Pages are reached by URL or, like a user does, by clicking their
-sidebar link (no reload of the app's JavaScript). The websocket client is the `websockets` package, which Streamlit
-already depends on: no extra package.
+sidebar link (no reload of the app's JavaScript). The websocket client is the `websockets`
+package, which Streamlit already depends on: no extra package.
 """
 
 from __future__ import annotations

@@ -21,21 +21,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.context import VIEWS, view_file
 from store.ledger import Ledger
 from tests.dashboard.ledgers import simulated_run
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"
-PAGES = {
-    "overview": "views/overview.py",
-    "samples": "views/samples.py",
-    "trajectory": "views/trajectory.py",
-    "progress": "views/progress_map.py",
-    "actors": "views/actors.py",
-    "sql": "views/sql.py",
-}
-TITLES = {"overview": "Run", "samples": "Samples", "trajectory": "Sample trajectory",
-          "progress": "Learning-progress map", "actors": "Actors", "sql": "SQL"}
+PAGES = {name: view_file(name) for name in VIEWS}
+TITLES = {name: "Run" if name == "overview" else title for name, (title, _) in VIEWS.items()}
+"""What each page's title starts with (the overview's is "Run NAME")."""
 
 
 @pytest.fixture(scope="session")

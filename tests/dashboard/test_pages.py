@@ -153,7 +153,7 @@ def test_trajectory_of_unknown_sample_says_so(open_app, rich_ledger):
 
 
 def test_progress_map(open_app, rich_ledger):
-    at = open_app(rich_ledger, "progress")
+    at = open_app(rich_ledger, "progress_map")
     assert problems(at) == []
     titles = chart_titles(at)
     assert titles[:2] == ["Samples by EMA pass rate and learning progress",
@@ -225,7 +225,7 @@ def test_every_page_renders_10000_samples(open_app, big_ledger, page):
         at.number_input(key="f_page").set_value(2).run()
         assert len(at.dataframe[0].value) == 5000
         assert "rows 5,001-10,000" in texts(at)
-    if page == "progress":
+    if page == "progress_map":
         assert {m.label: m.value for m in at.metric}["Samples"] == "10,000"
 
 
