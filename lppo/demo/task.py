@@ -7,7 +7,8 @@ problems it mostly solves after a short warm start, hard ones it solves only wit
 Levels (all generated deterministically from a seed, pure Python):
 
 1. `a + b`, two 2-digit numbers.
-2. `a + b`, two 3-digit numbers, at least one carry into the tens or hundreds.
+2. `a + b`, a 3-digit number and a 2- or 3-digit one, at least one carry into the tens or
+   hundreds (the addition that finishes a level-3 problem is of this kind).
 3. `a * d + c`: a 2-digit number times a digit, plus a 2-digit number: two sub-computations
    chained, the first one (the multiplication) the hard part.
 
@@ -131,7 +132,10 @@ def _level1(rng: random.Random) -> tuple[str, list[str], int]:
 
 def _level2(rng: random.Random) -> tuple[str, list[str], int]:
     while True:
-        a, b = rng.randint(100, 999), rng.randint(100, 999)
+        a = rng.randint(100, 999)
+        b = rng.randint(100, 999) if rng.random() < 0.5 else rng.randint(10, 99)
+        if rng.random() < 0.5:
+            a, b = b, a
         if _has_carry(a, b):
             return f"What is {a} + {b}?", column_steps(a, "+", b), a + b
 

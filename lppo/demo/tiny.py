@@ -180,7 +180,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, spec: TinySpec = TinySpec()) 
     from transformers import Qwen2ForCausalLM
 
     out_dir = Path(out_dir)
-    tmp = _temp_dir(out_dir)
+    tmp = temp_dir_for(out_dir)
     try:
         tokenizer = build_tokenizer(tmp, spec)
         torch.manual_seed(seed)
@@ -190,7 +190,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0, spec: TinySpec = TinySpec()) 
             json.dumps({"seed": seed, "spec": spec.to_dict(), "params": count_params(model)},
                        indent=2, sort_keys=True)
         )
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -202,7 +202,8 @@ def count_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _temp_dir(out_dir: Path) -> Path:
+def temp_dir_for(out_dir: Path) -> Path:
+    """A fresh empty sibling of `out_dir` to build into before renaming it into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -210,7 +211,7 @@ def _temp_dir(out_dir: Path) -> Path:
     return tmp
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
+def replace_dir(tmp: Path, out_dir: Path) -> None:
     """Move `tmp` to `out_dir`, replacing an existing folder (the swap is not one atomic step,
     but readers never see a half-written folder at `out_dir`)."""
     if out_dir.exists():

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -124,13 +125,16 @@ def warm_start(cache_root: Path, recipe: DemoRecipe = DemoRecipe(), *,
     if (out / "warmstart.json").is_file():
         log.info("warm start: cached model %s", out)
         return out
-    tmp = tiny._temp_dir(out)
+    tmp = tiny.temp_dir_for(out)
     try:
         _build_and_train(tmp, recipe, threads, callback)
-        tiny._replace_dir(tmp, out)
-    except BaseException:
+        os.rename(tmp, out)
+    except OSError:
+        if not (out / "warmstart.json").is_file():
+            raise
+        log.info("warm start: %s was completed by another process meanwhile", out)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -212,12 +216,23 @@ def sft_train(model, tokenizer, pool: list[task.Problem], recipe: DemoRecipe, *,
     `LOG_EVERY` steps and at the last step."""
     import torch
 
-    sft = recipe.sft
     torch.manual_seed(recipe.model_seed)
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    try:
+        return _loop(model, tokenizer, pool, recipe, callback)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _loop(model, tokenizer, pool: list[task.Problem], recipe: DemoRecipe,
+          callback: Callback | None) -> list[tuple[int, float]]:
+    import torch
+
+    sft = recipe.sft
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": sft.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],

@@ -204,3 +204,31 @@ def test_sft_examples_mask_the_prompt(tokenizer):
     n_prompt = labels.count(-100)
     assert labels[n_prompt:] == ids[n_prompt:]
     assert tokenizer.decode(ids[:n_prompt]) == "Question: What is 1 + 2?\nAnswer: "
+
+
+def test_prepare_demo_builds_once_and_links_stable_names(tmp_path):
+    from lppo.demo.assets import prepare_demo
+
+    recipe = _tiny_recipe()
+    assets = prepare_demo(tmp_path, recipe)
+    assert assets.model_dir == tmp_path / "tiny-qwen2" and assets.model_dir.is_symlink()
+    assert assets.model_dir.resolve() == warmstart.cached_model_dir(tmp_path, recipe).resolve()
+    held_out, train, _ = recipe.problem_sets()
+    assert task.read_jsonl(assets.train) == train and task.read_jsonl(assets.eval) == held_out
+    again = prepare_demo(tmp_path, recipe)
+    assert again == assets
+    other = prepare_demo(tmp_path, replace(recipe, model_seed=1))
+    assert other.model_dir.resolve() != warmstart.cached_model_dir(tmp_path, recipe).resolve()
+    assert (tmp_path / "tiny-qwen2").resolve().name == f"tiny-qwen2-{replace(recipe, model_seed=1).key()}"
+
+
+def test_measure_with_transformers(model_dir):
+    from lppo.demo import measure
+
+    problems = task.generate(0, {1: 3, 3: 2})
+    result = measure.accuracy_by_level(model_dir, problems, ratios=(0.0, 0.5),
+                                       engine="transformers", max_tokens=4)
+    assert set(result) == {0.0, 0.5}
+    assert {lv: s.n for lv, s in result[0.5].items()} == {1: 3, 3: 2}
+    table = measure.format_table(result)
+    assert "prefix 50%" in table and len(table.splitlines()) == 4

@@ -189,3 +189,15 @@ def test_lppo_demo_imports_without_torch():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_measure_prompts_and_scores():
+    from lppo.demo import measure
+
+    problems = task.generate(0, {1: 2, 3: 2})
+    prompts, prefixes = measure.prompts_for(problems, 0.5)
+    for p, prompt, pre in zip(problems, prompts, prefixes, strict=True):
+        assert prompt == f"Question: {p.problem}\nAnswer: {pre}"
+    scores = measure.score(problems, [p.solution for p in problems[:3]] + ["The answer is 0."])
+    assert (scores[1].correct, scores[1].n, scores[3].correct, scores[3].n) == (2, 2, 1, 2)
+    assert scores[3].accuracy == 0.5
