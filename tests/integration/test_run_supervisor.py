@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from store.db import LedgerError
 from store.queries import LedgerReader
 from tests.conftest import ROOT
 from tests.integration.run_files import small_run_config, write_task
@@ -20,7 +21,11 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 def _steps(run_dir: Path) -> list[int]:
     if not (run_dir / "ledger.db").exists():
         return []
-    with LedgerReader(str(run_dir)) as reader:
+    try:
+        reader = LedgerReader(str(run_dir))
+    except LedgerError:  # created by the learner, schema not written yet
+        return []
+    with reader:
         return [r[0] for r in reader.sql("SELECT step FROM train_steps ORDER BY step").rows]
 
 
