@@ -193,6 +193,8 @@ def report(times: dict, path: Path, build_rate: float | None, browser: dict | No
           f"in {s['groups']['groups']:,} groups, {s['steps']['count']} steps, "
           f"{s['groups']['actors']} actors"
           + (f" (built at {build_rate:,.0f} rollouts/s)" if build_rate else ""))
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Load average at the end (1 / 5 / 15 min): {load} on {os.cpu_count()} CPUs")
     print(f"\n| page | cold: median / max | warm: median / max | under {TARGET_S:g} s cold |")
     print("|---|---|---|---|")
     missed = 0
@@ -202,7 +204,7 @@ def report(times: dict, path: Path, build_rate: float | None, browser: dict | No
         print(f"| {name} | {statistics.median(cold):.2f} / {max(cold):.2f} s | "
               f"{statistics.median(warm):.2f} / {max(warm):.2f} s | {'yes' if ok else 'NO'} |")
     if browser:
-        print("\nIn headless Chromium (navigation to drawn page):\n")
+        print("\nIn headless Chromium (sidebar click to drawn page):\n")
         print("| page | first visit | revisits: median / max |")
         print("|---|---|---|")
         for name, (first, again) in browser.items():
