@@ -31,13 +31,13 @@ def filters(ctx: Ctx) -> dict:
                             key="f_guided")
     search = c[3].text_input("Search problems", key="f_search", placeholder="text in problem")
     order_by = c[4].selectbox("Sort by", SAMPLE_SORT_KEYS, key="f_order")
-    descending = c[5].toggle("Descending", value=True, key="f_desc")
+    order = c[5].selectbox("Order", ["descending", "ascending"], key="f_desc")
     return {
         "status": None if status == "all" else status,
         "dataset": None if dataset == "all" else dataset,
         "guided": {"all": None, "guided at least once": True, "never guided": False}[guided],
         "search": search.strip() or None,
-        "order_by": order_by, "descending": descending,
+        "order_by": order_by, "descending": order == "descending",
     }
 
 
@@ -55,6 +55,7 @@ def table(df) -> int | None:
     """The sample table; returns the id of a clicked row (None: no click)."""
     cfg = {
         "sample_id": st.column_config.NumberColumn("sample", format="%d"),
+        "guided_attempts": st.column_config.NumberColumn("guided", format="%d"),
         "ema": st.column_config.ProgressColumn("EMA", min_value=0.0, max_value=1.0,
                                                format="%.2f"),
         "progress": st.column_config.NumberColumn("progress", format="%+.3f"),

@@ -94,7 +94,7 @@ def test_samples_table_filters_sorts_searches(open_app, rich_ledger):
     assert solved is not None and set(solved["status"]) == {"solved"}
     at.selectbox(key="f_status").set_value("all")
     at.selectbox(key="f_order").set_value("ema")
-    at.toggle(key="f_desc").set_value(False).run()
+    at.selectbox(key="f_desc").set_value("ascending").run()
     emas = at.dataframe[0].value["ema"].dropna()
     assert list(emas) == sorted(emas)
     at.text_input(key="f_search").input("Problem 17:").run()
