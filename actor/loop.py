@@ -22,7 +22,6 @@ versions. Exit is clean on `Shutdown` (either socket) or SIGTERM/SIGINT.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 import uuid
@@ -358,17 +357,6 @@ class Actor:
         self._flush(time.monotonic())
         log.info("actor %s stopping: %d groups sent, %d unacknowledged", self.actor_id,
                  self.stats.groups_sent, len(self.outbox))
-
-
-def install_signal_handlers(actor: Actor) -> None:
-    """SIGTERM and SIGINT stop the loop at its next iteration (main thread only)."""
-
-    def _stop(signum, frame):
-        log.info("signal %d: stopping", signum)
-        actor.stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
 
 
 def new_actor_id() -> str:

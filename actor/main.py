@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 def run_actor(cfg: Config, actor_id: str, learner: str | None = None) -> int:
     """Run one actor until Shutdown or SIGTERM; returns the process exit status."""
     from actor.engine import create_engine
-    from actor.loop import Actor, install_signal_handlers
+    from actor.loop import Actor
     from actor.reward import RewardPool
+    from lppo.signals import stop_on_signals
 
     if learner:
         ends = Endpoints.for_learner(learner, cfg.transport)
@@ -37,7 +38,7 @@ def run_actor(cfg: Config, actor_id: str, learner: str | None = None) -> int:
         with RewardPool(cfg.actor.reward) as pool:
             engine = create_engine(cfg)
             actor = Actor(cfg, actor_id, engine, pool, socks)
-            install_signal_handlers(actor)
+            stop_on_signals(actor.stop)
             stats = actor.run()
         log.info("actor %s done: %d groups, %d completions, %d tokens, %d weight loads",
                  actor_id, stats.groups_sent, stats.completions, stats.tokens, stats.weight_loads)

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.models import DROP_REASONS, RolloutGroup, Sample, SampleState
-from store.queries import LedgerReader
+from store.queries import LedgerReader, sample_filter
 
 Rows = list[dict[str, Any]]
 G = RolloutGroup.__table__.c
@@ -143,21 +143,6 @@ def sample_points(reader: LedgerReader, run_id: int) -> Rows:
         .order_by(S.sample_id)
     )
     return _rows(reader, stmt)
-
-
-def sample_filter(stmt: sa.Select, *, status: str | None = None, dataset: str | None = None,
-                  guided: bool | None = None, search: str | None = None) -> sa.Select:
-    """`stmt` (over sample_state joined to samples) narrowed the way `LedgerReader.samples`
-    narrows the sample table."""
-    if status is not None:
-        stmt = stmt.where(S.status == status)
-    if dataset is not None:
-        stmt = stmt.where(Sample.dataset == dataset)
-    if guided is not None:
-        stmt = stmt.where(S.guided_attempts > 0 if guided else S.guided_attempts == 0)
-    if search:
-        stmt = stmt.where(Sample.problem.contains(search, autoescape=True))
-    return stmt
 
 
 def count_samples(reader: LedgerReader, run_id: int, **filters: Any) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -271,12 +270,3 @@ def _log_step(r: StepRecord, max_steps: int) -> None:
         r.groups_dropped, 100 * m["batch/guided_share"], r.mean_staleness, r.gen_wait_s,
         r.train_s, r.sync_s,
     )
-
-
-def install_signal_handlers(learner: Learner) -> None:
-    def _stop(signum, frame):
-        log.info("signal %d: checkpointing and stopping", signum)
-        learner.stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)

@@ -16,10 +16,11 @@ def run_learner(cfg: Config, resume: bool = False) -> int:
     """Train until `learner.max_steps` or a signal; returns the process exit status."""
     from transformers.utils import logging as hf_logging
 
-    from learner.loop import Learner, install_signal_handlers
+    from learner.loop import Learner
+    from lppo.signals import stop_on_signals
 
     hf_logging.disable_progress_bar()
     cfg.run.run_dir.mkdir(parents=True, exist_ok=True)
     learner = Learner(cfg, resume=resume)
-    install_signal_handlers(learner)
+    stop_on_signals(learner.stop, "checkpointing and stopping")
     return learner.run()

@@ -183,14 +183,8 @@ class LedgerReader:
                 .order_by(key.desc() if descending else key.asc(), S.sample_id)
                 .limit(min(limit, self.row_limit)).offset(offset)
             )
-            if status is not None:
-                stmt = stmt.where(S.status == status)
-            if dataset is not None:
-                stmt = stmt.where(Sample.dataset == dataset)
-            if guided is not None:
-                stmt = stmt.where(S.guided_attempts > 0 if guided else S.guided_attempts == 0)
-            if search:
-                stmt = stmt.where(Sample.problem.contains(search, autoescape=True))
+            stmt = sample_filter(stmt, status=status, dataset=dataset, guided=guided,
+                                 search=search)
             return _dicts(conn.execute(stmt))
 
     def sample(self, sample_id: int) -> dict[str, Any]:
@@ -317,6 +311,20 @@ class LedgerReader:
             raise UserError(f"no run {run!r} in the ledger (runs: {known})" if run is not None
                             else "the ledger has no runs yet")
         return found
+
+
+def sample_filter(stmt: sa.Select, *, status: str | None = None, dataset: str | None = None,
+                  guided: bool | None = None, search: str | None = None) -> sa.Select:
+    """`stmt` (over sample_state joined to samples) narrowed by the sample-table filters."""
+    if status is not None:
+        stmt = stmt.where(S.status == status)
+    if dataset is not None:
+        stmt = stmt.where(Sample.dataset == dataset)
+    if guided is not None:
+        stmt = stmt.where(S.guided_attempts > 0 if guided else S.guided_attempts == 0)
+    if search:
+        stmt = stmt.where(Sample.problem.contains(search, autoescape=True))
+    return stmt
 
 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
