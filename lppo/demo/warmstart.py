@@ -52,11 +52,11 @@ PLAIN_TEMPLATE = "Question: {problem}\nAnswer: "
 class SFTConfig:
     """Hyperparameters of the supervised warm start."""
 
-    steps: int = 600
+    steps: int = 1200
     """Optimizer steps."""
     batch_size: int = 32
     """Sequences per step."""
-    mix: tuple[float, float, float] = (0.7, 0.3, 0.0)
+    mix: tuple[float, float, float] = (0.35, 0.5, 0.15)
     """Sampling weight of levels 1, 2, 3 in each batch."""
     lr: float = 3e-3
     """Peak AdamW learning rate (tiny models take large rates)."""
