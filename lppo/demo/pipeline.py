@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lppo.config import Config
+from lppo.errors import UserError
 from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
 
@@ -35,6 +36,10 @@ WHERE f.prefix_len = 0 AND f.n_correct = 0
 """
 """Samples that failed unguided, then succeeded with a prefix, then succeeded unguided; and
 the mean prefix ratio of the guided successes that rescued them."""
+
+
+class DemoError(UserError):
+    """The demo could not finish; the message says which part failed and where its log is."""
 
 
 @dataclass
@@ -66,14 +71,13 @@ def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
     return Config.model_validate(raw)
 
 
-def accuracy(cfg: Config, step: int, weights: Path | None = None) -> float:
-    """pass@1 (mean over k samples) on `data.eval`, recorded in the ledger at `step`."""
-    from actor.evaluate import evaluate_model, record_report
+def evaluate(cfg: Config, step: int, weights: Path | None = None):
+    """pass@1 (mean over k samples) on `data.eval` and the report to record later."""
+    from actor.evaluate import evaluate_model
 
     report = evaluate_model(cfg, cfg.model.path, cfg.data.eval, step=step, weights=weights)
-    record_report(cfg, report)
     values = [b.metrics()["pass@1"] for b in report.benchmarks]
-    return sum(values) / len(values)
+    return sum(values) / len(values), report
 
 
 def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe()) -> DemoResult:
@@ -84,17 +88,25 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe()) -> DemoResult:
     cfg = with_assets(cfg, cfg.run.output_dir / "_cache", recipe)
     seconds["assets"] = time.perf_counter() - t
     t = time.perf_counter()
-    before = accuracy(cfg, step=0)
+    before, report_before = evaluate(cfg, step=0)
     seconds["eval_before"] = time.perf_counter() - t
     print(f"held-out accuracy before RL: {before:.1%}", flush=True)
     t = time.perf_counter()
     result = Supervisor(cfg).run()
     seconds["train"] = time.perf_counter() - t
+    if result.exit_code:
+        raise DemoError(f"the training run failed: {result.reason}")
     t = time.perf_counter()
     steps, version = _last_step(cfg)
-    weights = cfg.run.run_dir / "weights" / f"v{version}" if version else None
-    after = accuracy(cfg, step=steps, weights=weights) if steps else before
+    after, report_after = evaluate(cfg, step=steps,
+                                   weights=cfg.run.run_dir / "weights" / f"v{version}")
     seconds["eval_after"] = time.perf_counter() - t
+    # Recorded once the learner has created the run (the learner is the run's only writer
+    # while it trains).
+    from actor.evaluate import record_report
+
+    record_report(cfg, report_before)
+    record_report(cfg, report_after)
     return _summary(cfg, before, after, steps, result.exit_code, seconds)
 
 
