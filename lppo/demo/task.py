@@ -25,7 +25,9 @@ easy, local steps to finish::
     2+0: 2+0+1=3, so far 317
     The answer is 317.
 
-The last line states the final answer (math-verify reads the last number). `write_split`
+The last line states the final answer (math-verify reads the last number); the line before it
+already shows the answer as its result so far, so prefixes should stop before both
+(`solution_prefix` does). `write_split`
 writes disjoint train and held-out files in the generic `problem`/`solution`/`answer` JSONL
 format the ledger's importer reads (plus `id` and `level`).
 """
@@ -255,16 +257,18 @@ def final_answer(text: str) -> str | None:
 def solution_prefix(solution: str, ratio: float) -> str:
     """The first whole lines of `solution` covering at most `ratio` of its characters.
 
-    Never includes the final answer line. Ends with a newline unless empty. A character-based
-    stand-in for the actor's token-based prefix, used by the demo's measurements.
+    Never reveals the final answer: stops before the answer line and before the last column
+    line, whose result so far is already the answer. Ends with a newline unless empty. A
+    character-based stand-in for the actor's token-based prefix, used by the demo's
+    measurements and the warm start's hinted examples.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio: expected 0 <= ratio < 1, got {ratio}")
-    lines = solution.split("\n")[:-1]
+    answer = final_answer(solution)
     budget = ratio * len(solution)
     out, used = [], 0
-    for line in lines:
-        if used + len(line) + 1 > budget:
+    for line in solution.split("\n")[:-1]:
+        if used + len(line) + 1 > budget or (answer and line.endswith(f" {answer}")):
             break
         out.append(line + "\n")
         used += len(line) + 1

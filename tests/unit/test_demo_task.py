@@ -149,6 +149,9 @@ def test_solution_prefix_keeps_whole_lines_and_never_the_answer():
             assert pre == "" or pre.endswith("\n")
             assert len(pre) <= ratio * len(p.solution)
             assert task.ANSWER_PREFIX not in pre
+            assert f"so far {p.answer}" not in pre
+        assert task.solution_prefix(p.solution, 0.99) == "".join(
+            line + "\n" for line in p.solution.split("\n")[:-2])
     p = task.generate(2, {3: 1})[0]
     assert task.solution_prefix(p.solution, 0.5).count("\n") >= 2
     with pytest.raises(ValueError):
