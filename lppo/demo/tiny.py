@@ -154,7 +154,7 @@ def model_config(spec: TinySpec, tokenizer):
         bos_token_id=eos,
         eos_token_id=eos,
         pad_token_id=eos,
-        torch_dtype="float32",
+        dtype="float32",
     )
 
 
