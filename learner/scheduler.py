@@ -11,13 +11,23 @@ in flight, so its statistics update in order. Each item carries the sample's cur
 (`learner.algo.prefix`: PG-sampling's ratio, cut at a line/sentence boundary of the expert
 solution, never reaching the final answer); samples without a solution are never guided.
 
-Arrival. A group is matched to its dispatch record (unknown or already-seen attempt ids are
-duplicates: ignored). Stale (older than `max_staleness` versions) and invalid (actor could not
-sample it) groups are dropped without touching the sample's statistics. Otherwise
-`learner.algo.sample.observe` updates EMA/progress/status/next ratio, and curation decides
-whether the group enters the batch (`all_correct` / `all_wrong` drops).
+Arrival. A group is matched to its dispatch record, which is removed on the spot: the
+in-flight table is the only authority on which attempts may still be trained, so a
+re-delivered group (an actor's outbox resends until acked) finds no record and is ignored as
+a duplicate, as is any attempt the table never held. Stale (older than `max_staleness`
+versions) and invalid (actor could not sample it) groups are dropped without touching the
+sample's statistics. Otherwise `learner.algo.sample.observe` updates EMA/progress/status/next
+ratio, and curation decides whether the group enters the batch (`all_correct` / `all_wrong`
+drops).
 
-All state is plain data, saved whole in checkpoints (`state_dict` / `load_state_dict`).
+Resume. All state is plain data, saved in checkpoints (`state_dict` / `load_state_dict`). A
+loaded scheduler starts with an empty in-flight table (work in flight at the checkpoint is
+released, as for a dead actor) and dispatches under a fresh random id prefix, so no attempt of
+the previous process is accepted again; the ledger's unique (run, attempt id) is the last
+backstop. What the checkpoint keeps of arrivals is bounded: only `step_attempts`, the ids that
+arrived while the current step was running (cleared each time the step moves). With `step` it
+tells `store.rollback` which ledger rows the checkpoint has seen: every group recorded at an
+earlier step, and those of this step that are listed.
 """
 
 from __future__ import annotations
@@ -99,7 +109,8 @@ class Scheduler:
         self.samples = {s.sample_id: s for s in samples}
         self.staleness = StalenessManager.from_config(cfg.learner, cfg.lppo.curation)
         self.inflight: dict[str, Dispatch] = {}
-        self.seen_attempts: set[str] = set()
+        self.step_attempts: set[str] = set()
+        """Attempt ids that arrived while `step` was current (see Resume in the module doc)."""
         self.step = 0
         self.dispatched_total = 0
         self.rechecked_total = 0
@@ -162,9 +173,9 @@ class Scheduler:
     def on_group(self, group: RolloutGroup) -> Decision:
         """Interpret an arrived group (see the module docstring)."""
         dispatch = self.inflight.pop(group.attempt_id, None)
-        if dispatch is None or group.attempt_id in self.seen_attempts:
-            return Decision(group, dispatch, reason=None, duplicate=True)
-        self.seen_attempts.add(group.attempt_id)
+        if dispatch is None:  # re-delivered, or dispatched before a restart: never twice
+            return Decision(group, None, reason=None, duplicate=True)
+        self.step_attempts.add(group.attempt_id)
         entry = self.samples[dispatch.sample_id]
         entry.inflight = max(0, entry.inflight - 1)
         reason = self._invalid_reason(group, dispatch)
@@ -210,6 +221,8 @@ class Scheduler:
 
     def set_version(self, version: int, step: int) -> None:
         self.staleness.set_version(version)
+        if step != self.step:
+            self.step_attempts = set()
         self.step = step
 
     def status_counts(self) -> dict[str, int]:
@@ -229,7 +242,7 @@ class Scheduler:
                         for sid, e in self.samples.items()},
             "staleness": self.staleness.to_dict(),
             "inflight": [asdict(d) for d in self.inflight.values()],
-            "seen_attempts": sorted(self.seen_attempts),
+            "step_attempts": sorted(self.step_attempts),
             "step": self.step, "dispatched_total": self.dispatched_total,
             "rechecked_total": self.rechecked_total, "saved_at": time.time(),
         }
@@ -249,7 +262,9 @@ class Scheduler:
         if state["inflight"]:
             self.staleness.on_lost(len(state["inflight"]))
         self.inflight = {}
-        self.seen_attempts = set(state["seen_attempts"])
+        # Checkpoints before `step_attempts` kept every id of the run (`seen_attempts`): a
+        # superset, equally right for the rollback, and gone at the next step.
+        self.step_attempts = set(state.get("step_attempts", state.get("seen_attempts", ())))
         self.step = state["step"]
         self.dispatched_total = state["dispatched_total"]
         self.rechecked_total = state["rechecked_total"]

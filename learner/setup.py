@@ -137,7 +137,7 @@ def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
     states = {sid: state_record(e, 1.0, setup.step)
               for sid, e in setup.scheduler.samples.items()}
     removed = rollback_to_checkpoint(setup.ledger, setup.run_id, setup.step,
-                                     setup.scheduler.seen_attempts, states)
+                                     setup.scheduler.step_attempts, states)
     log.info("resumed from %s: step %d, version %d; ledger rolled back (%s)", ckpt.name,
              setup.step, setup.version, removed)
     notice = write_weights(setup.trainer.policy_state(), cfg.run.run_dir, setup.version)

@@ -5,9 +5,11 @@ A learner that dies after checkpoint S has usually recorded more: groups that ar
 the checkpoint's snapshot, train steps S+1.., and the sample states those groups produced.
 The resumed learner starts again from S, so in one transaction:
 
-- groups whose attempt id is not in the checkpoint's set of seen attempts are deleted with
-  their rollouts (the scheduler never saw them; an actor resending one is answered as a
-  duplicate of nothing and the group is simply lost, as work in flight at a crash is);
+- groups the checkpoint's scheduler had not seen are deleted with their rollouts: those
+  recorded at a later step than S, and those recorded at step S whose attempt id is not among
+  the checkpoint's `step_attempts` (the ids that arrived while step S was current; every group
+  of an earlier step was seen). An actor resending one is answered as a duplicate of nothing
+  and the group is simply lost, as work in flight at a crash is;
 - `used_in_step` is cleared where it points past S (those groups were waiting in the
   trainer's buffer, which a checkpoint does not keep);
 - train steps and eval results after S are deleted;
@@ -29,15 +31,19 @@ def rollback_to_checkpoint(
     ledger: Ledger,
     run_id: int,
     step: int,
-    seen_attempts: Collection[str],
+    step_attempts: Collection[str],
     states: Mapping[int, SampleStateRecord],
 ) -> dict[str, int]:
-    """Apply the rules of the module docstring; returns counts of what changed."""
-    seen = set(seen_attempts)
+    """Apply the rules of the module docstring; returns counts of what changed.
+
+    `step_attempts`: attempt ids seen at step `step` (a superset, such as every id of the run
+    from an older checkpoint, gives the same result)."""
+    seen = set(step_attempts)
     G = RolloutGroup
     with ledger.engine.begin() as conn:
-        rows = conn.execute(sa.select(G.id, G.attempt_id).where(G.run_id == run_id)).all()
-        doomed = [r.id for r in rows if r.attempt_id not in seen]
+        rows = conn.execute(sa.select(G.id, G.attempt_id, G.step_seen)
+                            .where(G.run_id == run_id, G.step_seen >= step)).all()
+        doomed = [r.id for r in rows if r.step_seen > step or r.attempt_id not in seen]
         for start in range(0, len(doomed), IN_CHUNK):
             chunk = doomed[start:start + IN_CHUNK]
             conn.execute(sa.delete(Rollout).where(Rollout.group_id.in_(chunk)))

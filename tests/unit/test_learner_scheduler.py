@@ -125,9 +125,71 @@ def test_state_round_trips_through_json():
     t.load_state_dict(state)
     assert {k: (e.stats, e.status, e.ratio) for k, e in t.samples.items()} == \
         {k: (e.stats, e.status, e.ratio) for k, e in s.samples.items()}
-    assert t.seen_attempts == s.seen_attempts
+    assert t.step_attempts == s.step_attempts
     assert t.staleness.in_flight == 0 and t.staleness.lost == 1  # in flight at save: released
     assert t.next_items("a0", 1)
+
+
+def _round_trip(s: Scheduler, cfg: Config, samples: int) -> Scheduler:
+    t = Scheduler(cfg, _samples(samples))
+    t.load_state_dict(json.loads(json.dumps(s.state_dict())))
+    return t
+
+
+def test_redelivered_attempt_is_ignored_also_after_a_checkpoint_round_trip():
+    cfg = _cfg(max_staleness=1)
+    s = Scheduler(cfg, _samples(4))
+    first, held = s.next_items("a0", 2)
+    assert s.on_group(_group(first, correct=2)).accepted
+    before = (s.samples[first.sample_id].stats, s.staleness.to_dict())
+    assert s.on_group(_group(first, correct=3)).duplicate  # the outbox resends until acked
+    for step in range(1, 40):  # long after its step: the arrival record has moved on
+        s.set_version(step, step=step)
+        assert s.on_group(_group(first, correct=3)).duplicate
+    assert s.samples[first.sample_id].stats == before[0]
+    assert first.attempt_id not in s.step_attempts
+    t = _round_trip(s, cfg, 4)
+    counters = t.staleness.to_dict()
+    for attempt in (first, held):  # trained before the checkpoint / in flight at it
+        d = t.on_group(_group(attempt, correct=1, version=39))
+        assert d.duplicate and not d.accepted
+    assert t.samples[first.sample_id].stats == before[0]
+    assert t.staleness.to_dict() == counters
+    (fresh,) = t.next_items("a0", 1)
+    assert fresh.attempt_id.split("-")[0] != first.attempt_id.split("-")[0]
+    assert t.on_group(_group(fresh, correct=2, version=39)).accepted
+
+
+def test_checkpointed_arrivals_stay_bounded_over_a_long_run():
+    cfg = _cfg(max_staleness=1)
+    s = Scheduler(cfg, _samples(4))
+    sizes = {}
+    for step in range(1, 501):
+        for item in s.next_items("a0", 8):
+            assert s.on_group(_group(item, correct=2, version=step - 1)).accepted
+        if step in (10, 500):
+            sizes[step] = len(json.dumps(s.state_dict()))
+        s.set_version(step, step=step)
+    assert s.dispatched_total > 1000
+    assert sizes[500] < sizes[10] * 1.05  # 50 times the steps, the same checkpoint size
+    for item in s.next_items("a0", 8):
+        s.on_group(_group(item, correct=2, version=500))
+    assert 0 < len(s.step_attempts) <= 4  # one step's arrivals (one admission window)
+    assert _round_trip(s, cfg, 4).step_attempts == s.step_attempts
+
+
+def test_checkpoint_with_every_seen_attempt_still_loads():
+    cfg = _cfg(max_staleness=1)
+    s = Scheduler(cfg, _samples(3))
+    for it in s.next_items("a0", 2):
+        s.on_group(_group(it, correct=2))
+    state = json.loads(json.dumps(s.state_dict()))
+    state["seen_attempts"] = state.pop("step_attempts") + ["old-0000001"]  # before the change
+    t = Scheduler(cfg, _samples(3))
+    t.load_state_dict(state)
+    assert t.step_attempts == s.step_attempts | {"old-0000001"}
+    t.set_version(1, step=1)
+    assert t.step_attempts == set()
 
 
 def test_unguidable_sample_counts_as_guided_so_it_can_be_parked():
