@@ -188,9 +188,10 @@ class LearnerIO(threading.Thread):
                 continue
             if d.reason is not None:
                 self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
+            # `lp_weight` stays empty here: the train step that uses the group writes the
+            # weight it applied (renormalised over its batch), see `learner.loop`.
             self.writer.put_group(group_from_wire(
                 d.group, step_seen=step, dropped_reason=d.reason,
-                lp_weight=d.observation.weight if d.observation else None,
                 state=(state_record(d.entry, d.observation.weight, step)
                        if d.observation else None),
             ))

@@ -7,7 +7,8 @@
             advantages (GRPO / Dr.GRPO / REINFORCE++) x LP weights (batch-renormalised)
             -> training sequences (prefix tokens masked; LUFFY term optional)
             -> one optimizer step -> version + 1 -> publish weights every `publish_every`
-            -> train-step row in the ledger (with the attempts it used) -> checkpoint every N
+            -> train-step row in the ledger (the attempts it used, each with the LP weight
+            applied to it) -> checkpoint every N
 
 A step's metrics: loss, KL, entropy, grad norm, LR, tokens, mean staleness, groups used and
 dropped by reason since the previous step, the prefix-guided share, actor counters (reward
@@ -205,6 +206,7 @@ class Learner:
             samples_parked=counts["parked"], gen_wait_s=inputs.wait_s, train_s=train_s,
             sync_s=sync_s, metrics=metrics,
             used_attempt_ids=[d.group.attempt_id for d in inputs.decisions],
+            used_lp_weights=[float(w) for w in inputs.weights],
         )
 
     def _checkpoint(self, setup: LearnerSetup, io: LearnerIO) -> None:

@@ -8,10 +8,11 @@
 
 `write` is the hot path. Each call is one transaction: the groups (inserted once per attempt id;
 a re-delivered attempt is skipped, rollouts and state included), their rollouts, the sample
-states those groups produced, then train steps (which mark the groups they used) and eval
-results (both upserts, so a retried batch is harmless). A batch of 64 groups x 8 rollouts is
-a handful of statements: multi-row inserts through SQLAlchemy Core on SQLite; on PostgreSQL,
-COPY for rollouts and `INSERT ... SELECT FROM unnest(arrays)` for groups and states.
+states those groups produced, then train steps (which mark the groups they used, with the LP
+weight applied to each) and eval results (both upserts, so a retried batch is harmless). A
+batch of 64 groups x 8 rollouts is a handful of statements: multi-row inserts through
+SQLAlchemy Core on SQLite; on PostgreSQL, COPY for rollouts and `INSERT ... SELECT FROM
+unnest(arrays)` for groups and states.
 `store.writer.LedgerWriter` calls it from a background thread with batching and retries.
 """
 
@@ -44,7 +45,8 @@ IN_CHUNK = 500  # values per IN (...) list: far below every backend's parameter 
 
 STATE_FIELDS = tuple(SampleStateRecord.__dataclass_fields__)
 ROLLOUT_COLUMNS = ("group_id", "idx", "text", "length", "reward", "verdict", "finish_reason")
-STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if f != "used_attempt_ids")
+STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__
+                    if f not in ("used_attempt_ids", "used_lp_weights"))
 
 
 @dataclass
@@ -348,13 +350,16 @@ class Ledger:
             set_={f: stmt.excluded[f] for f in STEP_FIELDS if f != "step"},
         )
         conn.execute(stmt, rows)
-        used = [{"b_attempt": a, "used_in_step": s.step} for s in steps for a in s.used_attempt_ids]
-        if used:
-            conn.execute(
-                sa.update(RolloutGroup).where(RolloutGroup.run_id == run_id)
-                .where(RolloutGroup.attempt_id == sa.bindparam("b_attempt")),
-                used,
-            )
+        mark = (sa.update(RolloutGroup).where(RolloutGroup.run_id == run_id)
+                .where(RolloutGroup.attempt_id == sa.bindparam("b_attempt")))
+        used = [{"b_attempt": a, "used_in_step": s.step}
+                for s in steps if not s.used_lp_weights for a in s.used_attempt_ids]
+        weighted = [{"b_attempt": a, "used_in_step": s.step, "lp_weight": float(w)}
+                    for s in steps if s.used_lp_weights
+                    for a, w in zip(s.used_attempt_ids, s.used_lp_weights, strict=True)]
+        for params in (used, weighted):
+            if params:
+                conn.execute(mark, params)
 
     def _write_evals(self, conn: sa.Connection, run_id: int, evals: Sequence[EvalRecord]) -> None:
         stmt = self._insert(EvalResult)

@@ -125,6 +125,8 @@ class SampleState(Base):
     ema_prev: Mapped[float | None] = mapped_column(Float)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
+    """LP weight of the sample's last group before batch renormalisation (the weight applied
+    to a trained group is `rollout_groups.lp_weight`)."""
     prefix_ratio: Mapped[float] = mapped_column(Float, default=0.0)
     prefix_len: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")
@@ -166,7 +168,10 @@ class RolloutGroup(Base):
     prefix_ratio: Mapped[float] = mapped_column(Float, default=0.0)
     prefix_len: Mapped[int] = mapped_column(Integer, default=0)
     lp_weight: Mapped[float | None] = mapped_column(Float)
-    """LP weight applied to the group's advantages (None: not trained on)."""
+    """LP weight applied to the group's advantages: after the batch renormalisation to mean 1
+    (`lppo.lp.renormalize`), written by the train step that used the group (None: not trained
+    on). `sample_state.weight` holds the weight before renormalisation of a sample's latest
+    group."""
     used_in_step: Mapped[int | None] = mapped_column(Integer)
     dropped_reason: Mapped[str | None] = mapped_column(String(16))
     ema: Mapped[float | None] = mapped_column(Float)

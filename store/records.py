@@ -138,7 +138,9 @@ class GroupRecord:
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """One optimizer step. `used_attempt_ids` get `used_in_step = step` in the same commit."""
+    """One optimizer step. `used_attempt_ids` get `used_in_step = step` in the same commit,
+    and `lp_weight = used_lp_weights[i]` when those are given: the LP weight applied to each
+    group's advantages, after the batch renormalisation."""
 
     step: int
     policy_version: int
@@ -159,7 +161,14 @@ class StepRecord:
     sync_s: float = 0.0
     metrics: Mapping[str, Any] = field(default_factory=dict)
     used_attempt_ids: Sequence[str] = ()
+    used_lp_weights: Sequence[float] = ()
+    """Empty, or one per `used_attempt_ids` (empty leaves their `lp_weight` as written)."""
     created_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.used_lp_weights and len(self.used_lp_weights) != len(self.used_attempt_ids):
+            raise ValueError(f"step {self.step}: {len(self.used_lp_weights)} LP weights for "
+                             f"{len(self.used_attempt_ids)} used attempts")
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ def test_rollback_to_checkpoint(ledger_url, seen):
                                       for i in range(4)],
                          steps=[StepRecord(step=step, policy_version=step,
                                            used_attempt_ids=[f"s{step - 1}-0"] if step > 1
-                                           else [])],
+                                           else [], used_lp_weights=[1.25] if step > 1 else [])],
                          evals=[EvalRecord(step, "toy", "pass@1", step / 10, 4)])
         states = {ids[0]: SampleStateRecord(attempts=3, ema=0.3, status="solved")}
         removed = rollback_to_checkpoint(ledger, run, 3, seen, states)
@@ -39,6 +39,7 @@ def test_rollback_to_checkpoint(ledger_url, seen):
     assert count(ledger_url, "SELECT count(*) FROM rollouts") == 11 * 4
     assert count(ledger_url, "SELECT count(*) FROM rollout_groups WHERE step_seen = 3") == 3
     assert count(ledger_url, "SELECT count(used_in_step) FROM rollout_groups") == 2
+    assert count(ledger_url, "SELECT count(lp_weight) FROM rollout_groups") == 2  # s3-0's: cleared
     assert count(ledger_url, "SELECT max(step) FROM train_steps") == 3
     assert count(ledger_url, "SELECT max(step) FROM eval_results") == 3
     assert count(ledger_url, f"SELECT attempts FROM sample_state WHERE sample_id = {ids[0]}") == 3

@@ -101,6 +101,21 @@ def test_steps_mark_used_groups_and_upsert(ledger):
     assert step.loss == 0.25 and metrics == {"t": 2}
 
 
+def test_steps_write_the_lp_weight_they_applied(ledger):
+    run, ids = setup_run(ledger)
+    ledger.record_groups(run, [group(f"a{i}", ids[i]) for i in range(4)])
+    ledger.record_steps(run, [StepRecord(step=1, policy_version=1, used_attempt_ids=["a0", "a2"],
+                                         used_lp_weights=[0.8, 1.2])])
+    ledger.record_steps(run, [StepRecord(step=2, policy_version=2, used_attempt_ids=["a1"])])
+    with ledger.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT attempt_id, used_in_step, lp_weight FROM rollout_groups ORDER BY attempt_id"
+        ).all()
+    assert rows == [("a0", 1, 0.8), ("a1", 2, None), ("a2", 1, 1.2), ("a3", None, None)]
+    with pytest.raises(ValueError, match="2 LP weights for 1 used attempts"):
+        StepRecord(step=3, policy_version=3, used_attempt_ids=["a3"], used_lp_weights=[1, 1])
+
+
 def test_evals_upsert(ledger):
     run, _ = setup_run(ledger)
     ledger.record_evals(run, [EvalRecord(10, "math500", "pass@1", 0.3, 500)])
