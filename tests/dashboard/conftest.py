@@ -23,7 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.context import VIEWS, view_file
 from store.ledger import Ledger
-from tests.dashboard.ledgers import simulated_run
+from store.simulate import simulated_run
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.browser import Browser, find_chromium
 from store.ledger import Ledger
 from store.queries import LedgerReader
+from store.simulate import simulated_run
 from tests.conftest import ROOT, free_ports
-from tests.dashboard.browser import Browser, find_chromium
-from tests.dashboard.ledgers import simulated_run
 
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_MISSING = ("Debian chromium not found at /usr/bin/chromium or on PATH: "

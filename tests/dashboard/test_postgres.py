@@ -16,9 +16,9 @@ import pytest
 from dashboard import queries
 from store.ledger import Ledger
 from store.queries import LedgerReader
+from store.simulate import simulated_run
 from store.testing import PG_MISSING, PgCluster, find_pg_bin
 from tests.dashboard.conftest import PAGES, problems
-from tests.dashboard.ledgers import simulated_run
 
 RUN = {"samples": 60, "steps": 25, "seed": 7, "start_at": 1_700_000_000.0}
 

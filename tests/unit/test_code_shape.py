@@ -1,4 +1,5 @@
-"""House rules from DESIGN.md 8, checked: modules under ~600 lines, functions under ~80."""
+"""House rules from DESIGN.md 8, checked: modules under ~600 lines, functions under ~80; the
+product packages and the benchmarks never import from `tests`."""
 
 from __future__ import annotations
 
@@ -31,3 +32,20 @@ def test_functions_are_short():
                 if n > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n})")
     assert long == []
+
+
+def _imported_modules(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+
+
+def test_nothing_outside_tests_imports_from_tests():
+    """Helpers the product or a benchmark needs live in the product (`store.testing`,
+    `store.simulate`, `dashboard.browser`): `tests/` is not installed."""
+    found = [f"{path.relative_to(ROOT)}: {name}" for path in _sources()
+             for name in _imported_modules(ast.parse(path.read_text()))
+             if name == "tests" or name.startswith("tests.")]
+    assert found == []

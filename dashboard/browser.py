@@ -1,4 +1,5 @@
-"""Headless Debian Chromium, driven over the DevTools protocol, for dashboard screenshots.
+"""Headless Debian Chromium, driven over the DevTools protocol, for dashboard screenshots and
+timings (`tests/dashboard/test_browser.py`, `bench/dashboard.py --browser`).
 
 Streamlit draws its pages in the browser after the script runs (websocket deltas, then Vega
 and the data grid render into canvases), so a plain `chromium --screenshot` can capture a
