@@ -81,13 +81,17 @@ class ProgressView:
     def _rows(self) -> list[dict[str, Any]]:
         from store.queries import LedgerReader
 
-        if self._reader is None:
-            url = self.cfg.ledger_url
-            if url.startswith("sqlite") and not (self.cfg.run.run_dir / "ledger.db").exists():
-                return []
-            self._reader = LedgerReader(url, statement_timeout_s=5.0)
         try:
-            return self._reader.steps(self.cfg.run.name)
+            if self._reader is None:
+                url = self.cfg.ledger_url
+                if url.startswith("sqlite") and not (self.cfg.run.run_dir / "ledger.db").exists():
+                    return []
+                # The learner creates the file, then its schema: opening in between fails
+                # ("empty ledger"); the next refresh tries again.
+                self._reader = LedgerReader(url, statement_timeout_s=5.0)
+            rows = self._reader.steps(self.cfg.run.name)
+            self.error = None
+            return rows
         except Exception as exc:  # noqa: BLE001 - shown in the view, the run goes on
             self.error = f"{type(exc).__name__}: {exc}"
             return []
