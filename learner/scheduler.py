@@ -114,7 +114,9 @@ class Scheduler:
         self.step = 0
         self.dispatched_total = 0
         self.rechecked_total = 0
-        self._prefix = uuid.uuid4().hex[:6]
+        # Unique per learner process: a restarted learner must never reuse an earlier id (the
+        # ledger would skip its group as a duplicate). 64 random bits make that negligible.
+        self._prefix = uuid.uuid4().hex[:16]
         self._counter = itertools.count()
         self._clock = itertools.count()  # dispatch order (deterministic, unlike time)
 
