@@ -6,8 +6,9 @@
 
 Selection. Work is paced by `StalenessManager.capacity()` (AReaL admission with curation's
 over-dispatch). Of k items, `recheck_count` are drawn from solved/parked samples (rechecks),
-the rest from active samples, least recently dispatched first; a sample has at most one group
-in flight, so its statistics update in order. Each item carries the sample's current prefix
+the rest from active samples, least recently dispatched first (never-dispatched ones in a
+random order seeded by `run.seed`, or file order without `data.shuffle`); a sample has at
+most one group in flight, so its statistics update in order. Each item carries the sample's current prefix
 (`learner.algo.prefix`: PG-sampling's ratio, cut at a line/sentence boundary of the expert
 solution, never reaching the final answer); samples without a solution are never guided.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -119,6 +121,11 @@ class Scheduler:
         self._prefix = uuid.uuid4().hex[:16]
         self._counter = itertools.count()
         self._clock = itertools.count()  # dispatch order (deterministic, unlike time)
+        order = sorted(self.samples)
+        if cfg.data.shuffle:
+            random.Random(cfg.run.seed).shuffle(order)
+        self._rank = {sid: i for i, sid in enumerate(order)}
+        """Tie-break among samples dispatched equally long ago: the first epoch's order."""
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -149,7 +156,7 @@ class Scheduler:
             pool = [s for s in self.samples.values()
                     if curation.is_dispatchable(s.status) or not self.cfg.lppo.curation.enabled]
             pool = [s for s in pool if not s.inflight]
-        pool.sort(key=lambda s: (s.last_dispatch, s.sample_id))
+        pool.sort(key=lambda s: (s.last_dispatch, self._rank[s.sample_id]))
         return [(s, recheck) for s in pool[:k]]
 
     def _dispatch(self, entry: SampleEntry, actor_id: str, recheck: bool) -> WorkItem:

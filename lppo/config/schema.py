@@ -108,6 +108,10 @@ class DataConfig(Section):
     """Template for `plain` prompts; must contain `{problem}`."""
     max_prompt_tokens: int = Field(1024, gt=0)
     """Problems whose prompt is longer are skipped at import, with a warning."""
+    shuffle: bool = True
+    """Visit training samples in a random order (seeded by `run.seed`) rather than file
+    order; either way, each sample comes up again only after all others have (least recently
+    dispatched first)."""
 
     @model_validator(mode="after")
     def _template_has_problem(self) -> DataConfig:

@@ -212,3 +212,27 @@ def test_unguidable_sample_counts_as_guided_so_it_can_be_parked():
 def test_no_samples_is_an_error():
     with pytest.raises(ValueError):
         Scheduler(_cfg(), [])
+
+
+def _first_epoch(cfg: Config, k: int) -> list[int]:
+    s = Scheduler(cfg, _samples(k))
+    order: list[int] = []
+    for version in range(1, k // 2 + 1):
+        for it in s.next_items("a0", slots=10):
+            order.append(it.sample_id)
+            s.on_group(_group(it, correct=2, version=version - 1))
+        s.set_version(version, step=version)
+    return order
+
+
+def test_first_epoch_is_a_seeded_shuffle_or_file_order_and_visits_every_sample_once():
+    shuffled = _first_epoch(_cfg(), 20)
+    assert sorted(shuffled) == list(range(20))  # every sample once before any repeats
+    assert shuffled != list(range(20))  # not file order (a level-sorted file stays mixed)
+    assert _first_epoch(_cfg(), 20) == shuffled  # same run.seed, same order
+    reseeded = _cfg()
+    reseeded.run.seed = 1
+    assert _first_epoch(reseeded, 20) != shuffled
+    in_order = _cfg()
+    in_order.data.shuffle = False
+    assert _first_epoch(in_order, 20) == list(range(20))
