@@ -171,7 +171,7 @@ class Learner:
         io.publish(notice)
         keep_from = setup.version - self.cfg.learner.max_staleness - 2
         if keep_from > 0:
-            prune_weights(self.cfg.run.run_dir, keep_from)
+            prune_weights(self.cfg.run.run_dir, keep_from, self.cfg.learner.keep_weights_every)
         return time.perf_counter() - t0
 
     def _step_record(self, setup, inputs: StepInputs, stats, before: dict, after: dict,

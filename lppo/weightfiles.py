@@ -113,14 +113,18 @@ def load_state(path: Path) -> dict[str, Any]:
     return load_file(str(path), device="cpu")
 
 
-def prune_weights(run_dir: Path, keep_from: int) -> None:
-    """Remove published versions older than `keep_from` (actors may still read newer ones)."""
+def prune_weights(run_dir: Path, keep_from: int, keep_every: int = 0) -> None:
+    """Remove published versions older than `keep_from` (actors may still read newer ones),
+    except multiples of `keep_every` when it is > 0 (kept for later evaluation)."""
     root = Path(run_dir) / "weights"
     if not root.is_dir():
         return
     for child in root.iterdir():
         name = child.name
-        if name.startswith("v") and name[1:].isdigit() and int(name[1:]) < keep_from:
+        if not (name.startswith("v") and name[1:].isdigit()):
+            continue
+        version = int(name[1:])
+        if version < keep_from and not (keep_every > 0 and version % keep_every == 0):
             shutil.rmtree(child, ignore_errors=True)
 
 

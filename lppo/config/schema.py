@@ -289,6 +289,9 @@ class LearnerConfig(Section):
     """Checkpoint every N steps (and at a clean stop)."""
     keep_checkpoints: int = Field(2, ge=1)
     """Most recent checkpoints kept on disk."""
+    keep_weights_every: int = Field(0, ge=0)
+    """Also keep every N-th published `weights/vN/` (0: only the recent versions actors may
+    still load), e.g. to evaluate a learning curve after the run (`bench/sample_efficiency.py`)."""
     eval_every: int = Field(0, ge=0)
     """Evaluate on `data.eval` every N steps during `lppo run` (0: never)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)

@@ -130,3 +130,12 @@ def test_prune_keeps_recent_versions(tmp_path):
         write_weights({"w": torch.zeros(2)}, tmp_path, v)
     prune_weights(tmp_path, keep_from=2)
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["v2", "v3"]
+
+
+def test_prune_keeps_every_nth_version_when_asked(tmp_path):
+    import torch
+
+    for v in range(7):
+        write_weights({"w": torch.zeros(2)}, tmp_path, v)
+    prune_weights(tmp_path, keep_from=5, keep_every=2)
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["v0", "v2", "v4", "v5", "v6"]
