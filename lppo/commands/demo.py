@@ -19,7 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from lppo.config import load_config
+
+    # The demo's output is its progress and summary: vLLM's start-up chatter (in this process
+    # for the evaluations, and in the actors' log files) is cut to errors unless the user set
+    # a level. `lppo run` / `lppo eval` keep vLLM's default.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
     from lppo.logs import setup_logging
 
     cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
