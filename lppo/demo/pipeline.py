@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lppo.config import Config
-from lppo.errors import UserError
 from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
+from lppo.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,15 @@ class DemoResult:
     run_dir: Path
     exit_code: int
     seconds: dict[str, float]
+    gain_stderr: float | None = None
+    """Standard error of the accuracy gain, paired per problem (`actor.evaluate.paired_gain`)."""
+
+    @property
+    def gain_z(self) -> float | None:
+        """Gain in standard errors (>= 3: not sampling noise; see `paired_gain`)."""
+        if self.gain_stderr is None or self.gain_stderr == 0:
+            return None
+        return (self.accuracy_after - self.accuracy_before) / self.gain_stderr
 
 
 def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
@@ -103,11 +112,13 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe()) -> DemoResult:
     seconds["eval_after"] = time.perf_counter() - t
     # Recorded once the learner has created the run (the learner is the run's only writer
     # while it trains).
-    from actor.evaluate import record_report
+    from actor.evaluate import paired_gain, record_report
 
     record_report(cfg, report_before)
     record_report(cfg, report_after)
-    return _summary(cfg, before, after, steps, result.exit_code, seconds)
+    summary = _summary(cfg, before, after, steps, result.exit_code, seconds)
+    summary.gain_stderr = paired_gain(report_before, report_after).stderr
+    return summary
 
 
 def _last_step(cfg: Config) -> tuple[int, int]:
@@ -143,6 +154,14 @@ def _summary(cfg: Config, before: float, after: float, steps: int, code: int,
     )
 
 
+def _noise(r: DemoResult) -> str:
+    if r.gain_stderr is None:
+        return ""
+    z = r.gain_z
+    return (f"  ({(r.accuracy_after - r.accuracy_before) * 100:+.1f} points, paired standard "
+            f"error {r.gain_stderr * 100:.1f}" + ("" if z is None else f", z = {z:.1f}") + ")")
+
+
 def report(r: DemoResult) -> str:
     """The text `lppo demo` prints at the end."""
     ratio = "" if r.rescued_prefix_ratio is None else \
@@ -153,7 +172,7 @@ def report(r: DemoResult) -> str:
         f"(assets {r.seconds.get('assets', 0):.0f} s, evaluation "
         f"{r.seconds.get('eval_before', 0) + r.seconds.get('eval_after', 0):.0f} s)",
         f"  held-out accuracy (pass@1): before {r.accuracy_before:.1%}  ->  after "
-        f"{r.accuracy_after:.1%}",
+        f"{r.accuracy_after:.1%}" + _noise(r),
         f"  samples rescued by prefixes (failed unguided, later solved unguided): "
         f"{r.rescued}{ratio}",
         f"  groups: {r.groups} ({r.guided_groups} prefix-guided); dropped by curation: "

@@ -17,7 +17,14 @@ from actor.eval_targets import (
     resolve_benchmarks,
     resolve_model,
 )
-from actor.evaluate import BenchmarkResult, EvalReport, ProblemResult, engine_config, pass_at_k
+from actor.evaluate import (
+    BenchmarkResult,
+    EvalReport,
+    ProblemResult,
+    engine_config,
+    paired_gain,
+    pass_at_k,
+)
 from lppo.config import Config, DataConfig, DatasetSpec, load_config
 from lppo.errors import UserError
 from store.datasets import DATA_DIR
@@ -254,3 +261,29 @@ def test_bad_benchmark_names_are_user_errors(tmp_path):
         resolve_benchmarks(["aime24", "aime24"], _data(tmp_path))
     with pytest.raises(EvalTargetError, match="no benchmarks"):
         resolve_benchmarks([], Config().data)
+
+
+def _report(rates: dict[str, int], k: int = 4) -> EvalReport:
+    problems = [_problem(key, ["correct"] * c + ["wrong"] * (k - c)) for key, c in rates.items()]
+    return EvalReport(model="m", step=0, k=k, sampling={}, seconds=0.0,
+                      benchmarks=[BenchmarkResult("b", k=k, problems=problems)])
+
+
+def test_paired_gain_compares_the_same_problems():
+    before = _report({"p1": 0, "p2": 2, "p3": 4, "only-before": 4})
+    after = _report({"p1": 2, "p2": 3, "p3": 4, "only-after": 0})
+    g = paired_gain(before, after)
+    diffs = [0.5, 0.25, 0.0]  # p1, p2, p3; unmatched problems are left out
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    assert g.n == 3 and g.gain == pytest.approx(0.25)
+    assert g.before == pytest.approx(0.5) and g.after == pytest.approx(0.75)
+    assert g.stderr == pytest.approx(sd / math.sqrt(3)) and g.z == pytest.approx(mean / g.stderr)
+
+
+def test_paired_gain_edge_cases():
+    same = _report({"p1": 1, "p2": 3})
+    assert paired_gain(same, same).z == 0.0
+    assert paired_gain(_report({"p1": 1, "p2": 1}), _report({"p1": 2, "p2": 2})).z == math.inf
+    with pytest.raises(ValueError, match=">= 2 problems"):
+        paired_gain(_report({"p1": 1}), _report({"p1": 2}))
