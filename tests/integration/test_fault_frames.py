@@ -84,7 +84,7 @@ def test_learner_survives_garbage_on_every_socket_while_training(tiny_model, tmp
         "device": "cpu"})
     cfg = load_config(cfg_path)
     ends = Endpoints.from_config(cfg.transport, cfg.run.run_dir)
-    log = open(tmp_path / "learner.log", "w")
+    log = open(tmp_path / "learner.log", "w")  # noqa: SIM115 - the child writes to it; closed at the end
     learner = subprocess.Popen([sys.executable, "-m", "lppo.cli", "learner", str(cfg_path)],
                                cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120

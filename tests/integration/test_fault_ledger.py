@@ -36,7 +36,7 @@ def test_locked_ledger_is_retried_and_nothing_is_lost(tiny_model, tmp_path):
     cfg = small_run_config(tmp_path, tiny_model, paths["train"],
                            store={"busy_timeout_ms": 1000, "write_retry_s": 120})
     db = tmp_path / "runs" / "it" / "ledger.db"
-    log = open(tmp_path / "learner.log", "w")
+    log = open(tmp_path / "learner.log", "w")  # noqa: SIM115 - the child writes to it; closed at the end
     learner = subprocess.Popen([sys.executable, "-m", "lppo.cli", "learner", str(cfg)],
                                cwd=ROOT, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     actor = subprocess.Popen([sys.executable, "-m", "lppo.cli", "actor", str(cfg),

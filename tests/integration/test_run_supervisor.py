@@ -52,7 +52,7 @@ def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
         "device": "cpu"}, actor={"slots": 8, "sampling": {"max_tokens": 32},
                                  "reward": {"workers": 1}, "max_restarts": 2})
     run_dir = tmp_path / "runs" / "it"
-    out = open(tmp_path / "run.out", "w")
+    out = open(tmp_path / "run.out", "w")  # noqa: SIM115 - the child writes to it; closed at the end
     proc = subprocess.Popen([sys.executable, "-m", "lppo.cli", "run", str(cfg)], cwd=ROOT,
                             env=ENV, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -36,7 +36,8 @@ def _exchange(cfg: TransportConfig, run_dir: Path) -> None:
     assert report.received == {
         "register": 1, "work_request": 1, "rollout_group": 4, "heartbeat": 1, "weights_loaded": 1,
     }
-    assert report.sent["welcome"] == 1 and report.sent["work"] == 1 and report.sent["ack"] == 1 and report.sent["shutdown"] == 2
+    assert report.sent["welcome"] == 1 and report.sent["work"] == 1
+    assert report.sent["ack"] == 1 and report.sent["shutdown"] == 2
     assert report.sent["weights_ready"] >= 1
     assert report.rejected == 0
 
