@@ -89,12 +89,15 @@ def evaluate(cfg: Config, step: int, weights: Path | None = None):
     return sum(values) / len(values), report
 
 
-def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe()) -> DemoResult:
+def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe(),
+             cache_root: Path | None = None) -> DemoResult:
+    """The whole demo (module docstring); assets cached in `cache_root` (default
+    `run.output_dir/_cache`)."""
     from lppo.launcher import Supervisor
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    cfg = with_assets(cfg, cfg.run.output_dir / "_cache", recipe)
+    cfg = with_assets(cfg, cache_root or cfg.run.output_dir / "_cache", recipe)
     seconds["assets"] = time.perf_counter() - t
     t = time.perf_counter()
     before, report_before = evaluate(cfg, step=0)
