@@ -16,7 +16,11 @@ verified:
 
 Every group carries the policy version it was sampled with. A weight update drains the engine
 first (in-flight requests finish on the old weights, no new ones start), so a group never mixes
-versions. Exit is clean on `Shutdown` (either socket) or SIGTERM/SIGINT.
+versions. Work handed out for newer weights than the actor runs (`Work.policy_version`: the
+learner announces weights before it admits work for them, and the notice travels on another
+socket) waits in the queue until they are loaded, so it is not sampled with an older policy
+and then dropped as stale; if the actor refused those weights (bad digest), it goes on with
+its own. Exit is clean on `Shutdown` (either socket) or SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -100,6 +104,9 @@ class Actor:
         self.queue: deque[WorkItem] = deque()
         self.inflight: dict[str, _InFlight] = {}
         self.pending_weights: WeightsReady | None = None
+        self.required_version = 0
+        """Newest policy version work was handed out for (see the module docstring)."""
+        self.refused_version = -1
         self.stop = threading.Event()
         self._last_heard = 0.0
         self._registered = False
@@ -170,6 +177,8 @@ class Actor:
         elif isinstance(msg, Work):
             self._work_requested_at = None
             self.queue.extend(msg.items)
+            if msg.items:
+                self.required_version = max(self.required_version, msg.policy_version)
             if not msg.items:  # admission says wait: do not ask again at once
                 self._next_work_request = time.monotonic() + 0.2
         elif isinstance(msg, Ack):
@@ -234,8 +243,12 @@ class Actor:
 
     # -- generation --------------------------------------------------------------------------
 
+    def weights_behind(self) -> bool:
+        """Queued work is for newer weights than these, and they were not refused."""
+        return self.required_version > max(self.version, self.refused_version)
+
     def _feed_engine(self) -> None:
-        while self.queue and self.pending_weights is None:
+        while self.queue and self.pending_weights is None and not self.weights_behind():
             item = self.queue.popleft()
             try:
                 prompt, prefix = self.prompts.context(item)
@@ -332,6 +345,7 @@ class Actor:
             self.engine.load_weights(str(path))
         except WeightsError as exc:
             self.stats.weight_refusals += 1
+            self.refused_version = max(self.refused_version, notice.version)
             log.error("refusing weights v%d, keeping v%d: %s", notice.version, self.version, exc)
             self._reply_weights(notice.version, False, str(exc), start)
             return

@@ -84,8 +84,12 @@ class LearnerIO(threading.Thread):
 
     # -- main-thread API ---------------------------------------------------------------------
 
-    def publish(self, notice: WeightsReady) -> None:
-        self._commands.put(("publish", notice))
+    def publish(self, notice: WeightsReady) -> threading.Event:
+        """Announce new weights; the event is set once the I/O thread has sent the notice
+        (from then on, work it hands out says this version)."""
+        done = threading.Event()
+        self._commands.put(("publish", (notice, done)))
+        return done
 
     def stop(self, reason: str = "learner stopping", timeout: float = 10.0) -> None:
         """Tell actors to shut down (if asked), stop the thread and re-raise its error."""
@@ -169,7 +173,9 @@ class LearnerIO(threading.Thread):
             except queue.Empty:
                 return reason
             if name == "publish":
-                gateway.publish(arg)
+                notice, done = arg
+                gateway.publish(notice)
+                done.set()
             elif name == "shutdown":
                 reason = arg
 

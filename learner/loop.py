@@ -7,8 +7,10 @@
             advantages (GRPO / Dr.GRPO / REINFORCE++) x LP weights (batch-renormalised)
             -> training sequences (prefix tokens masked; LUFFY term optional)
             -> one optimizer step -> version + 1 -> publish weights every `publish_every`
-            -> train-step row in the ledger (the attempts it used, each with the LP weight
-            applied to it) -> checkpoint every N
+            (announced to actors before work for the new version is admitted, so that work
+            is sampled with these weights, not found stale) -> train-step row in the ledger
+            (the attempts it used, each with the LP weight applied to it) -> checkpoint
+            every N
 
 A step's metrics: loss, KL, entropy, grad norm, LR, tokens, mean staleness, groups used and
 dropped by reason since the previous step, the prefix-guided share, actor counters (reward
@@ -43,6 +45,9 @@ from lppo.weightfiles import prune_weights, write_weights
 from store.records import StepRecord
 
 log = logging.getLogger(__name__)
+
+PUBLISH_WAIT_S = 5.0
+"""Longest wait for the I/O thread to send a weights notice before admission opens."""
 
 
 @dataclass
@@ -97,10 +102,12 @@ class Learner:
             stats = setup.trainer.step(inputs.sequences)
             setup.step += 1
             setup.version += 1
-            with self.lock:
-                setup.scheduler.set_version(setup.version, setup.step)
+            # Announce the weights before admitting work for the new version: work handed out
+            # afterwards says this version, and actors wait for these weights to sample it.
             published = setup.step % cfg.publish_every == 0
             sync_s = self._publish(setup, io) if published else 0.0
+            with self.lock:
+                setup.scheduler.set_version(setup.version, setup.step)
             counters = _snapshot(io)
             record = self._step_record(setup, inputs, stats, counters_before, counters,
                                        train_s=time.perf_counter() - t0 - sync_s, sync_s=sync_s)
@@ -168,7 +175,8 @@ class Learner:
         t0 = time.perf_counter()
         notice = write_weights(setup.trainer.policy_state(), self.cfg.run.run_dir, setup.version)
         setup.notice = notice
-        io.publish(notice)
+        if not io.publish(notice).wait(timeout=PUBLISH_WAIT_S):
+            io.check()  # a dead I/O thread raises here; a merely busy one is not waited on
         keep_from = setup.version - self.cfg.learner.max_staleness - 2
         if keep_from > 0:
             prune_weights(self.cfg.run.run_dir, keep_from, self.cfg.learner.keep_weights_every)

@@ -125,3 +125,23 @@ def test_gateway_republishes_weights_until_loaded_and_expires_silent_actors(tiny
     sub.close()
     learner.close()
     ctx.term()
+
+
+def test_work_for_newer_weights_waits_until_they_are_loaded(hf_actor, tmp_path):
+    """The learner admits work for v1 right after announcing v1, but the notice travels on
+    another socket: work saying v1 must not be sampled with v0 (it would only be dropped as
+    stale). It waits in the queue and is sampled, tagged v1, once v1 is loaded."""
+    from lppo.weightfiles import write_weights
+
+    learner, actor, engine = hf_actor
+    learner.wait_for(lambda: "actor-h" in learner.gateway.actors, timeout=30)
+    learner.gateway.policy_version = 1  # as after gateway.publish(v1) ... whose notice is late
+    learner.add(item("late-0", "What is 2 + 2?", "4", n=2, sample_id=0))
+    learner.wait_for(lambda: len(actor.queue) == 1, timeout=30)
+    with pytest.raises(TimeoutError):
+        learner.collect(1, timeout=2)
+    assert actor.weights_behind() and actor.version == 0 and not actor.inflight
+    state = {k: v.detach().clone() for k, v in engine.model.state_dict().items()}
+    learner.gateway.publish(write_weights(state, tmp_path, 1))
+    (group,) = learner.collect(1, timeout=120)
+    assert group.attempt_id == "late-0" and group.policy_version == 1 and actor.version == 1
