@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
     import os
+    import warnings
 
     from lppo.config import load_config
 
@@ -27,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     # for the evaluations, and in the actors' log files) is cut to errors unless the user set
     # a level. `lppo run` / `lppo eval` keep vLLM's default.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    if os.environ["VLLM_LOGGING_LEVEL"] == "ERROR":
+        logging.getLogger("vllm").setLevel(logging.ERROR)  # also its import-time messages
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
     from lppo.logs import setup_logging
 
     cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
