@@ -179,7 +179,7 @@ class Actor:
             self.queue.extend(msg.items)
             if msg.items:
                 self.required_version = max(self.required_version, msg.policy_version)
-            if not msg.items:  # admission says wait: do not ask again at once
+            else:  # admission says wait: do not ask again at once
                 self._next_work_request = time.monotonic() + 0.2
         elif isinstance(msg, Ack):
             self.outbox.ack(list(msg.attempt_ids))

@@ -17,10 +17,10 @@
            and generates n = group_size completions for the very contexts the system sampled
            in its steady state (a seeded sample of `--prompts` of its groups: train problem in
            the run's template, plus the expert prefix the group had), with the initial weights.
-           Same contexts matter: the scheduler walks the demo's train set from level 1 (short
-           answers) up, and guided contexts leave less to generate, so a random sample of the
-           train set would not be the same workload. After a two-context warm-up, two passes,
-           the prefix cache reset before each:
+           Same contexts matter: which problems the scheduler served (levels differ in answer
+           length) and which were guided (a prefix leaves less to generate) set the workload,
+           so a random sample of the train set would not be the same one. After a
+           two-context warm-up, two passes, the prefix cache reset before each:
            a. `vllm.LLM.generate` on all of them: vLLM batches up to its own max_num_seqs
               (256 sequences on CPU): the reference for the target;
            b. the same engine's step loop with at most `actor.slots` requests in it, refilled

@@ -17,11 +17,15 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lppo.config import Config
 from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
 from lppo.errors import UserError
+
+if TYPE_CHECKING:
+    from actor.evaluate import PairedGain
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +61,9 @@ class DemoResult:
     run_dir: Path
     exit_code: int
     seconds: dict[str, float]
-    gain_stderr: float | None = None
-    """Standard error of the accuracy gain, paired per problem (`actor.evaluate.paired_gain`)."""
-
-    @property
-    def gain_z(self) -> float | None:
-        """Gain in standard errors (>= 3: not sampling noise; see `paired_gain`)."""
-        if self.gain_stderr is None or self.gain_stderr == 0:
-            return None
-        return (self.accuracy_after - self.accuracy_before) / self.gain_stderr
+    gain: PairedGain | None = None
+    """After minus before, paired per problem, with its standard error and z
+    (`actor.evaluate.paired_gain`)."""
 
 
 def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
@@ -120,7 +118,7 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe(),
     record_report(cfg, report_before)
     record_report(cfg, report_after)
     summary = _summary(cfg, before, after, steps, result.exit_code, seconds)
-    summary.gain_stderr = paired_gain(report_before, report_after).stderr
+    summary.gain = paired_gain(report_before, report_after)
     return summary
 
 
@@ -158,11 +156,11 @@ def _summary(cfg: Config, before: float, after: float, steps: int, code: int,
 
 
 def _noise(r: DemoResult) -> str:
-    if r.gain_stderr is None:
+    if r.gain is None:
         return ""
-    z = r.gain_z
-    return (f"  ({(r.accuracy_after - r.accuracy_before) * 100:+.1f} points, paired standard "
-            f"error {r.gain_stderr * 100:.1f}" + ("" if z is None else f", z = {z:.1f}") + ")")
+    g = r.gain
+    return (f"  ({g.gain * 100:+.1f} points, paired standard error {g.stderr * 100:.1f}, "
+            f"z = {g.z:.1f})")
 
 
 def report(r: DemoResult) -> str:
