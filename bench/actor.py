@@ -32,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _config(model_dir: Path, run_dir: Path, args) -> dict:
-    work, rollouts, weights = _free_ports(3)
+    from store.testing import free_ports
+
+    work, rollouts, weights = free_ports(3)
     return {
         "run": {"name": "bench-actor", "output_dir": str(run_dir), "log_level": "WARNING"},
         "model": {"path": str(model_dir), "dtype": "float32", "max_model_len": 512},
@@ -42,18 +44,6 @@ def _config(model_dir: Path, run_dir: Path, args) -> dict:
                   "reward": {"workers": 1}},
         "transport": {"work_port": work, "rollout_port": rollouts, "weights_port": weights},
     }
-
-
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _problems(count: int) -> list[tuple[str, str]]:

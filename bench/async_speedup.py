@@ -41,7 +41,6 @@ The per-step wait and train columns show which of these dominates.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -49,6 +48,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import fmt, system_parser  # noqa: E402 - after the path is set
 
 SETTINGS = (0, 2)
 """learner.max_staleness of the synchronous and the asynchronous run, in run order."""
@@ -68,7 +69,7 @@ def run_once(tmp: Path, staleness: int, index: int, args) -> dict:
     stats["max_staleness"] = staleness
     print(f"  run {index + 1}, max_staleness={staleness}: train wall "
           f"{stats['train_wall_s']:.1f} s, Supervisor wall {stats['supervisor_wall_s']:.1f} s, "
-          f"mean staleness {_fmt(stats['mean_staleness'])}, learner waits "
+          f"mean staleness {fmt(stats['mean_staleness'])}, learner waits "
           f"{stats['wait_share']:.1%} of its step time", flush=True)
     return stats
 
@@ -93,7 +94,7 @@ def report(cfg_line: str, means: dict[int, dict]) -> dict:
           f"{'wait share':>11s} {'wait/step':>10s} {'train/step':>11s} {'rollouts/s':>11s}")
     for staleness, m in means.items():
         print(f"max_staleness={staleness} ({m['runs']}x)  {m['train_wall_s']:9.1f} s "
-              f"{m['supervisor_wall_s']:9.1f} s {_fmt(m['mean_staleness']):>10s} "
+              f"{m['supervisor_wall_s']:9.1f} s {fmt(m['mean_staleness']):>10s} "
               f"{m['wait_share']:10.1%} {m['mean_wait_s']:8.2f} s {m['mean_train_s']:9.2f} s "
               f"{m['rollouts_per_s']:11.1f}")
     print(f"speedup, staleness {SETTINGS[1]} over {SETTINGS[0]}: {speedup:.3f} on the train wall "
@@ -101,26 +102,14 @@ def report(cfg_line: str, means: dict[int, dict]) -> dict:
     return {"speedup_train_wall": speedup, "speedup_supervisor_wall": whole}
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=15, help="learner steps per run")
+    parser = system_parser(__doc__, steps=15, steps_help="learner steps per run",
+                           skip_steps="warm-up steps left out of staleness and wait share")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per setting, alternating 0, 2, 0, 2, ...")
-    parser.add_argument("--skip-steps", type=int, default=1,
-                        help="warm-up steps left out of staleness and wait share")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override for every run (repeatable)")
-    parser.add_argument("--json", help="write the numbers to this file")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary run directories (logs, ledgers) and print where")
     args = parser.parse_args()
     if args.repeat < 1 or args.steps <= args.skip_steps:
         parser.error("need --repeat >= 1 and --steps > --skip-steps")
-    os.environ["HF_HUB_OFFLINE"] = "1"
     from bench.common import bench_dir, write_json
 
     runs = []

@@ -1,5 +1,8 @@
-"""Helpers shared by the whole-system benchmarks (bench/pipeline.py, bench/async_speedup.py).
+"""Helpers shared by the whole-system benchmarks (bench/pipeline.py, bench/async_speedup.py,
+bench/sample_efficiency.py).
 
+    system_parser(doc, steps, ...)      their common options: --steps [--skip-steps] --set
+                                        --json --keep
     bench_dir(prefix, keep)             a temporary folder for the run directories
     demo_config(tmp, name, overrides)   configs/demo.toml + `--set` overrides, model and data from
                                         the demo cache (runs/_cache), run directory under `tmp`,
@@ -8,6 +11,7 @@
                                         timed, then `ledger_stats` of the run
     ledger_stats(cfg, skip_steps)       throughput, learner wait share, step breakdown and train
                                         wall time read back from the run's ledger
+    fmt(value, spec)                    a number for a report line, "n/a" for None
 
 Steady state excludes the first `skip_steps` learner steps (default 1): the first step's wait
 holds the actor's engine start-up and the first generation, which no later step pays.
@@ -26,8 +30,10 @@ holds the actor's engine start-up and the first generation, which no later step 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import os
 import shutil
 import statistics
 import tempfile
@@ -42,6 +48,27 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.toml"
 DEMO_CACHE = ROOT / "runs" / "_cache"
+
+
+def system_parser(doc: str, *, steps: int, steps_help: str,
+                  skip_steps: str | None = None) -> argparse.ArgumentParser:
+    """The options every whole-system benchmark takes (description: `doc`'s first line);
+    `skip_steps` is the help text of `--skip-steps` where the benchmark has one."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("--steps", type=int, default=steps, help=steps_help)
+    if skip_steps is not None:
+        p.add_argument("--skip-steps", type=int, default=1, help=skip_steps)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run (repeatable)")
+    p.add_argument("--json", help="write the numbers to this file")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary run directories (logs, ledgers) and print where")
+    return p
+
+
+def fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    """`value` formatted with `spec` and `suffix`; "n/a" for None."""
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
 
 
 @contextlib.contextmanager
@@ -59,13 +86,15 @@ def bench_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
 
 def demo_config(output_dir: Path, name: str, overrides: Sequence[str] = ()) -> Config:
     """The demo config for one benchmark run: `overrides` first, then what a bench must own
-    (run directory under `output_dir`, free ports, nothing else on the machine touched)."""
-    from bench.actor import _free_ports
+    (run directory under `output_dir`, free ports, nothing else on the machine touched).
+    Processes started from here on never reach a model hub (`HF_HUB_OFFLINE`)."""
     from lppo.config import load_config
     from lppo.demo.pipeline import with_assets
     from lppo.demo.warmstart import DemoRecipe
+    from store.testing import free_ports
 
-    work, rollouts, weights = _free_ports(3)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    work, rollouts, weights = free_ports(3)
     owned = [f"run.output_dir={Path(output_dir).resolve()}", f"run.name={name}",
              "transport.scheme=tcp", f"transport.work_port={work}",
              f"transport.rollout_port={rollouts}", f"transport.weights_port={weights}"]

@@ -59,6 +59,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import fmt, system_parser  # noqa: E402 - after the path is set
+
 
 def bare_main(cfg_path: str, contexts_path: str, out_path: str) -> None:
     """Child process: the actor's vLLM engine on the system's contexts, two ways."""
@@ -190,7 +192,7 @@ def report(cfg, bare: dict, system: dict) -> dict:
     print(f"learner, steps {system['skip_steps'] + 1}-{system['steps']}: waits for data "
           f"{system['wait_share']:.1%} of its step time (busy {1 - system['wait_share']:.1%}); "
           f"per step: wait {system['mean_wait_s']:.2f} s, train {system['mean_train_s']:.2f} s, "
-          f"sync {system['mean_sync_s']:.3f} s; mean staleness {_fmt(system['mean_staleness'])}")
+          f"sync {system['mean_sync_s']:.3f} s; mean staleness {fmt(system['mean_staleness'])}")
     if system["steady_wall_s"]:
         print(f"step seconds cover {system['step_seconds'] / system['steady_wall_s']:.1%} of the "
               f"wall time of those steps (the rest: ledger rows, logging between steps)")
@@ -199,22 +201,11 @@ def report(cfg, bare: dict, system: dict) -> dict:
     return ratios
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=20, help="learner steps of the system run")
+    parser = system_parser(__doc__, steps=20, steps_help="learner steps of the system run",
+                           skip_steps="warm-up steps left out of the steady state")
     parser.add_argument("--prompts", type=int, default=256,
                         help="groups of the system's window the bare run repeats (0: all)")
-    parser.add_argument("--skip-steps", type=int, default=1,
-                        help="warm-up steps left out of the steady state")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="config override for both runs (repeatable)")
-    parser.add_argument("--json", help="write the numbers to this file")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary run directories (logs, ledgers) and print where")
     parser.add_argument("--bare-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.steps <= args.skip_steps:
@@ -222,7 +213,6 @@ def main() -> None:
     if args.bare_child:
         bare_main(*args.bare_child)
         return
-    os.environ["HF_HUB_OFFLINE"] = "1"
     from bench.common import bench_dir, bench_overrides, demo_config, run_system, write_json
 
     with bench_dir("lppo-bench-pipeline-", args.keep) as tmp:

@@ -30,7 +30,6 @@ LPPO needs fewer steps). Runs are sequential (one system at a time on 2 cores).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -38,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import fmt, system_parser  # noqa: E402 - after the path is set
 
 METHODS = {
     "lppo": [],
@@ -90,13 +91,9 @@ def one_run(tmp: Path, method: str, seed: int, args) -> dict[str, Any]:
            "wait_share": stats["wait_share"]}
     shown = " ".join(f"{s}:{a:.3f}" for s, a in sorted(curve.items()))
     print(f"{name}: accuracy by step {shown} | target {args.target:.2f} at step {hit} "
-          f"({_fmt(row['seconds_to_target'], '.0f', ' s')}) | run {row['run_wall_s']:.0f} s",
+          f"({fmt(row['seconds_to_target'], '.0f', ' s')}) | run {row['run_wall_s']:.0f} s",
           flush=True)
     return row
-
-
-def _fmt(value, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -126,9 +123,9 @@ def print_summary(summary: dict[str, Any], target: float) -> None:
     for m, s in summary.items():
         st, sec, acc = s["steps"], s["seconds"], s["final_accuracy"]
         print(f"  {m:5s} reached {s['reached']}/{s['runs']}: steps "
-              f"{_fmt(st['mean'], '.1f')} +- {_fmt(st['sd'], '.1f')} "
-              f"[{_fmt(st['min'], '.0f')}-{_fmt(st['max'], '.0f')}], wall "
-              f"{_fmt(sec['mean'], '.0f', ' s')} +- {_fmt(sec['sd'], '.0f', ' s')}; "
+              f"{fmt(st['mean'], '.1f')} +- {fmt(st['sd'], '.1f')} "
+              f"[{fmt(st['min'], '.0f')}-{fmt(st['max'], '.0f')}], wall "
+              f"{fmt(sec['mean'], '.0f', ' s')} +- {fmt(sec['sd'], '.0f', ' s')}; "
               f"final accuracy {acc['mean']:.3f} +- {acc['sd']:.3f} "
               f"[{acc['min']:.3f}-{acc['max']:.3f}]")
     lp, gr = summary.get("lppo"), summary.get("grpo")
@@ -140,18 +137,13 @@ def print_summary(summary: dict[str, Any], target: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     from bench.common import bench_dir, write_json
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = system_parser(__doc__, steps=40, steps_help="learner steps per run")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated run seeds")
     p.add_argument("--methods", default="lppo,grpo", help=f"any of {','.join(METHODS)}")
-    p.add_argument("--steps", type=int, default=40, help="learner steps per run")
     p.add_argument("--eval-every", type=int, default=5, help="evaluate every N-th version")
     p.add_argument("--target", type=float, default=0.60, help="held-out accuracy target")
     p.add_argument("--k", type=int, default=None,
                    help="samples per held-out problem (default: learner.eval.k of the config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every run (repeatable)")
-    p.add_argument("--json", help="write all numbers to this file")
-    p.add_argument("--keep", action="store_true", help="keep the run directories")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(METHODS)

@@ -10,7 +10,8 @@ user: `postgres` where the distribution package created it, otherwise `lppo-pg`,
 `useradd --system`. Run as any other user, it runs as that user.
 
 `find_pg_bin()` returns None where the server binaries are absent; callers skip with that
-reason (`PG_MISSING`). Nothing happens at import time.
+reason (`PG_MISSING`). `free_ports` (free loopback TCP ports) also serves the tests' and
+benchmarks' ZeroMQ endpoints. Nothing happens at import time.
 """
 
 from __future__ import annotations
@@ -52,11 +53,22 @@ def _version_key(path: str) -> int:
     return int(part) if part.isdigit() else 0
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now (all bound at
+    once, so they differ)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class PgCluster:

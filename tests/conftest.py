@@ -6,12 +6,13 @@ Fixtures that belong to one area (ledger clusters, tiny models) live next to tha
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from store.testing import free_ports  # noqa: F401 - the tests import it from here
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,19 +31,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="needs CUDA (torch.cuda.is_available() is false)")
         for item in gpu_items:
             item.add_marker(skip)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on 127.0.0.1 right now."""
-    socks, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def run_cli(*args: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
