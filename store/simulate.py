@@ -174,20 +174,30 @@ def _next_state(st: SampleStateRecord, rate: float, step: int) -> SampleStateRec
     )
 
 
-def populate(ledger, name: str = "sim", *, samples: int = 200, steps: int = 30,
+def _start_run(ledger: Ledger, name: str, records: list[SampleRecord],
+               config: dict) -> tuple[int, list[int], list[tuple[int, float]]]:
+    """Import `records`, register run `name` on them: (run id, sample ids, (id, difficulty))."""
+    ids = ledger.import_samples(records).ids
+    run_id = ledger.register_run(name, config=config)
+    ledger.add_to_run(run_id, ids)
+    return run_id, ids, [(sid, r.meta["difficulty"]) for sid, r in zip(ids, records, strict=True)]
+
+
+def _evals(step: int, steps: int, created_at: float | None = None) -> list[EvalRecord]:
+    """Every 10th step, an eval point on a curve that rises with the policy's skill."""
+    if step % 10:
+        return []
+    return [EvalRecord(step, "synthetic_eval", "pass@1", min(1.0, 0.2 + 0.6 * step / steps),
+                       100, created_at=time.time() if created_at is None else created_at)]
+
+
+def populate(ledger: Ledger, name: str = "sim", *, samples: int = 200, steps: int = 30,
              seed: int = 0, **kwargs) -> int:
     """Register run `name`, import synthetic samples, write a simulated run; return its id."""
     records = synthetic_samples(samples, dataset=f"synthetic-{seed}", seed=seed)
-    ids = ledger.import_samples(records).ids
-    run_id = ledger.register_run(name, config={"simulated": True, "seed": seed})
-    ledger.add_to_run(run_id, ids)
-    pairs = [(sid, rec.meta["difficulty"]) for sid, rec in zip(ids, records, strict=True)]
+    run_id, _, pairs = _start_run(ledger, name, records, {"simulated": True, "seed": seed})
     for groups, step in simulate_steps(pairs, steps, seed=seed, run_tag=name, **kwargs):
-        evals = []
-        if step.step % 10 == 0:  # an eval curve that rises with the policy's skill
-            value = min(1.0, 0.2 + 0.6 * step.step / steps)
-            evals = [EvalRecord(step.step, "synthetic_eval", "pass@1", value, 100)]
-        ledger.write(run_id, groups=groups, steps=[step], evals=evals)
+        ledger.write(run_id, groups=groups, steps=[step], evals=_evals(step.step, steps))
     ledger.end_run(run_id)
     return run_id
 
@@ -211,11 +221,8 @@ def simulated_run(
     """Write run `name` (samples of `dataset`, `steps` steps or until `max_rollouts`);
     return its id and its sample ids. `finished=False` leaves the run `running`."""
     records = synthetic_samples(samples, dataset=dataset, seed=0)
-    ids = ledger.import_samples(records).ids
-    run_id = ledger.register_run(name, config={"simulated": True, "seed": seed,
-                                               "samples": samples})
-    ledger.add_to_run(run_id, ids)
-    pairs = [(sid, rec.meta["difficulty"]) for sid, rec in zip(ids, records, strict=True)]
+    run_id, ids, pairs = _start_run(ledger, name, records,
+                                    {"simulated": True, "seed": seed, "samples": samples})
     rng = random.Random(seed)
     start = time.time() - steps * step_s if start_at is None else start_at
     speeds = ACTOR_SPEEDS[:actors] if actors <= len(ACTOR_SPEEDS) else [1.0] * actors
@@ -232,14 +239,10 @@ def simulated_run(
             timed.append(replace(g, actor_id=names[k], received_at=rng.uniform(begin, end),
                                  gen_s=g.gen_s / speeds[k]))
         timed.sort(key=lambda g: g.received_at)
-        evals = []
-        if step.step % 10 == 0:
-            value = min(1.0, 0.2 + 0.6 * step.step / steps)
-            evals = [EvalRecord(step.step, "synthetic_eval", "pass@1", value, 100,
-                                created_at=end)]
         for i in range(0, len(timed), WRITE_CHUNK):
             ledger.write(run_id, groups=timed[i:i + WRITE_CHUNK])
-        ledger.write(run_id, steps=[replace(step, created_at=end)], evals=evals)
+        ledger.write(run_id, steps=[replace(step, created_at=end)],
+                     evals=_evals(step.step, steps, created_at=end))
         written += sum(g.n for g in timed)
         if max_rollouts is not None and written >= max_rollouts:
             break
