@@ -87,7 +87,11 @@ def test_hung_worker_is_killed_and_replaced():
         runner.join(timeout=30)
         assert [s.verdict for s in result] == [Verdict.CORRECT, Verdict.TIMEOUT, Verdict.CORRECT]
         assert "worker killed" in result[1].detail
-        assert time.monotonic() - start < 2 * DEADLINE_S + 1.0
+        # Killed at its deadline, not left hanging until the 30 s join: the bound holds the
+        # deadline, the hung item's own wait, and the third item verified on a replacement
+        # worker forked after the kill (up to ~1.2 s to start on a loaded 2-core machine; a
+        # 1 s margin failed once at 4.03 s).
+        assert time.monotonic() - start < 2 * DEADLINE_S + 4.0
         metrics = p.metrics()
         assert metrics["reward/worker_kills"] == 1 and metrics["reward/worker_restarts"] == 1
         assert p.worker_pids() != [pid]
