@@ -24,8 +24,11 @@ Methods (the only difference between them):
 
 Prints one line per run (accuracy curve), then per method the mean and spread (sample
 standard deviation, min-max) of steps and wall time to target over the runs that reached it,
-the number that did, and the final accuracy; then the ratio of mean steps GRPO / LPPO (> 1:
-LPPO needs fewer steps). Runs are sequential (one system at a time on 2 cores).
+the number that did, the final accuracy and its gain over step 0; then the ratio of mean steps
+GRPO / LPPO (> 1: LPPO needs fewer steps), only when every run of both reached the target (a
+mean over the runs that did would hide the misses), and the final-accuracy difference LPPO -
+GRPO paired by seed (both runs of a seed share the evaluation of the base model). Runs are
+sequential (one system at a time on 2 cores).
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 
 def summarize(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """Per method: runs, how many reached the target, steps / seconds to it (over those that
+    did), final accuracy and gain over step 0; and, for LPPO and GRPO run with the same seeds,
+    the final-accuracy difference LPPO - GRPO paired by seed (same base evaluation)."""
     out: dict[str, Any] = {}
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
@@ -113,25 +119,43 @@ def summarize(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
         out[m] = {"runs": len(mine), "reached": len(reached),
                   "steps": spread([r["steps_to_target"] for r in reached]),
                   "seconds": spread([r["seconds_to_target"] for r in reached]),
-                  "final_accuracy": spread([r["final_accuracy"] for r in mine])}
+                  "final_accuracy": spread([r["final_accuracy"] for r in mine]),
+                  "gain": spread([r["final_accuracy"] - r["curve"][0] for r in mine])}
+    final = {(r["method"], r["seed"]): r["final_accuracy"] for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    paired = [final[("lppo", s)] - final[("grpo", s)] for s in seeds
+              if ("lppo", s) in final and ("grpo", s) in final]
+    out["lppo_minus_grpo_final"] = spread(paired)
     return out
 
 
 def print_summary(summary: dict[str, Any], target: float) -> None:
     print(f"\nsteps to held-out accuracy >= {target:.2f} (mean +- sd [min-max] over the runs "
           f"that reached it):")
-    for m, s in summary.items():
-        st, sec, acc = s["steps"], s["seconds"], s["final_accuracy"]
+    methods = {m: s for m, s in summary.items() if m in METHODS}
+    for m, s in methods.items():
+        st, sec, acc, gain = s["steps"], s["seconds"], s["final_accuracy"], s["gain"]
         print(f"  {m:5s} reached {s['reached']}/{s['runs']}: steps "
               f"{fmt(st['mean'], '.1f')} +- {fmt(st['sd'], '.1f')} "
               f"[{fmt(st['min'], '.0f')}-{fmt(st['max'], '.0f')}], wall "
               f"{fmt(sec['mean'], '.0f', ' s')} +- {fmt(sec['sd'], '.0f', ' s')}; "
               f"final accuracy {acc['mean']:.3f} +- {acc['sd']:.3f} "
-              f"[{acc['min']:.3f}-{acc['max']:.3f}]")
-    lp, gr = summary.get("lppo"), summary.get("grpo")
-    if lp and gr and lp["steps"]["mean"] and gr["steps"]["mean"]:
+              f"[{acc['min']:.3f}-{acc['max']:.3f}], gain over step 0 "
+              f"{gain['mean']:+.3f} +- {gain['sd']:.3f}")
+    lp, gr = methods.get("lppo"), methods.get("grpo")
+    if not (lp and gr):
+        return
+    if lp["reached"] == lp["runs"] and gr["reached"] == gr["runs"]:
         print(f"  ratio of mean steps to target, GRPO / LPPO: "
               f"{gr['steps']['mean'] / lp['steps']['mean']:.2f} (> 1: LPPO needs fewer)")
+    else:
+        # A mean over the runs that reached the target would hide the ones that did not.
+        print(f"  ratio of mean steps to target: not shown, not every run reached the target "
+              f"(LPPO {lp['reached']}/{lp['runs']}, GRPO {gr['reached']}/{gr['runs']})")
+    d = summary["lppo_minus_grpo_final"]
+    if d["n"]:
+        print(f"  final accuracy LPPO - GRPO, paired by seed: {d['mean']:+.3f} +- {d['sd']:.3f} "
+              f"[{d['min']:+.3f} to {d['max']:+.3f}] over {d['n']} seeds")
 
 
 def main(argv: list[str] | None = None) -> int:
