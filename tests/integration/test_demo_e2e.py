@@ -12,9 +12,8 @@ temperature 1). A learner that pushes the wrong way (sign, token alignment, stal
 loses tens of points within 10 steps: at 10x the demo's learning rate a weaker warm start
 fell from 42.5% to 2.4% in 10 steps. It does not assert a gain beyond noise: on this machine
 40 demo steps gained +1.0 to +3.7 points in the six runs of the sample-efficiency bench
-(mean +2.5, sd 1.1), 10 steps +0.4 in
-one run, against an evaluation noise of 1.1-1.4 points, so a gain assertion would fail by
-chance (docs/benchmarks.md, "Demo" and "Sample efficiency").
+(mean +2.5, sd 1.1) and 10 steps +0.4 in one run, against an evaluation noise of 1.1-1.4
+points, so a gain assertion would fail by chance (docs/benchmarks.md, "Demo" and "Sample efficiency").
 """
 
 from __future__ import annotations
