@@ -183,12 +183,13 @@ def _start_run(ledger: Ledger, name: str, records: list[SampleRecord],
     return run_id, ids, [(sid, r.meta["difficulty"]) for sid, r in zip(ids, records, strict=True)]
 
 
-def _evals(step: int, steps: int, created_at: float | None = None) -> list[EvalRecord]:
-    """Every 10th step, an eval point on a curve that rises with the policy's skill."""
+def _evals(step: int, steps: int, **stamp: float) -> list[EvalRecord]:
+    """Every 10th step, an eval point on a curve that rises with the policy's skill
+    (`stamp`: `created_at=` for a back-dated run; default now)."""
     if step % 10:
         return []
     return [EvalRecord(step, "synthetic_eval", "pass@1", min(1.0, 0.2 + 0.6 * step / steps),
-                       100, created_at=time.time() if created_at is None else created_at)]
+                       100, **stamp)]
 
 
 def populate(ledger: Ledger, name: str = "sim", *, samples: int = 200, steps: int = 30,

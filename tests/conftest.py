@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from store.testing import free_ports  # noqa: F401 - the tests import it from here
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

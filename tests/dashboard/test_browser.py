@@ -27,7 +27,8 @@ from dashboard.browser import Browser, find_chromium
 from store.ledger import Ledger
 from store.queries import LedgerReader
 from store.simulate import simulated_run
-from tests.conftest import ROOT, free_ports
+from store.testing import free_ports
+from tests.conftest import ROOT
 
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_MISSING = ("Debian chromium not found at /usr/bin/chromium or on PATH: "

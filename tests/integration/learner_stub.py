@@ -15,7 +15,7 @@ from learner.gateway import ActorGateway
 from lppo.config import Config, save_config
 from lppo.transport import Endpoints, LearnerSockets
 from lppo.wire import Array, RolloutGroup, WorkItem
-from tests.conftest import free_ports
+from store.testing import free_ports
 
 
 def actor_test_config(model_dir: Path, run_dir: Path, **overrides) -> Config:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lppo.config import Config, save_config
 from lppo.demo import task
-from tests.conftest import free_ports
+from store.testing import free_ports
 
 
 def write_task(root: Path, train: dict[int, int], held_out: dict[int, int]) -> dict[str, Path]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import pytest
 
 from lppo.config import load_config
-from tests.conftest import ROOT, free_ports
+from store.testing import free_ports
+from tests.conftest import ROOT
 
 STEPS = 10
 MAX_DROP_SE = 3.0

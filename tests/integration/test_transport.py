@@ -16,7 +16,7 @@ from lppo.config import TransportConfig
 from lppo.transport import Channel, Endpoints, LearnerSockets
 from lppo.wire import Heartbeat, Register, Shutdown, encode
 from lppo.wirecheck import actor_side, learner_side
-from tests.conftest import free_ports
+from store.testing import free_ports
 
 
 def _tcp() -> TransportConfig:
