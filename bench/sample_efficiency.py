@@ -109,9 +109,10 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 
 def summarize(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
-    """Per method: runs, how many reached the target, steps / seconds to it (over those that
-    did), final accuracy and gain over step 0; and, for LPPO and GRPO run with the same seeds,
-    the final-accuracy difference LPPO - GRPO paired by seed (same base evaluation)."""
+    """`methods`: per method, runs, how many reached the target, steps / seconds to it (over
+    those that did), final accuracy and gain over step 0; `lppo_minus_grpo_final`: the
+    final-accuracy difference paired by seed (same base evaluation), over the seeds run with
+    both."""
     out: dict[str, Any] = {}
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
@@ -125,14 +126,13 @@ def summarize(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
     seeds = sorted({r["seed"] for r in rows})
     paired = [final[("lppo", s)] - final[("grpo", s)] for s in seeds
               if ("lppo", s) in final and ("grpo", s) in final]
-    out["lppo_minus_grpo_final"] = spread(paired)
-    return out
+    return {"methods": out, "lppo_minus_grpo_final": spread(paired)}
 
 
 def print_summary(summary: dict[str, Any], target: float) -> None:
     print(f"\nsteps to held-out accuracy >= {target:.2f} (mean +- sd [min-max] over the runs "
           f"that reached it):")
-    methods = {m: s for m, s in summary.items() if m in METHODS}
+    methods = summary["methods"]
     for m, s in methods.items():
         st, sec, acc, gain = s["steps"], s["seconds"], s["final_accuracy"], s["gain"]
         print(f"  {m:5s} reached {s['reached']}/{s['runs']}: steps "
@@ -145,13 +145,15 @@ def print_summary(summary: dict[str, Any], target: float) -> None:
     lp, gr = methods.get("lppo"), methods.get("grpo")
     if not (lp and gr):
         return
-    if lp["reached"] == lp["runs"] and gr["reached"] == gr["runs"]:
-        print(f"  ratio of mean steps to target, GRPO / LPPO: "
-              f"{gr['steps']['mean'] / lp['steps']['mean']:.2f} (> 1: LPPO needs fewer)")
-    else:
+    if lp["reached"] < lp["runs"] or gr["reached"] < gr["runs"]:
         # A mean over the runs that reached the target would hide the ones that did not.
         print(f"  ratio of mean steps to target: not shown, not every run reached the target "
               f"(LPPO {lp['reached']}/{lp['runs']}, GRPO {gr['reached']}/{gr['runs']})")
+    elif not lp["steps"]["mean"]:
+        print("  ratio of mean steps to target: not shown, the base model already meets it")
+    else:
+        print(f"  ratio of mean steps to target, GRPO / LPPO: "
+              f"{gr['steps']['mean'] / lp['steps']['mean']:.2f} (> 1: LPPO needs fewer)")
     d = summary["lppo_minus_grpo_final"]
     if d["n"]:
         print(f"  final accuracy LPPO - GRPO, paired by seed: {d['mean']:+.3f} +- {d['sd']:.3f} "
