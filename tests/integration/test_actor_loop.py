@@ -79,6 +79,17 @@ def _dealer(ctx, learner, actor_id: str) -> Channel:
                    name=actor_id)
 
 
+def _reply(learner, dealer: Channel, timeout: float = 10):
+    """The gateway's next answer to `dealer`, polling the gateway until it comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        learner.gateway.poll(timeout_ms=20)
+        got = dealer.recv(timeout_ms=20)
+        if got is not None:
+            return got.msg
+    raise TimeoutError(f"no answer to {dealer} within {timeout} s")
+
+
 def test_gateway_welcomes_unknown_actors_and_answers_heartbeats(tiny_model, tmp_path):
     with ScriptedLearner(actor_test_config(tiny_model, tmp_path)) as learner, \
             zmq_context() as ctx, _dealer(ctx, learner, "ghost") as dealer:
@@ -87,11 +98,12 @@ def test_gateway_welcomes_unknown_actors_and_answers_heartbeats(tiny_model, tmp_
         welcome = dealer.recv(timeout_ms=5000).msg
         assert isinstance(welcome, Welcome) and welcome.epoch == learner.gateway.epoch
         dealer.send(Heartbeat(actor_id="ghost", policy_version=0))
-        learner.gateway.poll(timeout_ms=500)
-        assert isinstance(dealer.recv(timeout_ms=5000).msg, Ack)
-        # An actor claiming another identity is ignored.
+        assert isinstance(_reply(learner, dealer), Ack)
+        # An actor claiming another identity is ignored. The heartbeat after it is answered
+        # only once the gateway has handled both (one socket, in order).
         dealer.send(Register(actor_id="someone-else", engine="x", capacity=1))
-        learner.gateway.poll(timeout_ms=300)
+        dealer.send(Heartbeat(actor_id="ghost", policy_version=0))
+        assert isinstance(_reply(learner, dealer), Ack)
         assert "someone-else" not in learner.gateway.actors
 
 
