@@ -30,9 +30,12 @@ ADVERSARIAL = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pool():
-    with RewardPool(RewardConfig(workers=2, timeout_s=DEADLINE_S)) as p:
+    """A fresh pool per test: its worker is started and ready, so a timed item never waits
+    for a replacement another test's kill left starting (that wait is not the item's: on a
+    loaded 2-core machine it pushed one item to 2.99 s against the 2.5 s bound)."""
+    with RewardPool(RewardConfig(workers=1, timeout_s=DEADLINE_S)) as p:
         yield p
 
 
@@ -59,10 +62,16 @@ def test_nul_bytes_and_megabyte_outputs_are_still_judged(pool):
     assert [s.truncated_input for s in scored] == [False, True]
 
 
-def test_slow_item_times_out_without_losing_the_rest_of_its_group(pool):
-    scored = pool.verify_group("5", ["\\boxed{5}", SYMPY_LOOP, "\\boxed{5}"], ["stop"] * 3)
-    assert [s.verdict for s in scored] == [Verdict.CORRECT, Verdict.TIMEOUT, Verdict.CORRECT]
-    assert "stopped by the worker" in scored[1].detail
+def test_slow_item_times_out_without_losing_the_rest_of_its_group():
+    """The worker's own soft deadline stops the item (no kill, no restart). The soft deadline
+    is `SOFT_FRACTION` of the hard one, so the worker has the rest to answer: 0.3 s at the
+    1.5 s deadline was once too little on a loaded machine (killed instead), hence 3 s here
+    (0.6 s to answer)."""
+    with RewardPool(RewardConfig(workers=1, timeout_s=3.0)) as p:
+        scored = p.verify_group("5", ["\\boxed{5}", SYMPY_LOOP, "\\boxed{5}"], ["stop"] * 3)
+        assert [s.verdict for s in scored] == [Verdict.CORRECT, Verdict.TIMEOUT, Verdict.CORRECT]
+        assert "stopped by the worker" in scored[1].detail
+        assert p.metrics()["reward/worker_kills"] == 0
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
