@@ -192,6 +192,20 @@ class PairedGain:
             return self.gain / self.stderr
         return 0.0 if self.gain == 0 else math.copysign(math.inf, self.gain)
 
+    @classmethod
+    def of(cls, before: Sequence[float], after: Sequence[float]) -> PairedGain:
+        """From per-problem values, `before[i]` and `after[i]` on the same problem i."""
+        if len(before) != len(after):
+            raise ValueError(f"paired values: {len(before)} before but {len(after)} after")
+        n = len(before)
+        if n < 2:
+            raise ValueError(f"a paired gain needs >= 2 problems in both evaluations, got {n}")
+        diffs = [b - a for a, b in zip(before, after, strict=True)]
+        mean = sum(diffs) / n
+        var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+        return cls(n=n, before=sum(before) / n, after=sum(after) / n, gain=mean,
+                   stderr=math.sqrt(var / n))
+
 
 def paired_gain(before: EvalReport, after: EvalReport) -> PairedGain:
     """Compare two evaluations problem by problem (benchmark name + source key).
@@ -208,14 +222,7 @@ def paired_gain(before: EvalReport, after: EvalReport) -> PairedGain:
 
     a, b = rates(before), rates(after)
     keys = sorted(a.keys() & b.keys())
-    if len(keys) < 2:
-        raise ValueError(f"paired_gain needs >= 2 problems in both evaluations, got {len(keys)}")
-    diffs = [b[k] - a[k] for k in keys]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
-    return PairedGain(n=n, before=sum(a[k] for k in keys) / n, after=sum(b[k] for k in keys) / n,
-                      gain=mean, stderr=math.sqrt(var / n))
+    return PairedGain.of([a[k] for k in keys], [b[k] for k in keys])
 
 
 # --------------------------------------------------------------------------------------------

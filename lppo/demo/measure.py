@@ -7,10 +7,24 @@ transformers (no vLLM needed), scored by the task's strict final-answer reader.
 
 vLLM runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) with a small CPU KV cache unless the
 caller's environment already says otherwise; these are set just before vLLM is imported.
+
+Held-out accuracy without sampling noise: `expert_solution_probability`. The task's solutions
+are deterministic (one right way to write each), so almost every correct sample at temperature
+1 is the expert solution verbatim, and the probability that the policy writes it, then stops,
+
+    P_i = prod_t p(y_t | prompt_i, y_<t),   y = expert solution tokens + EOS
+
+is computed exactly with one teacher-forced forward pass per problem. Its mean over problems
+is a lower bound on pass@1 at temperature 1 with no sampling noise at all, so two models are
+compared on it with only the problems' spread as noise (`PairedGain.of`). Checked on this
+machine against sampling (300 held-out problems x 4 samples, vLLM, temperature 1): the warm
+start wrote the expert solution verbatim in 55.5% of samples (P mean 55.8%) and answered
+correctly in 58.3%; a policy after 20 RL steps 57.8% (P 57.0%) and 60.8%.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -124,3 +138,56 @@ def format_table(result: dict[float, dict[int, LevelScore]]) -> str:
                  for r in ratios]
         rows.append(f"{lv:>5} | " + " | ".join(cells))
     return "\n".join(rows)
+
+
+def expert_solution_probability(model_dir: Path, problems: list[task.Problem],
+                                weights: Path | None = None) -> list[float]:
+    """P(the model writes problem i's expert solution verbatim, then EOS) for each problem
+    (`expert_solution_logprobs`, exponentiated)."""
+    return [math.exp(x) for x in expert_solution_logprobs(model_dir, problems, weights)]
+
+
+def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
+                             weights: Path | None = None, batch_size: int = 100,
+                             template: str = PLAIN_TEMPLATE) -> list[float]:
+    """log P(expert solution tokens + EOS | prompt) for each problem, teacher-forced.
+
+    `model_dir` holds the config and tokenizer (and the weights unless `weights` is given: a
+    `weights/vN` folder or its `model.safetensors`, as the learner publishes them). Prompt and
+    solution are encoded separately, as the actor sees them (prompt ids, then generated ids)
+    and as the warm start trained them.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lppo.demo.warmstart import encode_example
+    from lppo.weightfiles import FILENAME, LM_HEAD_KEY, load_state
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    if weights is not None:
+        path = Path(weights)
+        state = load_state(path / FILENAME if path.is_dir() else path)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {LM_HEAD_KEY}:
+            raise ValueError(f"weights {path}: do not fit {model_dir} (missing {missing}, "
+                             f"unexpected {unexpected})")
+    examples = [encode_example(tok, template.format(problem=p.problem), p.solution)
+                for p in problems]
+    out: list[float] = []
+    with torch.no_grad():
+        for at in range(0, len(examples), batch_size):
+            chunk = examples[at:at + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), tok.eos_token_id)
+            labels = torch.full((len(chunk), width), -100)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, (x, y) in enumerate(chunk):
+                ids[row, :len(x)] = torch.tensor(x)
+                labels[row, :len(y)] = torch.tensor(y)
+                mask[row, :len(x)] = 1
+            logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].log_softmax(-1)
+            target = labels[:, 1:]
+            taken = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            out.extend((taken * (target != -100)).sum(dim=1).tolist())
+    return out

@@ -3,7 +3,9 @@
     1. assets   warm-started tiny Qwen2 + task files (cached: the second run skips training)
     2. before   held-out accuracy of the warm-started model (vLLM, math-verify)
     3. train    `lppo run`: the learner and vLLM actors, LPPO, SQLite ledger in the run dir
-    4. after    held-out accuracy of the final policy (same settings as before)
+    4. after    held-out accuracy of the final policy (same settings as before), and the
+                exact probability of writing each held-out expert solution, before and after
+                (`measure.expert_solution_probability`: no sampling noise)
     5. report   accuracy before/after, samples rescued by prefixes, curation counts, where the
                 ledger is, and the command that opens the dashboard on it
 
@@ -64,6 +66,9 @@ class DemoResult:
     gain: PairedGain | None = None
     """After minus before, paired per problem, with its standard error and z
     (`actor.evaluate.paired_gain`)."""
+    exact: PairedGain | None = None
+    """The same for the exact probability of writing the expert solution (no sampling noise;
+    its standard error is the problems' spread only)."""
 
 
 def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
@@ -119,7 +124,19 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe(),
     record_report(cfg, report_after)
     summary = _summary(cfg, before, after, steps, result.exit_code, seconds)
     summary.gain = paired_gain(report_before, report_after)
+    summary.exact = exact_gain(cfg, recipe, cfg.run.run_dir / "weights" / f"v{version}")
     return summary
+
+
+def exact_gain(cfg: Config, recipe: DemoRecipe, weights: Path) -> PairedGain:
+    """Exact P(expert solution) on the held-out problems: the warm start vs `weights`."""
+    from actor.evaluate import PairedGain
+    from lppo.demo.measure import expert_solution_probability
+
+    held_out = recipe.problem_sets()[0]
+    model = Path(cfg.model.path)
+    return PairedGain.of(expert_solution_probability(model, held_out),
+                         expert_solution_probability(model, held_out, weights=weights))
 
 
 def _last_step(cfg: Config) -> tuple[int, int]:
@@ -155,10 +172,9 @@ def _summary(cfg: Config, before: float, after: float, steps: int, code: int,
     )
 
 
-def _noise(r: DemoResult) -> str:
-    if r.gain is None:
+def _noise(g: PairedGain | None) -> str:
+    if g is None:
         return ""
-    g = r.gain
     return (f"  ({g.gain * 100:+.1f} points, paired standard error {g.stderr * 100:.1f}, "
             f"z = {g.z:.1f})")
 
@@ -173,7 +189,13 @@ def report(r: DemoResult) -> str:
         f"(assets {r.seconds.get('assets', 0):.0f} s, evaluation "
         f"{r.seconds.get('eval_before', 0) + r.seconds.get('eval_after', 0):.0f} s)",
         f"  held-out accuracy (pass@1): before {r.accuracy_before:.1%}  ->  after "
-        f"{r.accuracy_after:.1%}" + _noise(r),
+        f"{r.accuracy_after:.1%}" + _noise(r.gain),
+    ]
+    if r.exact is not None:
+        lines.append(f"  expert solution written verbatim (exact probability, no sampling noise): "
+                     f"before {r.exact.before:.1%}  ->  after {r.exact.after:.1%}"
+                     + _noise(r.exact))
+    lines += [
         f"  samples rescued by prefixes (failed unguided, later solved unguided): "
         f"{r.rescued}{ratio}",
         f"  groups: {r.groups} ({r.guided_groups} prefix-guided); dropped by curation: "

@@ -246,3 +246,46 @@ def test_hinted_sft_examples_learn_only_the_rest(tokenizer):
     assert tokenizer.decode(ids[:n_ctx]) == recipe.template.format(problem=p.problem) + prefix
     assert tokenizer.decode(labels[n_ctx:-1]) == p.solution[len(prefix):]
     assert full_labels.count(-100) < n_ctx
+
+
+def _logprob_one_token_at_a_time(model, tokenizer, problem) -> float:
+    """log P(solution + EOS | prompt), one forward pass per token: no batch, no padding."""
+    ids = tokenizer(warmstart.PLAIN_TEMPLATE.format(problem=problem.problem),
+                    add_special_tokens=False)["input_ids"]
+    total = 0.0
+    for t in tokenizer(problem.solution, add_special_tokens=False)["input_ids"] + [
+            tokenizer.eos_token_id]:
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, -1]
+        total += logits.log_softmax(-1)[t].item()
+        ids = ids + [t]
+    return total
+
+
+def test_expert_solution_logprobs_match_token_by_token_scoring(model_dir, tokenizer, tmp_path):
+    from lppo.demo import measure
+    from lppo.weightfiles import write_weights
+
+    problems = task.generate(0, {1: 2, 3: 2})  # different lengths: padding is exercised
+    got = measure.expert_solution_logprobs(model_dir, problems, batch_size=3)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    want = [_logprob_one_token_at_a_time(model, tokenizer, p) for p in problems]
+    assert got == pytest.approx(want, rel=1e-4)
+    assert len(set(got)) == len(got) and all(x < 0 for x in got)
+
+    # Published weights (learner format: weights/vN/model.safetensors) replace the folder's.
+    with torch.no_grad():
+        model.model.embed_tokens.weight.mul_(1.5)
+    notice = write_weights(model.state_dict(), tmp_path / "run", 1)
+    changed = measure.expert_solution_logprobs(model_dir, problems[:1],
+                                               weights=tmp_path / "run" / "weights" / "v1")
+    assert changed == pytest.approx([_logprob_one_token_at_a_time(model, tokenizer,
+                                                                  problems[0])], rel=1e-4)
+    assert changed[0] != pytest.approx(got[0], rel=1e-3)
+    assert notice.version == 1
+
+    from safetensors.torch import save_file
+    save_file({"not.a.layer": torch.zeros(2)}, str(tmp_path / "alien.safetensors"))
+    with pytest.raises(ValueError, match="alien.safetensors: do not fit"):
+        measure.expert_solution_logprobs(model_dir, problems[:1],
+                                         weights=tmp_path / "alien.safetensors")

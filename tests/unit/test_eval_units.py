@@ -287,3 +287,15 @@ def test_paired_gain_edge_cases():
     assert paired_gain(_report({"p1": 1, "p2": 1}), _report({"p1": 2, "p2": 2})).z == math.inf
     with pytest.raises(ValueError, match=">= 2 problems"):
         paired_gain(_report({"p1": 1}), _report({"p1": 2}))
+
+
+def test_paired_gain_from_per_problem_values():
+    from actor.evaluate import PairedGain
+
+    g = PairedGain.of([0.1, 0.5, 0.9], [0.2, 0.5, 1.0])
+    assert g.n == 3 and g.gain == pytest.approx(0.2 / 3)
+    assert g.before == pytest.approx(0.5) and g.after == pytest.approx(1.7 / 3)
+    with pytest.raises(ValueError, match="3 before but 2 after"):
+        PairedGain.of([0.1, 0.5, 0.9], [0.2, 0.5])
+    with pytest.raises(ValueError, match=">= 2 problems"):
+        PairedGain.of([0.1], [0.2])
