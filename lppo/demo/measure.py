@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,21 +142,23 @@ def format_table(result: dict[float, dict[int, LevelScore]]) -> str:
 
 
 def expert_solution_probability(model_dir: Path, problems: list[task.Problem],
-                                weights: Path | None = None) -> list[float]:
-    """P(the model writes problem i's expert solution verbatim, then EOS) for each problem
-    (`expert_solution_logprobs`, exponentiated)."""
-    return [math.exp(x) for x in expert_solution_logprobs(model_dir, problems, weights)]
+                                weights: Sequence[Path | None] = (None,)) -> list[list[float]]:
+    """P(the model writes problem i's expert solution verbatim, then EOS), per problem, for
+    each entry of `weights` (`expert_solution_logprobs`, exponentiated)."""
+    return [[math.exp(x) for x in row]
+            for row in expert_solution_logprobs(model_dir, problems, weights)]
 
 
 def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
-                             weights: Path | None = None, batch_size: int = 100,
-                             template: str = PLAIN_TEMPLATE) -> list[float]:
-    """log P(expert solution tokens + EOS | prompt) for each problem, teacher-forced.
+                             weights: Sequence[Path | None] = (None,), batch_size: int = 100,
+                             template: str = PLAIN_TEMPLATE) -> list[list[float]]:
+    """log P(expert solution tokens + EOS | prompt) per problem, teacher-forced, once for each
+    entry of `weights`: None for the weights in `model_dir`, else a `weights/vN` folder or its
+    `model.safetensors`, as the learner publishes them. The model and the examples are loaded
+    once for all of them.
 
-    `model_dir` holds the config and tokenizer (and the weights unless `weights` is given: a
-    `weights/vN` folder or its `model.safetensors`, as the learner publishes them). Prompt and
-    solution are encoded separately, as the actor sees them (prompt ids, then generated ids)
-    and as the warm start trained them.
+    `model_dir` holds the config and tokenizer. Prompt and solution are encoded separately, as
+    the actor sees them (prompt ids, then generated ids) and as the warm start trained them.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -165,29 +168,42 @@ def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    if weights is not None:
-        path = Path(weights)
-        state = load_state(path / FILENAME if path.is_dir() else path)
+    own = {name: t.clone() for name, t in model.state_dict().items()}
+    batches = [_padded(chunk, tok.eos_token_id) for chunk in _chunks(
+        [encode_example(tok, template.format(problem=p.problem), p.solution) for p in problems],
+        batch_size)]
+    out: list[list[float]] = []
+    for w in weights:
+        state = own if w is None else load_state(Path(w) / FILENAME if Path(w).is_dir() else w)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {LM_HEAD_KEY}:
-            raise ValueError(f"weights {path}: do not fit {model_dir} (missing {missing}, "
+            raise ValueError(f"weights {w}: do not fit {model_dir} (missing {missing}, "
                              f"unexpected {unexpected})")
-    examples = [encode_example(tok, template.format(problem=p.problem), p.solution)
-                for p in problems]
-    out: list[float] = []
-    with torch.no_grad():
-        for at in range(0, len(examples), batch_size):
-            chunk = examples[at:at + batch_size]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.full((len(chunk), width), tok.eos_token_id)
-            labels = torch.full((len(chunk), width), -100)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, (x, y) in enumerate(chunk):
-                ids[row, :len(x)] = torch.tensor(x)
-                labels[row, :len(y)] = torch.tensor(y)
-                mask[row, :len(x)] = 1
-            logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].log_softmax(-1)
-            target = labels[:, 1:]
-            taken = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            out.extend((taken * (target != -100)).sum(dim=1).tolist())
+        row: list[float] = []
+        with torch.no_grad():
+            for ids, labels, mask in batches:
+                logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].log_softmax(-1)
+                target = labels[:, 1:]
+                taken = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                row.extend((taken * (target != -100)).sum(dim=1).tolist())
+        out.append(row)
     return out
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[at:at + size] for at in range(0, len(items), size)]
+
+
+def _padded(chunk: list[tuple[list[int], list[int]]], pad_id: int):
+    """(input ids, labels, attention mask) tensors of (ids, labels) pairs, right-padded."""
+    import torch
+
+    width = max(len(ids) for ids, _ in chunk)
+    ids = torch.full((len(chunk), width), pad_id)
+    labels = torch.full((len(chunk), width), -100)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for row, (x, y) in enumerate(chunk):
+        ids[row, :len(x)] = torch.tensor(x)
+        labels[row, :len(y)] = torch.tensor(y)
+        mask[row, :len(x)] = 1
+    return ids, labels, mask

@@ -133,10 +133,9 @@ def exact_gain(cfg: Config, recipe: DemoRecipe, weights: Path) -> PairedGain:
     from actor.evaluate import PairedGain
     from lppo.demo.measure import expert_solution_probability
 
-    held_out = recipe.problem_sets()[0]
-    model = Path(cfg.model.path)
-    return PairedGain.of(expert_solution_probability(model, held_out),
-                         expert_solution_probability(model, held_out, weights=weights))
+    before, after = expert_solution_probability(Path(cfg.model.path),
+                                                recipe.problem_sets()[0], (None, weights))
+    return PairedGain.of(before, after)
 
 
 def _last_step(cfg: Config) -> tuple[int, int]:

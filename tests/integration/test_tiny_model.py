@@ -263,29 +263,28 @@ def _logprob_one_token_at_a_time(model, tokenizer, problem) -> float:
 
 
 def test_expert_solution_logprobs_match_token_by_token_scoring(model_dir, tokenizer, tmp_path):
+    from safetensors.torch import save_file
+
     from lppo.demo import measure
     from lppo.weightfiles import write_weights
 
     problems = task.generate(0, {1: 2, 3: 2})  # different lengths: padding is exercised
-    got = measure.expert_solution_logprobs(model_dir, problems, batch_size=3)
     model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     want = [_logprob_one_token_at_a_time(model, tokenizer, p) for p in problems]
-    assert got == pytest.approx(want, rel=1e-4)
-    assert len(set(got)) == len(got) and all(x < 0 for x in got)
-
-    # Published weights (learner format: weights/vN/model.safetensors) replace the folder's.
+    # Published weights (learner format: weights/vN/model.safetensors) replace the folder's
+    # for their entry only: None after them scores the folder's own weights again.
     with torch.no_grad():
         model.model.embed_tokens.weight.mul_(1.5)
-    notice = write_weights(model.state_dict(), tmp_path / "run", 1)
-    changed = measure.expert_solution_logprobs(model_dir, problems[:1],
-                                               weights=tmp_path / "run" / "weights" / "v1")
-    assert changed == pytest.approx([_logprob_one_token_at_a_time(model, tokenizer,
-                                                                  problems[0])], rel=1e-4)
-    assert changed[0] != pytest.approx(got[0], rel=1e-3)
-    assert notice.version == 1
+    write_weights(model.state_dict(), tmp_path / "run", 1)
+    want_changed = [_logprob_one_token_at_a_time(model, tokenizer, p) for p in problems]
+    own, changed, again = measure.expert_solution_logprobs(
+        model_dir, problems, (None, tmp_path / "run" / "weights" / "v1", None), batch_size=3)
+    assert own == pytest.approx(want, rel=1e-4) and again == own
+    assert changed == pytest.approx(want_changed, rel=1e-4)
+    assert all(c != pytest.approx(w, rel=1e-3) for c, w in zip(changed, want, strict=True))
+    assert len(set(own)) == len(own) and all(x < 0 for x in own)
 
-    from safetensors.torch import save_file
     save_file({"not.a.layer": torch.zeros(2)}, str(tmp_path / "alien.safetensors"))
     with pytest.raises(ValueError, match="alien.safetensors: do not fit"):
         measure.expert_solution_logprobs(model_dir, problems[:1],
-                                         weights=tmp_path / "alien.safetensors")
+                                         (tmp_path / "alien.safetensors",))
