@@ -119,6 +119,15 @@ class DemoRecipe:
                                  counts(self.sft_pool))
         return ev, tr, sft
 
+    def measure_set(self, per_level: int) -> list[task.Problem]:
+        """`per_level` more held-out problems per level, disjoint from `problem_sets()` (drawn
+        after them, so those never change), for measures that are cheap enough to want many
+        problems (`lppo.demo.measure.expert_solution_probability`). Not part of the cache key:
+        it changes nothing the warm start sees."""
+        sets = (self.held_out, self.rl_train, self.sft_pool)
+        counts = [{lv: n for lv, n in zip(task.LEVELS, t, strict=True)} for t in sets]
+        return task.split(self.task_seed, *counts, dict.fromkeys(task.LEVELS, per_level))[-1]
+
 
 def cached_model_dir(cache_root: Path, recipe: DemoRecipe) -> Path:
     """Where the warm-started model of `recipe` lives (or will live) under `cache_root`."""

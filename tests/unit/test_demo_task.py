@@ -129,6 +129,19 @@ def test_recipe_sets_are_disjoint():
     assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
 
 
+def test_measure_set_is_held_out_and_leaves_the_recipe_sets_alone():
+    r = DemoRecipe(held_out=(20, 20, 20), rl_train=(30, 30, 30), sft_pool=(40, 40, 40))
+    before = r.problem_sets()
+    extra = r.measure_set(25)
+    assert [sum(p.level == lv for p in extra) for lv in task.LEVELS] == [25, 25, 25]
+    seen = {p.problem for s in before for p in s}
+    assert len({p.problem for p in extra}) == 75 and not seen & {p.problem for p in extra}
+    assert r.problem_sets() == before and r.measure_set(25) == extra
+    assert r.measure_set(30)[:25] == extra[:25]  # more problems extend the set per level
+    assert r.key() == DemoRecipe(held_out=(20, 20, 20), rl_train=(30, 30, 30),
+                                 sft_pool=(40, 40, 40)).key()
+
+
 def test_write_split_jsonl_in_the_generic_format(tmp_path):
     paths = task.write_split(tmp_path, 0, train={1: 5, 3: 5}, held_out={1: 3, 2: 3})
     rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]
