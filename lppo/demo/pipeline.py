@@ -201,7 +201,8 @@ def report(r: DemoResult) -> str:
     ]
     if r.exact is not None:
         lines.append(f"  expert solution written verbatim (exact probability on {r.exact.n:,} "
-                     f"held-out problems, no sampling noise): before {r.exact.before:.1%}  ->  after {r.exact.after:.1%}"
+                     f"held-out problems, no sampling noise): before {r.exact.before:.1%}  ->  "
+                     f"after {r.exact.after:.1%}"
                      + _noise(r.exact))
     lines += [
         f"  samples rescued by prefixes (failed unguided, later solved unguided): "
