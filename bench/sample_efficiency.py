@@ -11,7 +11,7 @@ base model and each kept version are scored on held-out problems, by one of the 
 measures:
 
     exact    (default) the probability of writing the expert solution verbatim, on the
-             demo's 3,000 extra held-out problems (`lppo.demo.pipeline.exact_gain`'s measure):
+             demo's 3,000 extra held-out problems (`lppo.demo.pipeline.exact_accuracy`):
              no sampling noise, one teacher-forced pass per version
     sampled  pass@1 averaged over k samples (vLLM, `learner.eval` sampling) on `data.eval`,
              the 300 problems of the demo's sampled evaluation; its paired standard error
@@ -68,13 +68,11 @@ def learning_curve(cfg, every: int, steps: int, measure: str,
 
 def exact_curve(cfg, versions: list[int]) -> dict[int, float]:
     """Mean exact P(expert solution) on the demo's extra held-out problems, per version."""
-    from lppo.demo.measure import expert_solution_probability
-    from lppo.demo.pipeline import EXACT_PER_LEVEL
+    from lppo.demo.pipeline import exact_accuracy
     from lppo.demo.warmstart import DemoRecipe
 
     weights = [cfg.run.run_dir / "weights" / f"v{v}" if v else None for v in versions]
-    probs = expert_solution_probability(Path(cfg.model.path),
-                                        DemoRecipe().measure_set(EXACT_PER_LEVEL), weights)
+    probs = exact_accuracy(cfg, DemoRecipe(), weights)
     return {v: sum(p) / len(p) for v, p in zip(versions, probs, strict=True)}
 
 
@@ -122,14 +120,14 @@ def one_run(tmp: Path, method: str, seed: int, args) -> dict[str, Any]:
     stats = run_system(cfg)
     curve = learning_curve(cfg, args.eval_every, args.steps, args.measure, args.k)
     times = step_times(cfg)
-    target = curve[0] + args.target_gain
     hit = steps_to_target(curve, args.target_gain)
     row = {"method": method, "seed": seed, "curve": curve, "steps_to_target": hit,
            "seconds_to_target": times.get(hit, 0.0) if hit is not None else None,
            "final_accuracy": curve[max(curve)], "run_wall_s": stats["supervisor_wall_s"],
            "wait_share": stats["wait_share"]}
     shown = " ".join(f"{s}:{a:.3f}" for s, a in sorted(curve.items()))
-    print(f"{name}: accuracy by step {shown} | target {target:.3f} at step {hit} "
+    print(f"{name}: accuracy by step {shown} | target (step 0 + {args.target_gain:.3f}) at "
+          f"step {hit} "
           f"({fmt(row['seconds_to_target'], '.0f', ' s')}) | run {row['run_wall_s']:.0f} s",
           flush=True)
     return row

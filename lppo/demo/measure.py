@@ -163,13 +163,13 @@ def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lppo.demo.warmstart import encode_example
+    from lppo.demo.warmstart import encode_example, padded
     from lppo.weightfiles import FILENAME, LM_HEAD_KEY, load_state
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     own = {name: t.clone() for name, t in model.state_dict().items()}
-    batches = [_padded(chunk, tok.eos_token_id) for chunk in _chunks(
+    batches = [padded(chunk, tok.eos_token_id) for chunk in _chunks(
         [encode_example(tok, template.format(problem=p.problem), p.solution) for p in problems],
         batch_size)]
     out: list[list[float]] = []
@@ -192,18 +192,3 @@ def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[at:at + size] for at in range(0, len(items), size)]
-
-
-def _padded(chunk: list[tuple[list[int], list[int]]], pad_id: int):
-    """(input ids, labels, attention mask) tensors of (ids, labels) pairs, right-padded."""
-    import torch
-
-    width = max(len(ids) for ids, _ in chunk)
-    ids = torch.full((len(chunk), width), pad_id)
-    labels = torch.full((len(chunk), width), -100)
-    mask = torch.zeros((len(chunk), width), dtype=torch.long)
-    for row, (x, y) in enumerate(chunk):
-        ids[row, :len(x)] = torch.tensor(x)
-        labels[row, :len(y)] = torch.tensor(y)
-        mask[row, :len(x)] = 1
-    return ids, labels, mask

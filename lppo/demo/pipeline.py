@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,14 +138,21 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe(),
 
 
 def exact_gain(cfg: Config, recipe: DemoRecipe, weights: Path) -> PairedGain:
-    """Exact P(expert solution) on `EXACT_PER_LEVEL` held-out problems per level: the warm
-    start vs `weights`."""
+    """`exact_accuracy` of the warm start vs `weights`, paired per problem."""
     from actor.evaluate import PairedGain
+
+    before, after = exact_accuracy(cfg, recipe, (None, weights))
+    return PairedGain.of(before, after)
+
+
+def exact_accuracy(cfg: Config, recipe: DemoRecipe,
+                   weights: Sequence[Path | None]) -> list[list[float]]:
+    """Exact P(expert solution) per problem on `EXACT_PER_LEVEL` held-out problems per level
+    (`recipe.measure_set`), for each entry of `weights` (None: the warm start's own)."""
     from lppo.demo.measure import expert_solution_probability
 
-    before, after = expert_solution_probability(Path(cfg.model.path),
-                                                recipe.measure_set(EXACT_PER_LEVEL), (None, weights))
-    return PairedGain.of(before, after)
+    return expert_solution_probability(Path(cfg.model.path),
+                                       recipe.measure_set(EXACT_PER_LEVEL), weights)
 
 
 def _last_step(cfg: Config) -> tuple[int, int]:

@@ -112,11 +112,7 @@ class DemoRecipe:
 
     def problem_sets(self) -> tuple[list[task.Problem], list[task.Problem], list[task.Problem]]:
         """(held-out, RL train, SFT pool), disjoint, deterministic for the recipe."""
-        def counts(t: tuple[int, int, int]) -> dict[int, int]:
-            return {lv: n for lv, n in zip(task.LEVELS, t, strict=True) if n}
-
-        ev, tr, sft = task.split(self.task_seed, counts(self.held_out), counts(self.rl_train),
-                                 counts(self.sft_pool))
+        ev, tr, sft = task.split(self.task_seed, *self._counts())
         return ev, tr, sft
 
     def measure_set(self, per_level: int) -> list[task.Problem]:
@@ -124,9 +120,13 @@ class DemoRecipe:
         after them, so those never change), for measures that are cheap enough to want many
         problems (`lppo.demo.measure.expert_solution_probability`). Not part of the cache key:
         it changes nothing the warm start sees."""
-        sets = (self.held_out, self.rl_train, self.sft_pool)
-        counts = [{lv: n for lv, n in zip(task.LEVELS, t, strict=True)} for t in sets]
-        return task.split(self.task_seed, *counts, dict.fromkeys(task.LEVELS, per_level))[-1]
+        return task.split(self.task_seed, *self._counts(),
+                          dict.fromkeys(task.LEVELS, per_level))[-1]
+
+    def _counts(self) -> list[dict[int, int]]:
+        """`{level: n}` of the held-out, RL train and SFT sets, in the order they are drawn."""
+        return [{lv: n for lv, n in zip(task.LEVELS, t, strict=True) if n}
+                for t in (self.held_out, self.rl_train, self.sft_pool)]
 
 
 def cached_model_dir(cache_root: Path, recipe: DemoRecipe) -> Path:
@@ -194,6 +194,22 @@ def encode_example(tokenizer, prompt: str, solution: str) -> tuple[list[int], li
     return p + s, [-100] * len(p) + s
 
 
+def padded(rows: list[tuple[list[int], list[int]]], pad_id: int):
+    """(input ids, labels, attention mask) tensors of `encode_example` pairs, right-padded
+    (labels with -100, which the loss ignores)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, :len(x)] = torch.tensor(x)
+        labels[i, :len(y)] = torch.tensor(y)
+        mask[i, :len(x)] = 1
+    return ids, labels, mask
+
+
 def sft_example(tokenizer, p: task.Problem, recipe: DemoRecipe, hinted: bool
                 ) -> tuple[list[int], list[int]]:
     """(input ids, labels) of problem `p`: the whole solution learned, or (`hinted`) only what
@@ -208,8 +224,6 @@ def sft_example(tokenizer, p: task.Problem, recipe: DemoRecipe, hinted: bool
 def _batches(tokenizer, pool: list[task.Problem], recipe: DemoRecipe):
     """Endless stream of (input ids, labels, attention mask) batches; each batch is of one
     level, drawn with the recipe's mix weights."""
-    import torch
-
     rng = random.Random(f"lppo-demo-sft/{recipe.model_seed}")
     by_level = {lv: [p for p in pool if p.level == lv] for lv in task.LEVELS}
     levels = [lv for lv, w in zip(task.LEVELS, recipe.sft.mix, strict=True) if w > 0]
@@ -222,15 +236,7 @@ def _batches(tokenizer, pool: list[task.Problem], recipe: DemoRecipe):
         lv = rng.choices(levels, weights)[0]
         rows = [sft_example(tokenizer, p, recipe, rng.random() < recipe.sft.hinted[lv - 1])
                 for p in rng.choices(by_level[lv], k=recipe.sft.batch_size)]
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (x, y) in enumerate(rows):
-            ids[i, :len(x)] = torch.tensor(x)
-            labels[i, :len(y)] = torch.tensor(y)
-            mask[i, :len(x)] = 1
-        yield ids, labels, mask
+        yield padded(rows, pad)
 
 
 def lr_at(step: int, sft: SFTConfig) -> float:
