@@ -37,6 +37,11 @@ def _ledger(root: Path) -> LedgerReader:
     return LedgerReader(str(root / "runs" / "it"))
 
 
+def _max_step(root: Path) -> int:
+    with _ledger(root) as reader:
+        return reader.sql("SELECT MAX(step) FROM train_steps").rows[0][0] or 0
+
+
 def _check_ledger(root: Path, steps: int) -> None:
     with _ledger(root) as reader:
         rows = reader.sql("SELECT step, policy_version, groups_used FROM train_steps "
@@ -110,15 +115,18 @@ def test_killed_learner_resumes_from_its_checkpoint(files):
     actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
     ckpt = root / "runs" / "it" / "checkpoints" / "step_2" / "state.json"
     try:
+        # Kill once step 3 is in the ledger, past the step-2 checkpoint, so that the resume
+        # must roll the ledger back. The learner logs a step before its background writer has
+        # committed it, so wait on the ledger itself, not on the log line.
         deadline = time.monotonic() + 420
-        while not ckpt.is_file() or "step 3/6" not in (root / "learner.log").read_text():
+        while not ckpt.is_file() or "step 3/6" not in (root / "learner.log").read_text() \
+                or _max_step(root) < 3:
             assert time.monotonic() < deadline and learner.poll() is None, \
                 (root / "learner.log").read_text()[-4000:]
-            time.sleep(0.2)
+            time.sleep(0.1)
         learner.send_signal(signal.SIGKILL)
         learner.wait(timeout=30)
-        with _ledger(root) as reader:
-            assert reader.sql("SELECT MAX(step) FROM train_steps").rows[0][0] >= 3
+        assert _max_step(root) >= 3
         resumed = _start(["learner", str(cfg), "--resume"], root / "learner2.log")
         assert resumed.wait(timeout=420) == 0, (root / "learner2.log").read_text()[-4000:]
         assert actor.wait(timeout=60) == 0, (root / "actor.log").read_text()[-4000:]
