@@ -127,8 +127,8 @@ def one_run(tmp: Path, method: str, seed: int, args) -> dict[str, Any]:
            "wait_share": stats["wait_share"]}
     shown = " ".join(f"{s}:{a:.3f}" for s, a in sorted(curve.items()))
     print(f"{name}: accuracy by step {shown} | target (step 0 + {args.target_gain:.3f}) at "
-          f"step {hit} "
-          f"({fmt(row['seconds_to_target'], '.0f', ' s')}) | run {row['run_wall_s']:.0f} s",
+          f"step {hit} ({fmt(row['seconds_to_target'], '.0f', ' s')}) | "
+          f"run {row['run_wall_s']:.0f} s",
           flush=True)
     return row
 

@@ -6,11 +6,25 @@ from pathlib import Path
 
 from lppo.config import Config, save_config
 from lppo.demo import task
+from store.db import LedgerError
+from store.queries import LedgerReader
 from store.testing import free_ports
 
 
 def write_task(root: Path, train: dict[int, int], held_out: dict[int, int]) -> dict[str, Path]:
     return task.write_split(root / "data", seed=0, train=train, held_out=held_out)
+
+
+def ledger_steps(run_dir: Path) -> list[int]:
+    """The steps recorded in the run's SQLite ledger so far ([] before the learner made it)."""
+    if not (run_dir / "ledger.db").exists():
+        return []
+    try:
+        reader = LedgerReader(str(run_dir))
+    except LedgerError:  # created by the learner, schema not written yet
+        return []
+    with reader:
+        return [r[0] for r in reader.sql("SELECT step FROM train_steps ORDER BY step").rows]
 
 
 def small_run_config(root: Path, model_dir: Path, train_path: Path, **sections) -> Path:

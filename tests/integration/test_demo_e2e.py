@@ -26,8 +26,9 @@ What it asserts. The run finishes, every step is recorded, the report is complet
   (`actor.evaluate.paired_gain`). Its sampling noise (~1.1 points) is as large as the gain of
   10 steps, so the gain beyond noise is asserted on the exact measure.
 
-A learner that pushes the wrong way (sign, token alignment, stale weights) fails both: at 10x
-the demo's rate the exact measure fell 8.8 and 10.4 points in 10 steps (z = -6.8, -7.1).
+A learner that pushes the wrong way (sign, token alignment, stale weights) is far from the
+gain asked for: at 10x the demo's rate the exact measure fell 8.8 and 10.4 points in 10 steps
+(z = -6.8, -7.1).
 """
 
 from __future__ import annotations

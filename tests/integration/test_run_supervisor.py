@@ -10,23 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from store.db import LedgerError
 from store.queries import LedgerReader
 from tests.conftest import ROOT
-from tests.integration.run_files import small_run_config, write_task
+from tests.integration.run_files import ledger_steps, small_run_config, write_task
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _steps(run_dir: Path) -> list[int]:
-    if not (run_dir / "ledger.db").exists():
-        return []
-    try:
-        reader = LedgerReader(str(run_dir))
-    except LedgerError:  # created by the learner, schema not written yet
-        return []
-    with reader:
-        return [r[0] for r in reader.sql("SELECT step FROM train_steps ORDER BY step").rows]
 
 
 def _wait(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
@@ -56,11 +44,11 @@ def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "lppo.cli", "run", str(cfg)], cwd=ROOT,
                             env=ENV, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: len(_steps(run_dir)) >= 2, proc, 300, "step 2")
+        _wait(lambda: len(ledger_steps(run_dir)) >= 2, proc, 300, "step 2")
         os.kill(_actor_pid(run_dir / "config.toml"), signal.SIGKILL)
         _wait(lambda: "restarting (1/2)" in (tmp_path / "run.out").read_text(), proc, 60,
               "the actor restart")
-        _wait(lambda: len(_steps(run_dir)) >= 4, proc, 300, "step 4 after the restart")
+        _wait(lambda: len(ledger_steps(run_dir)) >= 4, proc, 300, "step 4 after the restart")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, (tmp_path / "run.out").read_text()[-3000:]
     finally:
@@ -69,14 +57,14 @@ def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
     text = (tmp_path / "run.out").read_text()
     assert "stopped by SIGINT" in text
     ckpts = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*"))
-    stopped_at = max(_steps(run_dir))
+    stopped_at = max(ledger_steps(run_dir))
     assert ckpts and ckpts[-1] == stopped_at  # the stop checkpointed the last step
-    assert _steps(run_dir) == list(range(1, stopped_at + 1))
+    assert ledger_steps(run_dir) == list(range(1, stopped_at + 1))
 
     resumed = subprocess.run([sys.executable, "-m", "lppo.cli", "run", str(cfg), "--resume"],
                              cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=420)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert _steps(run_dir) == list(range(1, 9))
+    assert ledger_steps(run_dir) == list(range(1, 9))
     with LedgerReader(str(run_dir)) as reader:
         assert reader.sql("SELECT COUNT(*) FROM (SELECT attempt_id FROM rollout_groups "
                           "GROUP BY attempt_id HAVING COUNT(*) > 1) d").rows[0][0] == 0
