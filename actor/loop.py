@@ -280,8 +280,9 @@ class Actor:
                 continue
             flight.result = result
             flight.gen_seconds = time.monotonic() - flight.started
-            prefix_text = self.prompts.prefix_text(flight.prefix_ids)
-            texts = [prefix_text + s.text for s in result.samples]
+            # The completion alone is verified: the expert's prefix is context, never part of
+            # the answer (a completion that writes nothing after a prefix is not correct).
+            texts = [s.text for s in result.samples]
             reasons = [s.finish_reason for s in result.samples]
             flight.verify_started = time.monotonic()
             flight.verify = self.pool.submit(flight.item.answer, texts, reasons)

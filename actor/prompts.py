@@ -7,8 +7,9 @@
 The prefix arrives as token ids chosen by the learner (it cut the expert solution at a line or
 sentence boundary), so the actor never re-tokenizes it: the tokens the model conditions on, the
 tokens sent back to the learner and the tokens trained on are the same list. The prefix is
-kept separate from the policy's completion tokens; the verified text of a guided completion is
-the prefix text followed by the completion text.
+kept separate from the policy's completion tokens, and only the completion is verified: the
+prefix never states the final answer (`learner.algo.prefix`), and a guided completion is
+correct only if it gives the answer itself.
 """
 
 from __future__ import annotations
@@ -66,6 +67,3 @@ class PromptBuilder:
                 f"leave no room within model.max_model_len={self.max_model_len}"
             )
         return prompt, prefix
-
-    def prefix_text(self, prefix_ids: list[int]) -> str:
-        return self.tokenizer.decode(prefix_ids, skip_special_tokens=True) if prefix_ids else ""

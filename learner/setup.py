@@ -2,7 +2,8 @@
 
     ledger   open (SQLite in the run directory or PostgreSQL), register the run
     data     read `data.train` (a bad row fails here, nothing imported), import, add to run
-    samples  problem, answer and the expert solution's cut points in the policy's tokens
+    samples  problem, answer and the expert solution's cut points in the policy's tokens,
+             checked by the verifier (`learner.certify`: no prefix states the answer)
     trainer  model from `model.path`, or from the checkpoint's model when resuming
     resume   scheduler state, staleness counters, RNG, optimizer; the ledger rolled back to
              the checkpoint (groups and steps recorded after it are removed, sample states
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from learner import checkpoint
 from learner.algo.prefix import prepare_solution
+from learner.certify import certify_cuts
 from learner.io import state_record
 from learner.scheduler import SampleEntry, Scheduler
 from learner.trainer import Trainer
@@ -68,16 +70,20 @@ def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
     result = ledger.import_samples(records)
     ledger.add_to_run(run_id, result.ids)
     entries: dict[int, SampleEntry] = {}
-    lengths: dict[int, int] = {}
     for sid, rec in zip(result.ids, records, strict=True):
         if sid in entries:
             continue  # a duplicate problem maps onto its first occurrence
-        cuts = None
-        if rec.solution:
-            cuts = prepare_solution(tokenizer, rec.solution, cfg.lppo.pg.boundary, rec.answer)
-            lengths[sid] = len(cuts.token_ids)
         entries[sid] = SampleEntry(sample_id=sid, problem=rec.problem, answer=rec.answer,
-                                   cuts=cuts)
+                                   cuts=prepare_solution(tokenizer, rec.solution,
+                                                         cfg.lppo.pg.boundary, rec.answer)
+                                   if rec.solution else None)
+    guided = [e for e in entries.values() if e.cuts is not None]
+    if cfg.lppo.pg.enabled:
+        certified, _ = certify_cuts(tokenizer, [(e.answer, e.cuts) for e in guided],
+                                    cfg.actor.reward)
+        for entry, cuts in zip(guided, certified, strict=True):
+            entry.cuts = cuts
+    lengths = {e.sample_id: len(e.cuts.token_ids) for e in guided}
     ledger.set_solution_tokens(lengths)
     log.info("%d training samples (%d with expert solutions)", len(entries), len(lengths))
     return list(entries.values())

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from learner.algo.progress import RATIO_TOL, SampleStats
@@ -149,27 +150,75 @@ def token_ends_from_texts(token_texts: Sequence[str]) -> tuple[str, list[int]]:
     return "".join(token_texts), ends
 
 
-def _line_start(text: str, pos: int) -> int:
-    return text.rfind("\n", 0, pos) + 1
+NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
+"""A number as solutions write it (`1,000`, `-3`, `2.5`), not part of a word or a longer number."""
+RESULT = re.compile(r"=\s*(?:\\?\$\s*)?(-?\d[\d,]*(?:\.\d+)?)")
+"""A number right after `=` (a dollar sign in between allowed): a computed result."""
+ANSWER_MARKERS = ("\\boxed", "\\fbox", "\\framebox", "####")
+"""Markers that state a final answer whatever follows them."""
 
 
-def answer_char_start(text: str, answer: str | None = None) -> int:
-    """Character offset where the solution's final answer begins.
+def _number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", "").replace("$", "").rstrip("%").strip())
+    except ValueError:
+        return None
 
-    The earliest of: the last `\\boxed`, a `####` on the last non-empty line (GSM8K), the last
-    occurrence of `answer` (when given). With none of them, the start of the last non-empty
-    line (a solution states its answer last).
+
+def states_answer(segment: str, answer: str | None) -> bool:
+    """Whether a line (or sentence) of a solution states the final `answer`.
+
+    True when it holds an answer marker (`\\boxed`, `\\fbox`, `####`), or, for a numeric
+    answer, when one of its *results* equals it: a number right after `=`, or its last number
+    (`so far 317`, `= $15.`, `= 6 pieces`). An operand that happens to equal the answer
+    (`3 x 5 = 15` for the answer 5) is not a statement of it. A non-numeric answer (`\\frac{1}{2}`,
+    `(3, -1)`) counts when the segment contains it (spaces ignored) between non-alphanumerics.
+    """
+    if any(m in segment for m in ANSWER_MARKERS):
+        return True
+    gold = (answer or "").strip()
+    if not gold:
+        return False
+    value = _number(gold)
+    if value is None:
+        squeezed, target = re.sub(r"\s+", "", segment), re.sub(r"\s+", "", gold)
+        head = r"(?<![A-Za-z0-9])" if target[0].isalnum() else ""
+        tail = r"(?![A-Za-z0-9])" if target[-1].isalnum() else ""
+        return re.search(head + re.escape(target) + tail, squeezed) is not None
+    numbers = NUMBER.findall(segment)
+    results = RESULT.findall(segment) + numbers[-1:]
+    return any(_number(r) == value for r in results)
+
+
+def segment_starts(text: str, mode: Boundary) -> list[int]:
+    """Character offsets where each line (or, in sentence mode, line or sentence) of `text`
+    starts: 0, then every position right after a boundary (`_is_boundary`)."""
+    starts = [0]
+    for pos in range(1, len(text)):
+        if text[pos - 1] not in " \t" and _is_boundary(text, pos, mode):
+            while pos < len(text) and text[pos] in " \t":
+                pos += 1  # spaces after a boundary are not part of the next segment's text
+            if pos < len(text) and pos > starts[-1]:
+                starts.append(pos)
+    return starts
+
+
+def answer_char_start(text: str, answer: str | None = None, mode: Boundary = "line") -> int:
+    """Character offset where the solution starts stating its final answer.
+
+    The start of the first line (sentence mode: line or sentence) that `states_answer`; with
+    none, the start of the last non-empty one (a solution states its answer last). A prefix cut
+    at or before this offset never holds an answer marker nor a line whose result is the
+    answer, however high the ratio.
     """
     body = text.rstrip()
-    last_line = _line_start(body, len(body))
-    found = []
-    if (at := body.rfind("\\boxed")) >= 0:
-        found.append(at)
-    if (at := body.rfind("####")) >= last_line:
-        found.append(at)
-    if answer and answer.strip() and (at := body.rfind(answer.strip())) >= 0:
-        found.append(at)
-    return min(found) if found else last_line
+    starts = segment_starts(body, mode)
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(body)
+        if states_answer(body[start:end], answer):
+            return start
+    last = [s for s in starts if body[s:].strip()]
+    return last[-1] if last else 0
 
 
 def char_to_token(token_ends: Sequence[int], pos: int) -> int:
@@ -192,6 +241,16 @@ class SolutionCuts:
         """The prefix token ids for `ratio` (`cut_prefix`)."""
         return cut_prefix(self.token_ids, ratio, self.boundaries, self.answer_start)
 
+    def candidates(self) -> list[int]:
+        """Every prefix length a cut can produce (boundaries up to `answer_start`)."""
+        return [k for k in self.boundaries if k <= self.answer_start]
+
+    def stopped_before(self, k: int) -> SolutionCuts:
+        """These cuts, never reaching past the boundary before `k` (the line or sentence that
+        ends at `k` states the answer, as a verifier found)."""
+        earlier = [b for b in self.boundaries if b < k]
+        return replace(self, answer_start=min(self.answer_start, earlier[-1] if earlier else 0))
+
     @classmethod
     def from_token_texts(cls, token_ids: Sequence[int], token_texts: Sequence[str],
                          mode: Boundary, answer: str | None = None) -> SolutionCuts:
@@ -204,7 +263,7 @@ class SolutionCuts:
         return cls(
             token_ids=tuple(int(t) for t in token_ids),
             boundaries=tuple(boundary_positions(text, ends, mode)),
-            answer_start=char_to_token(ends, answer_char_start(text, answer)),
+            answer_start=char_to_token(ends, answer_char_start(text, answer, mode)),
         )
 
 

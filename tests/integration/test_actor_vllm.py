@@ -99,13 +99,13 @@ def test_guided_prefix_is_exact_and_not_in_policy_tokens(session):
     for comp in g.completions:
         assert comp.token_ids.tolist()[: len(prefix)] != prefix
         assert not comp.text.startswith(prefix_text)
-    # The log-probs are those of continuations of prompt + prefix, and the verified text is
-    # prefix + continuation: the prefix holds the right boxed answer, so every completion that
-    # does not box another answer itself is correct.
+    # The log-probs are those of continuations of prompt + prefix. Only the completion is
+    # verified: this prefix states the boxed answer (the learner never cuts one that does, the
+    # actor does not rely on it), and it earns nothing; a completion is correct only if it
+    # writes 42 itself.
     assert _max_logprob_error(session.model, g) < LOGPROB_ATOL
-    boxed_again = [c for c in g.completions if "\\boxed" in c.text]
-    assert all(c.verdict == "correct" and c.reward == 1.0
-               for c in g.completions if c not in boxed_again)
+    assert all(c.verdict != "correct" and c.reward == 0.0
+               for c in g.completions if "42" not in c.text)
 
 
 def test_weight_update_is_loaded_in_place_and_tags_new_samples(session):

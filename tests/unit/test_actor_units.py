@@ -74,7 +74,6 @@ def test_plain_prompt_then_prefix_tokens_unchanged(tokenizer):
     prompt, got_prefix = builder.context(_item(prefix_ids=Array.of(prefix, "int32")))
     assert tokenizer.decode(prompt) == "Question: What is 2 + 3?\nAnswer: "
     assert got_prefix == prefix
-    assert builder.prefix_text(prefix) == "2 + 3 = 5.\n"
 
 
 def test_chat_prompt_opens_assistant_turn(tokenizer):

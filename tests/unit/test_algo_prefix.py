@@ -15,6 +15,7 @@ from learner.algo.prefix import (
     cut_prefix,
     next_ratio,
     prepare_solution,
+    states_answer,
     token_ends_from_offsets,
     token_ends_from_texts,
 )
@@ -157,25 +158,59 @@ def test_char_to_token():
 @pytest.mark.parametrize(
     ("text", "answer", "marker"),
     [
-        ("We add.\nSo $x = \\boxed{4}$.", None, "\\boxed"),
+        ("We add.\nSo $x = \\boxed{4}$.", None, "So $x"),
         ("a<<1+1=2>>\nb\n#### 72", None, "#### 72"),
-        ("#### Step 1\nx = 2\nThus \\boxed{2}.", None, "\\boxed"),  # a heading is no marker
+        ("#### Step 1\nx = 2\nThus \\boxed{2}.", None, "#### Step"),  # any marker stops it
         ("one\ntwo\nThe answer is 919.\n\n", None, "The answer"),    # no marker: last line
-        ("so far 919\nThe answer is 919.", "919", "919."),
-        ("x\n\\boxed{12} means 12", "12", "\\boxed"),                  # the earliest wins
+        ("so far 919\nThe answer is 919.", "919", "so far 919"),      # its result states it
+        ("x\n\\boxed{12} means 12", "12", "\\boxed"),
         ("x\nThe answer is 5.", "77", "The answer"),                  # gold not found
+        # an operand equal to the answer is no statement of it; a result is
+        ("He has 3 x 5 = 15 coins.\nHe keeps 20 - 15 = 5.\nSo 5.", "5", "He keeps"),
+        ("Food is 30% * $1000=$300\nRent is 10%\nSo 300 in all.", "300", "Food is"),
+        ("Let $y = \\frac{1}{2}$.\nThen $y^2$ is small.\nSo $\\frac{1}{2}$.", "\\frac{1}{2}",
+         "Let $y"),
     ],
 )
 def test_answer_char_start(text, answer, marker):
-    assert answer_char_start(text, answer) == text.rindex(marker)
+    assert answer_char_start(text, answer) == text.index(marker)
+
+
+@pytest.mark.parametrize(
+    ("segment", "answer", "expected"),
+    [
+        ("2+0: 2+0+1=3, so far 317", "317", True),       # the demo's last column line
+        ("28+3: 8+3=11, so far 17, carry 1", "317", False),
+        ("She bought 5 shorts at $7 each so 5*7=$35", "5", False),
+        ("There are 40+35=75 flowers that are not roses.", "75", True),
+        ("Thus 1,000 in all.", "1000", True),
+        ("It costs $18.00 = 18", "18", True),
+        ("We pick (3, -1) here.", "(3,-1)", True),
+        ("Option AB is wrong.", "A", False),               # inside a word: not stated
+        ("so $\\framebox{204}$", "0", True),              # a marker whatever the gold
+        ("nothing here", None, False),
+    ],
+)
+def test_states_answer(segment, answer, expected):
+    assert states_answer(segment, answer) is expected
+
+
+def test_sentence_mode_stops_before_the_answering_sentence():
+    text = "First 2 + 2 = 4. Then 4 * 3 = 12. So we get 12 in all."
+    assert answer_char_start(text, "12", "sentence") == text.index("Then")
+    assert answer_char_start(text, "12", "line") == 0
 
 
 def test_solution_cuts_from_token_texts():
-    texts = ["Add", " them", ".\n", "So", " 3", ".\n", "The", " answer", " is", " 3", "."]
+    texts = ["Add", " them", ".\n", "So", " 1+2", ".\n", "The", " answer", " is", " 3", "."]
     cuts = SolutionCuts.from_token_texts(list(range(11)), texts, "line", answer="3")
-    assert cuts.boundaries == (3, 6) and cuts.answer_start == 9
+    assert cuts.boundaries == (3, 6) and cuts.answer_start == 6
     assert cuts.prefix(0.9) == [0, 1, 2, 3, 4, 5]
     assert cuts.prefix(0.5) == [0, 1, 2]
+    # a line whose result is the answer ends the cut before it, at any ratio
+    texts[4] = " 1+2=3"
+    cuts = SolutionCuts.from_token_texts(list(range(11)), texts, "line", answer="3")
+    assert cuts.answer_start == 3 and cuts.prefix(0.9) == [0, 1, 2]
     with pytest.raises(ValueError):
         SolutionCuts.from_token_texts([1, 2], ["a"], "line")
 
@@ -206,8 +241,10 @@ def test_demo_solutions_cut_at_whole_lines_without_the_answer(tokenizer):
             assert task.ANSWER_PREFIX not in text
             lengths.append(len(ids))
         assert lengths == sorted(lengths) and lengths[-1] > 0
-        # the line-based character stand-in of the demo agrees on the last ratio's lines
-        assert tokenizer.decode(cuts.prefix(0.99)).count("\n") == p.solution.count("\n")
+        # no line whose result is the answer (the last column's `so far N`): the line-based
+        # character stand-in of the demo stops at the same line
+        assert tokenizer.decode(cuts.prefix(0.99)) == task.solution_prefix(p.solution, 0.99)
+        assert f" {p.answer}" not in tokenizer.decode(cuts.prefix(0.99))
 
 
 def test_math_style_solution_in_sentence_mode(tokenizer):
@@ -218,3 +255,12 @@ def test_math_style_solution_in_sentence_mode(tokenizer):
     assert tokenizer.decode(cuts.prefix(0.45)).rstrip(" ") == "First, 2 + 2 = 4."
     line = prepare_solution(tokenizer, solution, "line")
     assert line.prefix(0.95) == []  # one line holding the answer: nothing to give
+
+
+def test_stopped_before_keeps_cuts_short_of_a_boundary():
+    texts = ["a", ".\n", "b", ".\n", "c", ".\n", "The", " end", "."]
+    cuts = SolutionCuts.from_token_texts(list(range(9)), texts, "line", answer=None)
+    assert cuts.candidates() == [2, 4, 6]
+    assert cuts.stopped_before(6).prefix(0.99) == [0, 1, 2, 3]
+    assert cuts.stopped_before(2).prefix(0.99) == []
+    assert cuts.stopped_before(9) == cuts  # past the cut already: unchanged
