@@ -14,7 +14,10 @@ verified:
         heartbeat; if the learner is silent past `transport.peer_timeout_s`, register again
         with backoff, and on a new learner epoch resend every unacknowledged group
 
-Every group carries the policy version it was sampled with. A weight update drains the engine
+A mixed group (`WorkItem.guided` < n) is two engine requests, the prompt with the prefix for
+the guided completions and without it for the rest; the group is verified once both are done,
+each completion marked `unguided` or not. Every group carries the policy version it was
+sampled with. A weight update drains the engine
 first (in-flight requests finish on the old weights, no new ones start), so a group never mixes
 versions. Work handed out for newer weights than the actor runs (`Work.policy_version`: the
 learner announces weights before it admits work for them, and the notice travels on another
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from actor.engine import Engine, GenRequest, GenResult
+from actor.engine import Engine, GenRequest, GenResult, GenSample
 from actor.outbox import Outbox, backoff_delay
 from actor.prompts import PromptBuilder, PromptError
 from lppo.config import Config
@@ -60,6 +63,10 @@ from lppo.wire import (
 log = logging.getLogger(__name__)
 
 
+UNGUIDED_SUFFIX = "/unguided"
+"""Engine request id suffix of a mixed group's completions sampled without the prefix."""
+
+
 @dataclass
 class _InFlight:
     """A work item from the moment the engine got it until its group is verified."""
@@ -69,10 +76,22 @@ class _InFlight:
     prefix_ids: list[int]
     version: int
     started: float
-    result: GenResult | None = None
+    parts: dict[str, GenResult | None] = field(default_factory=dict)
+    """Engine request id -> its result (None until finished): the item's own request (with
+    the prefix), and for a mixed group a second one without it."""
     gen_seconds: float = 0.0
     verify: Future | None = None
     verify_started: float = 0.0
+
+    @property
+    def samples(self) -> list[GenSample]:
+        """Every completion, those with the prefix first (None results are not allowed)."""
+        return [x for result in self.parts.values() for x in result.samples]
+
+    def unguided(self) -> list[bool]:
+        """Per completion of `samples`: sampled without the prefix."""
+        return [rid.endswith(UNGUIDED_SUFFIX) for rid, result in self.parts.items()
+                for _ in result.samples]
 
 
 @dataclass
@@ -103,6 +122,8 @@ class Actor:
         self.epoch: str | None = None
         self.queue: deque[WorkItem] = deque()
         self.inflight: dict[str, _InFlight] = {}
+        self._requests: dict[str, str] = {}
+        """Engine request id -> attempt id (a mixed group has two requests)."""
         self.pending_weights: WeightsReady | None = None
         self.required_version = 0
         """Newest policy version work was handed out for (see the module docstring)."""
@@ -255,11 +276,18 @@ class Actor:
             except PromptError as exc:
                 self._reject_item(item, str(exc))
                 continue
-            self.inflight[item.attempt_id] = _InFlight(
-                item=item, prompt_ids=prompt, prefix_ids=prefix, version=self.version,
-                started=time.monotonic(),
-            )
-            self.engine.add(GenRequest(item.attempt_id, prompt + prefix, item.n))
+            flight = _InFlight(item=item, prompt_ids=prompt, prefix_ids=prefix,
+                               version=self.version, started=time.monotonic())
+            self.inflight[item.attempt_id] = flight
+            guided = item.n if item.guided is None or not prefix else min(item.guided, item.n)
+            requests = [GenRequest(item.attempt_id, prompt + prefix, guided)]
+            if guided < item.n:  # a mixed group: the rest without the prefix
+                requests.append(GenRequest(item.attempt_id + UNGUIDED_SUFFIX, prompt,
+                                           item.n - guided))
+            for request in requests:
+                flight.parts[request.request_id] = None
+                self._requests[request.request_id] = item.attempt_id
+                self.engine.add(request)
 
     def _reject_item(self, item: WorkItem, reason: str) -> None:
         log.warning("work item %s rejected: %s", item.attempt_id, reason)
@@ -274,18 +302,20 @@ class Actor:
 
     def _collect(self, results: list[GenResult]) -> None:
         for result in results:
-            flight = self.inflight.get(result.request_id)
+            flight = self.inflight.get(self._requests.pop(result.request_id, ""))
             if flight is None:
                 log.warning("engine returned unknown request %s", result.request_id)
                 continue
-            flight.result = result
+            flight.parts[result.request_id] = result
+            if any(part is None for part in flight.parts.values()):
+                continue  # the other half of a mixed group is still sampling
             flight.gen_seconds = time.monotonic() - flight.started
             # The completion alone is verified: the expert's prefix is context, never part of
             # the answer (a completion that writes nothing after a prefix is not correct).
-            texts = [s.text for s in result.samples]
-            reasons = [s.finish_reason for s in result.samples]
+            samples = flight.samples
             flight.verify_started = time.monotonic()
-            flight.verify = self.pool.submit(flight.item.answer, texts, reasons)
+            flight.verify = self.pool.submit(flight.item.answer, [x.text for x in samples],
+                                             [x.finish_reason for x in samples])
 
     def _verifying(self) -> bool:
         return any(f.verify is not None for f in self.inflight.values())
@@ -299,12 +329,13 @@ class Actor:
 
     def _group(self, flight: _InFlight, scored: list) -> RolloutGroup:
         completions = []
-        for sample, score in zip(flight.result.samples, scored, strict=True):
+        for sample, score, unguided in zip(flight.samples, scored, flight.unguided(),
+                                           strict=True):
             completions.append(Completion(
                 token_ids=Array.of(np.asarray(sample.token_ids), "int32"),
                 logprobs=Array.of(np.asarray(sample.logprobs), "float32"),
                 text=sample.text, finish_reason=sample.finish_reason,
-                reward=float(score.reward), verdict=str(score.verdict),
+                reward=float(score.reward), verdict=str(score.verdict), unguided=unguided,
             ))
             self.stats.tokens += len(sample.token_ids)
         self.stats.completions += len(completions)
@@ -365,6 +396,7 @@ class Actor:
 
     def _shutdown(self) -> None:
         self.engine.abort_all()
+        self._requests.clear()
         deadline = time.monotonic() + 1.0
         while self._verifying() and time.monotonic() < deadline:
             time.sleep(0.01)

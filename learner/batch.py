@@ -5,7 +5,8 @@ A rollout group becomes n `TrainSequence`s, one per completion:
     tokens  = prompt_ids + prefix_ids + completion_ids
     targets = tokens[1:]                     logits at position t predict tokens[t + 1]
     loss_mask[t]   = 1 where targets[t] is a completion token (the policy's own)
-    prefix_mask[t] = 1 where targets[t] is a prefix token (the expert's hint)
+    prefix_mask[t] = 1 where targets[t] is a prefix token (the expert's hint), on the one
+                     sequence per group that carries the group's prefix terms
     behaviour[t]   = the actor's log-prob of targets[t] (completion positions only)
 
 Micro-batching packs sequences, longest first, into micro-batches whose padded size
@@ -35,7 +36,9 @@ class TrainSequence:
     prefix_advantage: float = 0.0
     """Advantage for the prefix tokens (LUFFY-style term); used on one sequence per group."""
     prefix_loss: bool = False
-    """This sequence carries its group's prefix term (set on the first of each group)."""
+    """This sequence carries its group's prefix terms (set on one sequence per group)."""
+    sft_weight: float = 0.0
+    """Weight of the supervised term on the prefix tokens (with `prefix_loss`; 0: none)."""
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -65,6 +68,9 @@ class MicroBatch:
     advantages: np.ndarray
     """Per token: the sequence's advantage on completion tokens, its prefix advantage on
     prefix tokens (when that sequence carries the group's prefix term), 0 elsewhere."""
+    sft_weights: np.ndarray
+    """Per token: the supervised term's weight on the prefix tokens of the sequence that
+    carries its group's prefix terms, 0 elsewhere."""
 
     @property
     def loss_tokens(self) -> int:
@@ -95,6 +101,7 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
     shape = (rows, width - 1)
     loss_mask, prefix_mask = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     behaviour, adv = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    sft = np.zeros(shape, np.float32)
     for i, s in enumerate(seqs):
         tokens = s.prompt_ids + s.prefix_ids + s.completion_ids
         ids[i, : len(tokens)] = tokens
@@ -107,7 +114,8 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
         if s.prefix_loss and q:
             prefix_mask[i, p - 1 : p + q - 1] = 1.0
             adv[i, p - 1 : p + q - 1] = s.prefix_advantage
+            sft[i, p - 1 : p + q - 1] = s.sft_weight
     return MicroBatch(
         input_ids=ids, attention_mask=attn, targets=ids[:, 1:].copy(), loss_mask=loss_mask,
-        prefix_mask=prefix_mask, behaviour_logprobs=behaviour, advantages=adv,
+        prefix_mask=prefix_mask, behaviour_logprobs=behaviour, advantages=adv, sft_weights=sft,
     )

@@ -4,12 +4,14 @@
             trainer (model, optimizer) -> scheduler -> [resume: checkpoint + ledger rollback]
             -> weights v_current published -> I/O thread (actors, ledger records, acks)
     step:   wait for `batch_groups` accepted groups (re-checking staleness at batch time)
-            advantages (GRPO / Dr.GRPO / REINFORCE++) x LP weights (batch-renormalised)
-            -> training sequences (prefix tokens masked; LUFFY term optional)
+            `learner.assemble`: advantages (GRPO / Dr.GRPO / REINFORCE++) x LP weights
+            (batch-renormalised), prefix terms of guided groups (masked, off-policy,
+            supervised) -> training sequences
             -> one optimizer step -> version + 1 -> publish weights every `publish_every`
             (announced to actors before work for the new version is admitted, so that work
             is sampled with these weights, not found stale) -> train-step row in the ledger
-            (the attempts it used, each with the LP weight applied to it) -> checkpoint
+            (the attempts it used, each with the LP weight and prefix terms applied to it)
+            -> checkpoint
             every N
 
 A step's metrics: loss, KL, entropy, grad norm, LR, tokens, mean staleness, groups used and
@@ -27,14 +29,12 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from learner import checkpoint
-from learner.algo.advantages import apply_weights, compute_advantages
-from learner.algo.progress import batch_weights
-from learner.batch import TrainSequence
+from learner.assemble import Batch, assemble
 from learner.io import LearnerIO
 from learner.periodic_eval import PeriodicEval
 from learner.scheduler import Decision
@@ -53,11 +53,9 @@ PUBLISH_WAIT_S = 5.0
 @dataclass
 class StepInputs:
     decisions: list[Decision]
-    sequences: list[TrainSequence]
-    weights: np.ndarray
+    batch: Batch
     wait_s: float
     evicted: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class Learner:
@@ -99,7 +97,7 @@ class Learner:
             if inputs is None:
                 break
             t0 = time.perf_counter()
-            stats = setup.trainer.step(inputs.sequences)
+            stats = setup.trainer.step(inputs.batch.sequences)
             setup.step += 1
             setup.version += 1
             # Announce the weights before admitting work for the new version: work handed out
@@ -143,31 +141,7 @@ class Learner:
                 continue
             got.append(decision)
         wait_s = time.perf_counter() - start
-        seqs, weights = self._sequences(got)
-        return StepInputs(got, seqs, weights, wait_s, evicted)
-
-    def _sequences(self, decisions: list[Decision]) -> tuple[list[TrainSequence], np.ndarray]:
-        lc = self.cfg.learner
-        rewards = [[c.reward for c in d.group.completions] for d in decisions]
-        lengths = [[c.token_ids.numpy().size for c in d.group.completions] for d in decisions]
-        adv = compute_advantages(rewards, lc.advantage, lc.std_normalize, lengths=lengths)
-        weights = batch_weights([d.observation.progress for d in decisions], self.cfg.lppo.lp)
-        values = apply_weights(adv.values, weights)
-        correct = self.cfg.actor.reward.correct
-        seqs = []
-        for g, (d, a) in enumerate(zip(decisions, values, strict=True)):
-            prompt = tuple(int(t) for t in d.group.prompt_ids.numpy())
-            prefix = tuple(int(t) for t in d.group.prefix_ids.numpy())
-            prefix_adv = adv.of_reward(g, correct) * float(weights[g])
-            for i, comp in enumerate(d.group.completions):
-                seqs.append(TrainSequence(
-                    prompt_ids=prompt, prefix_ids=prefix,
-                    completion_ids=tuple(int(t) for t in comp.token_ids.numpy()),
-                    behaviour_logprobs=tuple(float(x) for x in comp.logprobs.numpy()),
-                    advantage=float(a[i]), group=g, prefix_advantage=prefix_adv,
-                    prefix_loss=(i == 0),
-                ))
-        return seqs, weights
+        return StepInputs(got, assemble(got, self.cfg), wait_s, evicted)
 
     # -- side effects of a step --------------------------------------------------------------
 
@@ -198,8 +172,7 @@ class Learner:
                                                 for c in d.group.completions])),
             "batch/pass_rate": float(np.mean([c.verdict == "correct" for d in inputs.decisions
                                               for c in d.group.completions])),
-            "batch/lp_weight_min": float(inputs.weights.min()),
-            "batch/lp_weight_max": float(inputs.weights.max()),
+            **inputs.batch.metrics,
             "batch/evicted_stale": inputs.evicted,
             **{f"wire/rejected_{k}": v for k, v in self.io.rejected_frames().items()},
             **_sum_actor_metrics(after["actors"]),
@@ -214,7 +187,9 @@ class Learner:
             samples_parked=counts["parked"], gen_wait_s=inputs.wait_s, train_s=train_s,
             sync_s=sync_s, metrics=metrics,
             used_attempt_ids=[d.group.attempt_id for d in inputs.decisions],
-            used_lp_weights=[float(w) for w in inputs.weights],
+            used_lp_weights=[float(w) for w in inputs.batch.weights],
+            used_prefix_terms=inputs.batch.prefix_terms(),
+            used_prefix_advantages=inputs.batch.prefix_advantages(),
         )
 
     def _checkpoint(self, setup: LearnerSetup, io: LearnerIO) -> None:

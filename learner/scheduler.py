@@ -8,9 +8,14 @@ Selection. Work is paced by `StalenessManager.capacity()` (AReaL admission with 
 over-dispatch). Of k items, `recheck_count` are drawn from solved/parked samples (rechecks),
 the rest from active samples, least recently dispatched first (never-dispatched ones in a
 random order seeded by `run.seed`, or file order without `data.shuffle`); a sample has at
-most one group in flight, so its statistics update in order. Each item carries the sample's current prefix
-(`learner.algo.prefix`: PG-sampling's ratio, cut at a line/sentence boundary of the expert
-solution, never reaching the final answer); samples without a solution are never guided.
+most one group in flight, so its statistics update in order. With `curation.revisit_steps`, a
+sample whose last group failed unguided or was guided is due again that many steps after the
+group arrived and goes before every other (oldest due first): hard samples come back within a
+bounded number of steps however large the set. Each item carries the sample's current prefix
+(`learner.algo.prefix`: PG-sampling's ratio, capped by the annealed largest ratio, cut at a
+line/sentence boundary of the expert solution, never stating the final answer) and, for a
+mixed group (`pg.guided_share` < 1), how many completions see it; samples without a solution
+are never guided.
 
 Arrival. A group is matched to its dispatch record, which is removed on the spot: the
 in-flight table is the only authority on which attempts may still be trained, so a
@@ -43,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from learner.algo import curation
+from learner.algo import curation, guidance, prefix
 from learner.algo.prefix import SolutionCuts
 from learner.algo.progress import SampleStats
 from learner.algo.sample import Observation, observe
@@ -69,6 +74,8 @@ class SampleEntry:
     """Prefix ratio of the sample's next group."""
     last_dispatch: float = -1.0
     inflight: int = 0
+    revisit_at: int | None = None
+    """Learner step from which the sample is dispatched before others (`revisit_steps`)."""
 
 
 @dataclass
@@ -82,6 +89,8 @@ class Dispatch:
     prefix_len: int
     version: int
     recheck: bool
+    guided_n: int = 0
+    """Completions asked to see the prefix (the rest of a mixed group do not); 0: unguided."""
 
 
 @dataclass
@@ -156,25 +165,39 @@ class Scheduler:
             pool = [s for s in self.samples.values()
                     if curation.is_dispatchable(s.status) or not self.cfg.lppo.curation.enabled]
             pool = [s for s in pool if not s.inflight]
-        pool.sort(key=lambda s: (s.last_dispatch, self._rank[s.sample_id]))
+        pool.sort(key=self._order)
         return [(s, recheck) for s in pool[:k]]
 
+    def _order(self, s: SampleEntry) -> tuple:
+        """Due revisits first (oldest due first), then least recently dispatched."""
+        due = s.revisit_at is not None and s.revisit_at <= self.step
+        return (0, s.revisit_at, s.last_dispatch) if due else (
+            1, 0, s.last_dispatch, self._rank[s.sample_id])
+
+    def max_ratio(self) -> float:
+        """The largest prefix ratio at the current step (`pg.anneal`)."""
+        return prefix.max_ratio_at(self.step, self.cfg.learner.max_steps, self.cfg.lppo.pg)
+
     def _dispatch(self, entry: SampleEntry, actor_id: str, recheck: bool) -> WorkItem:
-        ratio = entry.ratio if (self.cfg.lppo.pg.enabled and entry.cuts is not None) else 0.0
+        pg, n = self.cfg.lppo.pg, self.cfg.learner.group_size
+        ratio = min(entry.ratio, self.max_ratio()) if pg.enabled and entry.cuts else 0.0
         # The cut may be empty (no boundary before the answer). The group still counts as
         # guided at this ratio, so the ratio keeps rising and a hopeless sample gets parked.
-        prefix = entry.cuts.prefix(ratio) if ratio > 0 else []
+        cut = entry.cuts.prefix(ratio) if ratio > 0 else []
+        guided_n = guidance.guided_count(n, pg) if cut else (n if ratio > 0 else 0)
         attempt_id = f"{self._prefix}-{next(self._counter):07d}"
         entry.inflight += 1
         entry.last_dispatch = next(self._clock)
+        entry.revisit_at = None
         self.inflight[attempt_id] = Dispatch(
             attempt_id=attempt_id, sample_id=entry.sample_id, actor_id=actor_id, ratio=ratio,
-            prefix_len=len(prefix), version=self.staleness.version, recheck=recheck,
+            prefix_len=len(cut), version=self.staleness.version, recheck=recheck,
+            guided_n=guided_n,
         )
         return WorkItem(
             attempt_id=attempt_id, sample_id=entry.sample_id, prompt=entry.problem,
-            prefix_ids=Array.of(prefix, "int32") if prefix else None, prefix_ratio=ratio,
-            n=self.cfg.learner.group_size, answer=entry.answer,
+            prefix_ids=Array.of(cut, "int32") if cut else None, prefix_ratio=ratio,
+            n=n, guided=guided_n if 0 < guided_n < n else None, answer=entry.answer,
         )
 
     # -- arrival -----------------------------------------------------------------------------
@@ -193,20 +216,40 @@ class Scheduler:
         if reason is not None:
             self.staleness.on_return(False, reason)
             return Decision(group, dispatch, reason, entry=entry)
-        correct = [c.verdict == "correct" for c in group.completions]
-        obs = observe(entry.stats, entry.status, float(np.mean(correct)), dispatch.ratio > 0,
-                      self.cfg.lppo, ratio=dispatch.ratio)
+        obs = self._observe(entry, group, dispatch)
         if obs.status != entry.status:
             log.info("sample %d: %s -> %s (%s)", entry.sample_id, entry.status, obs.status,
                      obs.transition)
             entry.status_since = self.step
         entry.stats, entry.status, entry.ratio = obs.stats, obs.status, obs.next_ratio
+        entry.revisit_at = self._revisit_at(dispatch, obs)
         reason = None
         if self.cfg.lppo.curation.enabled:
+            correct = [c.verdict == "correct" for c in group.completions]
+            teaches = dispatch.prefix_len > 0 and self.cfg.lppo.pg.prefix_terms
             reason = curation.drop_reason([c.reward for c in group.completions], correct,
-                                          self.cfg.lppo.curation)
+                                          self.cfg.lppo.curation, teaches_prefix=teaches)
         self.staleness.on_return(reason is None, reason)
         return Decision(group, dispatch, reason, observation=obs, entry=entry)
+
+    def _observe(self, entry: SampleEntry, group: RolloutGroup, dispatch: Dispatch):
+        """`observe` with the group's guided and unguided parts' pass rates."""
+        guided = dispatch.ratio > 0
+        parts = {False: [], True: []}
+        for c in group.completions:
+            parts[guided and not c.unguided].append(c.verdict == "correct")
+        rate = float(np.mean(parts[guided]))
+        unguided = float(np.mean(parts[False])) if guided and parts[False] else None
+        return observe(entry.stats, entry.status, rate, guided, self.cfg.lppo,
+                       ratio=dispatch.ratio, unguided_rate=unguided, max_ratio=self.max_ratio())
+
+    def _revisit_at(self, dispatch: Dispatch, obs: Observation) -> int | None:
+        """When a failed or guided sample is due again (`curation.revisit_steps`)."""
+        steps = self.cfg.lppo.curation.revisit_steps
+        failed = obs.stats.last_group_pass_rate == 0.0
+        if steps and obs.status == "active" and (dispatch.ratio > 0 or failed):
+            return self.step + steps
+        return None
 
     def _invalid_reason(self, group: RolloutGroup, dispatch: Dispatch) -> str | None:
         if group.error or not group.completions:
@@ -214,6 +257,12 @@ class Scheduler:
             return "invalid"
         if group.sample_id != dispatch.sample_id or group.prefix_len != dispatch.prefix_len:
             log.warning("attempt %s does not match its dispatch", group.attempt_id)
+            return "invalid"
+        unguided = sum(c.unguided for c in group.completions)
+        expected = len(group.completions) - dispatch.guided_n if dispatch.guided_n else 0
+        if dispatch.prefix_len and unguided != max(expected, 0):
+            log.warning("attempt %s: %d completions without the prefix, %d asked",
+                        group.attempt_id, unguided, max(expected, 0))
             return "invalid"
         return None
 
@@ -247,7 +296,7 @@ class Scheduler:
         return {
             "samples": {sid: {"stats": e.stats.to_dict(), "status": e.status,
                               "status_since": e.status_since, "ratio": e.ratio,
-                              "last_dispatch": e.last_dispatch}
+                              "last_dispatch": e.last_dispatch, "revisit_at": e.revisit_at}
                         for sid, e in self.samples.items()},
             "staleness": self.staleness.to_dict(),
             "inflight": [asdict(d) for d in self.inflight.values()],
@@ -264,6 +313,7 @@ class Scheduler:
             entry.stats = SampleStats.from_dict(s["stats"])
             entry.status, entry.status_since = s["status"], s["status_since"]
             entry.ratio, entry.last_dispatch = s["ratio"], s["last_dispatch"]
+            entry.revisit_at = s.get("revisit_at")
             entry.inflight = 0
         self.staleness = StalenessManager.from_dict(state["staleness"])
         # Work in flight at the checkpoint will come back to a new epoch, if at all, under ids

@@ -122,7 +122,7 @@ class Trainer:
         start = time.perf_counter()
         micro = [collate(b, self.pad_id) for b in pack(seqs, self.cfg.learner.micro_batch_tokens)]
         tokens = sum(m.loss_tokens for m in micro)
-        extra = sum(int(m.prefix_mask.sum()) for m in micro) if self.settings.off_policy else 0
+        extra = sum(int(m.prefix_mask.sum()) for m in micro) if self.settings.prefix_terms else 0
         normalizer = loss_normalizer(self.aggregation, tokens + extra, len(seqs),
                                      self.cfg.actor.sampling.max_tokens)
         old = [self._old_logp(m) for m in micro] if self.settings.tis_cap else [None] * len(micro)
@@ -146,7 +146,7 @@ class Trainer:
     def _tensors(self, mb: MicroBatch) -> dict[str, torch.Tensor]:
         return {name: torch.as_tensor(getattr(mb, name), device=self.device) for name in (
             "input_ids", "attention_mask", "targets", "loss_mask", "prefix_mask",
-            "behaviour_logprobs", "advantages")}
+            "behaviour_logprobs", "advantages", "sft_weights")}
 
     def _logp(self, model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
@@ -171,7 +171,7 @@ class Trainer:
         loss, metrics = ppo_loss(
             logp, t["behaviour_logprobs"], t["advantages"], t["loss_mask"], self.settings,
             normalizer=normalizer, old_logp=old_logp, ref_logp=ref,
-            prefix_mask=t["prefix_mask"], entropy=entropy,
+            prefix_mask=t["prefix_mask"], sft_weights=t["sft_weights"], entropy=entropy,
         )
         loss.backward()
         return float(loss.detach()), metrics

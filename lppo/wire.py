@@ -139,6 +139,9 @@ class WorkItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     prefix_ids: Array | None = None
     prefix_ratio: Ratio = 0.0
     n: PosInt
+    guided: PosInt | None = None
+    """How many of the `n` completions see the prefix; the rest are sampled without it (a
+    mixed group, `lppo.pg.guided_share`). None: all of them."""
     answer: str
     """Gold answer, verified against by the actor's reward service."""
 
@@ -160,6 +163,8 @@ class Completion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     finish_reason: Literal["stop", "length", "abort"]
     reward: float
     verdict: Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error"]
+    unguided: bool = False
+    """Sampled without the group's prefix: the unguided part of a mixed group."""
 
 
 class RolloutGroup(_Msg, tag="rollout_group"):

@@ -44,9 +44,9 @@ if TYPE_CHECKING:
 IN_CHUNK = 500  # values per IN (...) list: far below every backend's parameter limit
 
 STATE_FIELDS = tuple(SampleStateRecord.__dataclass_fields__)
-ROLLOUT_COLUMNS = ("group_id", "idx", "text", "length", "reward", "verdict", "finish_reason")
-STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__
-                    if f not in ("used_attempt_ids", "used_lp_weights"))
+ROLLOUT_COLUMNS = ("group_id", "idx", "text", "length", "reward", "verdict", "finish_reason",
+                   "with_prefix")
+STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if not f.startswith("used_"))
 
 
 @dataclass
@@ -300,7 +300,7 @@ class Ledger:
         fresh = [g for g in unique if g.attempt_id in inserted]
         self._insert_rollouts(conn, [
             (inserted[g.attempt_id], i, r.text if self.store_texts else None, r.length,
-             r.reward, r.verdict, r.finish_reason)
+             r.reward, r.verdict, r.finish_reason, r.with_prefix)
             for g in fresh for i, r in enumerate(g.rollouts)
         ])
         states = {g.sample_id: g.state for g in fresh if g.state is not None}  # last one wins
@@ -352,14 +352,20 @@ class Ledger:
         conn.execute(stmt, rows)
         mark = (sa.update(RolloutGroup).where(RolloutGroup.run_id == run_id)
                 .where(RolloutGroup.attempt_id == sa.bindparam("b_attempt")))
-        used = [{"b_attempt": a, "used_in_step": s.step}
-                for s in steps if not s.used_lp_weights for a in s.used_attempt_ids]
-        weighted = [{"b_attempt": a, "used_in_step": s.step, "lp_weight": float(w)}
-                    for s in steps if s.used_lp_weights
-                    for a, w in zip(s.used_attempt_ids, s.used_lp_weights, strict=True)]
-        for params in (used, weighted):
-            if params:
-                conn.execute(mark, params)
+        # one executemany per set of columns (a step gives all of its lists or none of each)
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for s in steps:
+            for i, attempt in enumerate(s.used_attempt_ids):
+                row = {"b_attempt": attempt, "used_in_step": s.step}
+                if s.used_lp_weights:
+                    row["lp_weight"] = float(s.used_lp_weights[i])
+                if s.used_prefix_terms:
+                    row["prefix_term"] = s.used_prefix_terms[i]
+                if s.used_prefix_advantages:
+                    row["prefix_advantage"] = s.used_prefix_advantages[i]
+                batches.setdefault(tuple(row), []).append(row)
+        for params in batches.values():
+            conn.execute(mark, params)
 
     def _write_evals(self, conn: sa.Connection, run_id: int, evals: Sequence[EvalRecord]) -> None:
         stmt = self._insert(EvalResult)
@@ -411,7 +417,7 @@ def _group_row(run_id: int, g: GroupRecord) -> dict[str, Any]:
         "n": g.n, "n_correct": g.n_correct, "pass_rate": g.pass_rate,
         "mean_reward": g.mean_reward, "tokens": g.tokens, "prefix_ratio": g.prefix_ratio,
         "prefix_len": g.prefix_len, "lp_weight": g.lp_weight, "used_in_step": g.used_in_step,
-        "dropped_reason": g.dropped_reason,
+        "dropped_reason": g.dropped_reason, "guided_n": g.guided_n,
         "ema": st.ema if st else None, "progress": st.progress if st else None,
         "status": st.status if st else None,
         "gen_s": g.gen_s, "verify_s": g.verify_s, "received_at": g.received_at,

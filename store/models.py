@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -33,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The Alembic revision these models describe (the head of store/migrations/versions); bump it
 with every new revision. Readers compare it without loading Alembic; a test checks it."""
 
@@ -173,6 +174,13 @@ class RolloutGroup(Base):
     on). `sample_state.weight` holds the weight before renormalisation of a sample's latest
     group."""
     used_in_step: Mapped[int | None] = mapped_column(Integer)
+    guided_n: Mapped[int] = mapped_column(Integer, default=0)
+    """Completions sampled with the prefix (fewer than `n` in a mixed group); 0: unguided."""
+    prefix_term: Mapped[str | None] = mapped_column(String(32))
+    """What the train step that used this guided group put on its prefix tokens: `masked`,
+    `off_policy`, `sft` or `off_policy+sft` (None: unguided, or not trained on)."""
+    prefix_advantage: Mapped[float | None] = mapped_column(Float)
+    """The off-policy term's advantage on the prefix, LP weight applied (None: no such term)."""
     dropped_reason: Mapped[str | None] = mapped_column(String(16))
     ema: Mapped[float | None] = mapped_column(Float)
     """The sample's unguided EMA after this group."""
@@ -201,6 +209,9 @@ class Rollout(Base):
     reward: Mapped[float] = mapped_column(Float)
     verdict: Mapped[str] = mapped_column(String(32))
     finish_reason: Mapped[str] = mapped_column(String(16))
+    with_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Sampled with its group's prefix (False for unguided groups and for the unguided part
+    of a mixed group)."""
 
 
 class TrainStep(Base):

@@ -49,6 +49,8 @@ class RolloutRecord:
     reward: float
     verdict: str
     finish_reason: str
+    with_prefix: bool = False
+    """Sampled with the group's prefix (not for unguided groups, nor a mixed group's rest)."""
 
     @property
     def correct(self) -> bool:
@@ -103,6 +105,8 @@ class GroupRecord:
     used_in_step: int | None = None
     dropped_reason: str | None = None
     state: SampleStateRecord | None = None
+    guided_n: int = 0
+    """Completions sampled with the prefix (`rollout_groups.guided_n`)."""
     gen_s: float = 0.0
     verify_s: float = 0.0
     received_at: float = field(default_factory=time.time)
@@ -163,12 +167,18 @@ class StepRecord:
     used_attempt_ids: Sequence[str] = ()
     used_lp_weights: Sequence[float] = ()
     """Empty, or one per `used_attempt_ids` (empty leaves their `lp_weight` as written)."""
+    used_prefix_terms: Sequence[str | None] = ()
+    """Empty, or one per `used_attempt_ids`: the prefix term applied (None: unguided)."""
+    used_prefix_advantages: Sequence[float | None] = ()
+    """Empty, or one per `used_attempt_ids`: the off-policy prefix advantage (None: none)."""
     created_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if self.used_lp_weights and len(self.used_lp_weights) != len(self.used_attempt_ids):
-            raise ValueError(f"step {self.step}: {len(self.used_lp_weights)} LP weights for "
-                             f"{len(self.used_attempt_ids)} used attempts")
+        for name in ("used_lp_weights", "used_prefix_terms", "used_prefix_advantages"):
+            values = getattr(self, name)
+            if values and len(values) != len(self.used_attempt_ids):
+                raise ValueError(f"step {self.step}: {len(values)} {name} for "
+                                 f"{len(self.used_attempt_ids)} used attempts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +213,11 @@ def group_from_wire(
             reward=float(c.reward),
             verdict=c.verdict,
             finish_reason=c.finish_reason,
+            with_prefix=msg.prefix_len > 0 and not c.unguided,
         )
         for c in msg.completions
     ]
+    guided_n = sum(not c.unguided for c in msg.completions) if msg.prefix_ratio > 0 else 0
     return GroupRecord(
         attempt_id=msg.attempt_id,
         sample_id=msg.sample_id,
@@ -219,6 +231,7 @@ def group_from_wire(
         used_in_step=used_in_step,
         dropped_reason="invalid" if msg.error else dropped_reason,
         state=state,
+        guided_n=guided_n,
         gen_s=msg.gen_seconds,
         verify_s=msg.verify_seconds,
         received_at=time.time() if received_at is None else received_at,

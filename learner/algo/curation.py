@@ -2,7 +2,8 @@
 
 Rules.
 1. Drop. A group whose completions are all correct (`all_correct`) or all wrong
-   (`all_wrong`) is left out of the batch; each side can be switched off
+   (`all_wrong`) is left out of the batch, except an all-correct guided group whose prefix is
+   taught (`pg.off_policy_loss`, `pg.sft_coef`); each side can be switched off
    (`curation.drop_all_correct`, `curation.drop_all_wrong`), and `curation.enabled = false`
    keeps every group. A group with no completions is `invalid` whatever the config.
 2. Status. A sample is `active`, `solved` (retired) or `parked`:
@@ -53,8 +54,12 @@ RECHECK_SOLVED = "recheck_solved"
 
 
 def drop_reason(rewards: Sequence[float], correct_flags: Sequence[bool],
-                cfg: CurationConfig) -> DropReason | None:
-    """Why a group is left out of the batch, or None to train on it (rule 1)."""
+                cfg: CurationConfig, teaches_prefix: bool = False) -> DropReason | None:
+    """Why a group is left out of the batch, or None to train on it (rule 1).
+
+    `teaches_prefix`: a guided group whose prefix tokens get a term (`learner.algo.guidance`);
+    such a group is kept when all correct: its completions carry no signal, its prefix does.
+    """
     if len(rewards) != len(correct_flags):
         raise ValueError(
             f"correct_flags: expected one per reward ({len(rewards)}), got {len(correct_flags)}"
@@ -63,7 +68,7 @@ def drop_reason(rewards: Sequence[float], correct_flags: Sequence[bool],
         return "invalid"
     if not cfg.enabled:
         return None
-    if cfg.drop_all_correct and all(correct_flags):
+    if cfg.drop_all_correct and all(correct_flags) and not teaches_prefix:
         return "all_correct"
     if cfg.drop_all_wrong and not any(correct_flags):
         return "all_wrong"

@@ -35,10 +35,16 @@ cancel exactly (sum_i A_i = 0). The trainer should therefore count the prefix on
 with the advantage the expert's correct solution would get in it,
 `Advantages.of_reward(g, reward_correct) * lp_weight` (LUFFY's choice for expert traces).
 
+With `pg.sft_coef`, a supervised term on the prefix tokens of guided groups that passed
+(UFT / TRAPO-style; the weight, LP weight included, comes per token in `sft_weights`):
+
+    sft_t = -w_t * logp_t
+
 Aggregation. `normalizer` is the denominator for the *whole* optimizer batch (all
 micro-batches, all ranks), so that micro-batch losses add up to the batch loss:
 
-    token_mean                 normalizer = loss tokens (+ off-policy tokens when used)
+    token_mean                 normalizer = loss tokens (+ prefix tokens when a prefix term
+                               is on: off-policy or supervised)
     seq_mean_token_sum_norm    normalizer = completions x max_tokens   (Dr.GRPO: a constant
                                per completion, no bias toward short or long answers)
 
@@ -76,13 +82,20 @@ class LossSettings:
     """LUFFY-style term on prefix tokens."""
     off_policy_gamma: float = 0.1
     """gamma of the off-policy shaping p / (p + gamma)."""
+    sft: bool = False
+    """Supervised term on prefix tokens (`pg.sft_coef > 0`; the weights come per token)."""
+
+    @property
+    def prefix_terms(self) -> bool:
+        """Whether prefix tokens carry any term (and count in the normaliser)."""
+        return self.off_policy or self.sft
 
     @classmethod
     def from_config(cls, learner: LearnerConfig, pg: PGConfig) -> LossSettings:
         return cls(
             clip_low=learner.clip_low, clip_high=learner.clip_high, tis_cap=learner.tis_cap,
             kl_coef=learner.kl_coef, off_policy=pg.enabled and pg.off_policy_loss,
-            off_policy_gamma=pg.off_policy_gamma,
+            off_policy_gamma=pg.off_policy_gamma, sft=pg.enabled and pg.sft_coef > 0.0,
         )
 
 
@@ -144,7 +157,7 @@ def _metrics(ratio: Tensor, log_ratio: Tensor, adv: Tensor, pg: Tensor, mask: Te
 def ppo_loss(logp: Tensor, behaviour_logp: Tensor, advantages: Tensor, loss_mask: Tensor,
              settings: LossSettings, *, normalizer: float | None = None,
              old_logp: Tensor | None = None, ref_logp: Tensor | None = None,
-             prefix_mask: Tensor | None = None,
+             prefix_mask: Tensor | None = None, sft_weights: Tensor | None = None,
              entropy: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """The loss of one (micro-)batch and its metrics (see the module docstring).
 
@@ -175,11 +188,17 @@ def ppo_loss(logp: Tensor, behaviour_logp: Tensor, advantages: Tensor, loss_mask
         extra["kl_ref"] = _masked_mean(kl.detach(), mask, mask.sum())
     total = torch.where(mask, tok, torch.zeros_like(tok)).sum()
     count = mask.sum()
-    if settings.off_policy and prefix_mask is not None:
-        off, off_metrics = _off_policy(logp, adv, prefix_mask.bool(), settings.off_policy_gamma)
-        total = total + off
-        count = count + prefix_mask.bool().sum()
-        extra.update(off_metrics)
+    if settings.prefix_terms and prefix_mask is not None:
+        pmask = prefix_mask.bool()
+        count = count + pmask.sum()
+        if settings.off_policy:
+            off, off_metrics = _off_policy(logp, adv, pmask, settings.off_policy_gamma)
+            total = total + off
+            extra.update(off_metrics)
+        if settings.sft and sft_weights is not None:
+            sft, sft_metrics = _supervised(logp, sft_weights.to(logp.dtype), pmask)
+            total = total + sft
+            extra.update(sft_metrics)
     denom = float(count) if normalizer is None else float(normalizer)
     loss = total / denom if denom > 0 else total * 0.0
     with torch.no_grad():
@@ -225,4 +244,15 @@ def _off_policy(logp: Tensor, adv: Tensor, pmask: Tensor,
     return torch.where(pmask, term, torch.zeros_like(term)).sum(), {
         "off_policy_tokens": n.float(),
         "off_policy_prob_mean": _masked_mean(p.detach(), pmask, n),
+    }
+
+
+def _supervised(logp: Tensor, weights: Tensor, pmask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """Sum over prefix tokens of -w * log p (the supervised term), and its metrics."""
+    on = pmask & (weights > 0)
+    term = torch.where(on, -weights * logp, torch.zeros_like(logp))
+    n = on.sum()
+    return term.sum(), {
+        "sft_tokens": n.float(),
+        "sft_nll_mean": _masked_mean(-logp.detach(), on, n),
     }

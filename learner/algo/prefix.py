@@ -8,17 +8,23 @@ with pass rate p:
     r <- r + step_up     if p == 0                      (still failing: give more of the solution)
     r <- r - step_down   if p >= success_threshold      (mostly solved: give less)
     r <- r               otherwise
-    r <- clamp(r, 0, max_ratio)
+    r <- clamp(r, 0, max_ratio_t)
 
 `r` starts at `r0`; when it reaches 0 the next group is unguided, and if that one fails again
-guidance restarts at `r0`. `pg.enabled = false` keeps every sample unguided.
+guidance restarts at `r0`. `pg.enabled = false` keeps every sample unguided. `max_ratio_t` is
+`pg.max_ratio`, or with `pg.anneal` a schedule that lowers it over training to
+`pg.final_max_ratio` (`max_ratio_at`): the hint shrinks for every sample, so the policy must
+learn to write the hard part itself, not only to finish from it.
 
 Why. A problem the policy never solves gives a GRPO group of zeros: no gradient. With part of
 the expert solution as context the policy explores from a hint, its completions of the rest
 get a mixed group and a useful signal, and the hint shrinks as the policy learns to finish
 more of the solution on its own. Cutting at a line/sentence boundary keeps the hint a
 well-formed partial solution (no half-written number); excluding the final answer keeps the
-policy doing the last step itself (and keeps the reward honest).
+policy doing the last step itself. The cut stops before the first line that *states* the
+answer (`states_answer`: a marker, or a result equal to the answer), not only before the
+answer line, and the learner has the verifier check every possible prefix
+(`learner/certify.py`); the actor verifies the completion alone.
 
 The cut works on token ids so the actor sends exactly the tokens the learner chose (the
 prefix is context there, and masked or off-policy here). `SolutionCuts` precomputes, once per
@@ -48,14 +54,28 @@ SENTENCE_END = ".?!"
 # --------------------------------------------------------------------------------------------
 
 
-def _tidy(ratio: float, cfg: PGConfig) -> float:
-    r = min(max(ratio, 0.0), cfg.max_ratio)
+def _tidy(ratio: float, top: float) -> float:
+    r = min(max(ratio, 0.0), top)
     r = round(r, 6)  # 0.5 - 5 * 0.1 is 2.8e-17, not 0
     return 0.0 if r < RATIO_TOL else r
 
 
-def next_ratio(ratio: float, guided_pass_rate: float, cfg: PGConfig) -> float:
-    """The prefix ratio after a guided group at `ratio` with `guided_pass_rate` (see module)."""
+def max_ratio_at(step: int, total_steps: int, cfg: PGConfig) -> float:
+    """The largest prefix ratio at learner step `step` (`pg.anneal`): `max_ratio` throughout,
+    or annealed linearly / by a half cosine to `final_max_ratio` at `anneal_steps` (0: at
+    `total_steps`), and held there."""
+    if cfg.anneal == "none":
+        return cfg.max_ratio
+    span = cfg.anneal_steps or total_steps
+    frac = min(1.0, max(0.0, step / max(1, span)))
+    shape = frac if cfg.anneal == "linear" else 0.5 * (1.0 - math.cos(math.pi * frac))
+    return round(cfg.max_ratio + (cfg.final_max_ratio - cfg.max_ratio) * shape, 6)
+
+
+def next_ratio(ratio: float, guided_pass_rate: float, cfg: PGConfig,
+               top: float | None = None) -> float:
+    """The prefix ratio after a guided group at `ratio` with `guided_pass_rate` (see module),
+    at most `top` (default `pg.max_ratio`)."""
     p = float(guided_pass_rate)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"guided_pass_rate: expected 0 <= p <= 1, got {guided_pass_rate}")
@@ -63,22 +83,24 @@ def next_ratio(ratio: float, guided_pass_rate: float, cfg: PGConfig) -> float:
         ratio = ratio + cfg.step_up
     elif p >= cfg.success_threshold:
         ratio = ratio - cfg.step_down
-    return _tidy(ratio, cfg)
+    return _tidy(ratio, cfg.max_ratio if top is None else top)
 
 
-def choose_ratio(stats: SampleStats, cfg: PGConfig) -> float:
-    """The prefix ratio for the sample's next group (0: unguided).
+def choose_ratio(stats: SampleStats, cfg: PGConfig, top: float | None = None) -> float:
+    """The prefix ratio for the sample's next group (0: unguided), at most `top` (default
+    `pg.max_ratio`; `max_ratio_at` when annealing).
 
     Unseen samples start unguided. After an unguided group: `r0` if it had pass rate 0, else 0.
     After a guided group: `next_ratio` of that group's ratio and pass rate.
     """
     if not cfg.enabled or not stats.seen:
         return 0.0
+    top = cfg.max_ratio if top is None else top
     if stats.last_ratio > 0.0:
         if stats.last_guided_pass_rate is None:
             raise ValueError("stats: last_ratio > 0 but no guided pass rate recorded")
-        return next_ratio(stats.last_ratio, stats.last_guided_pass_rate, cfg)
-    return _tidy(cfg.r0, cfg) if stats.last_pass_rate == 0.0 else 0.0
+        return next_ratio(stats.last_ratio, stats.last_guided_pass_rate, cfg, top)
+    return _tidy(cfg.r0, top) if stats.last_pass_rate == 0.0 else 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,9 +17,19 @@ weight ~1 and regressing ones (d < 0) get less. The sigmoid bounds the weight to
 
 Guided groups (a prefix of the expert solution in the context) do not measure the policy's
 own ability: their pass rate updates the sample's guided statistics (history, counters used by
-PG-sampling and curation), never the unguided EMA. Their LP weight uses progress 0 (weight
-b + 1/2, i.e. 1 with the defaults): pass rates at different prefix ratios are not comparable,
-so they carry no progress signal (`group_progress`).
+PG-sampling and curation), never the unguided EMA. A mixed group (some completions guided,
+some not: `pg.guided_share`) updates both, the unguided part first.
+
+Which progress weights a group (`lp.signal`, `weighting_progress`):
+
+    current    d_t of this very group, 0 for a guided group (LPPO's formula). At one or two
+               visits per sample this is 0 or is made of the group it weights, so it mostly
+               up-weights groups that happened to score high this time.
+    lagged     d_{t-1}: the sample's progress before this group, for guided groups too.
+    fast_slow  fast EMA (`lp.beta_fast`) minus the EMA (`lp.beta`), both before this group:
+               a trend over several visits, as in learning-progress curricula.
+
+The last two never contain the group they weight, so a lucky group is not rewarded twice.
 
 `SampleStats` is a frozen value; `update` returns a new one (pure), so the scheduler can keep
 it in a dict, checkpoint it (`to_dict` / `from_dict`) and write it to the ledger as is.
@@ -52,6 +62,8 @@ class SampleStats:
     """Unguided groups observed."""
     ema: float | None = None
     """EMA of the unguided pass rate (None before the first unguided group)."""
+    ema_fast: float | None = None
+    """Fast EMA of the unguided pass rate (`lp.beta_fast`), for `lp.signal = "fast_slow"`."""
     prev_ema: float | None = None
     """EMA before the last unguided group (None until the second unguided group)."""
     progress: float = 0.0
@@ -118,20 +130,22 @@ def at_max_ratio(ratio: float, max_ratio: float) -> bool:
 
 
 def update(stats: SampleStats, pass_rate: float, guided: bool, cfg: LPPOConfig,
-           ratio: float = 0.0) -> SampleStats:
+           ratio: float = 0.0, max_ratio: float | None = None) -> SampleStats:
     """The sample's statistics after one group with `pass_rate` (n_correct / n).
 
     `guided`: the group was dispatched with a prefix ratio `ratio` > 0; the unguided EMA is
     then left alone. Pass `guided=True` even when the cut came out empty (a solution whose
-    answer is on its first line): the ratio still climbs to `pg.max_ratio` and the sample can
-    be parked instead of failing unguided forever. Unguided groups move the EMA (`lp.beta`)
-    and the all-correct streak used to retire samples.
+    answer is on its first line): the ratio still climbs to the largest ratio and the sample
+    can be parked instead of failing unguided forever. `max_ratio` is that largest ratio now
+    (`prefix.max_ratio_at`; default `pg.max_ratio`). Unguided groups move the EMAs and the
+    all-correct streak used to retire samples.
     """
     p = _check_rate(pass_rate)
     if guided:
         if ratio <= 0.0:
             raise ValueError(f"ratio: a guided group needs the prefix ratio > 0, got {ratio}")
-        failed_at_max = p == 0.0 and at_max_ratio(ratio, cfg.pg.max_ratio)
+        top = cfg.pg.max_ratio if max_ratio is None else max_ratio
+        failed_at_max = p == 0.0 and at_max_ratio(ratio, top)
         return replace(
             stats,
             guided_attempts=stats.guided_attempts + 1,
@@ -146,6 +160,7 @@ def update(stats: SampleStats, pass_rate: float, guided: bool, cfg: LPPOConfig,
         attempts=stats.attempts + 1,
         prev_ema=stats.ema,
         ema=ema,
+        ema_fast=ema_step(stats.ema_fast, p, cfg.lp.beta_fast)[0],
         progress=progress,
         last_pass_rate=p,
         last_ratio=0.0,
@@ -154,10 +169,18 @@ def update(stats: SampleStats, pass_rate: float, guided: bool, cfg: LPPOConfig,
     )
 
 
-def group_progress(stats: SampleStats, guided: bool) -> float:
-    """The progress that weights a group: the sample's unguided progress (after `update` with
-    this group), or 0 for a guided group (no progress signal, see the module docstring)."""
-    return 0.0 if guided else stats.progress
+def weighting_progress(before: SampleStats, after: SampleStats, guided: bool,
+                       cfg: LPConfig) -> float:
+    """The progress that weights a group (`lp.signal`, see the module docstring): `before` and
+    `after` are the sample's statistics around the group; `guided`: it had a prefix (a mixed
+    group counts as guided)."""
+    if cfg.signal == "current":
+        return 0.0 if guided else after.progress
+    if cfg.signal == "lagged":
+        return before.progress
+    if before.ema_fast is None or before.ema is None:
+        return 0.0
+    return before.ema_fast - before.ema
 
 
 def _sigmoid(x: float) -> float:
@@ -189,7 +212,8 @@ def renormalize(weights: Sequence[float] | np.ndarray) -> np.ndarray:
 def batch_weights(progresses: Sequence[float], cfg: LPConfig) -> np.ndarray:
     """LP weights of one training batch's groups, renormalised to mean 1 if `cfg.renormalize`.
 
-    All 1 when `cfg.enabled` is false. `progresses[i]` is `group_progress(...)` of group i.
+    All 1 when `cfg.enabled` is false. `progresses[i]` is `weighting_progress(...)` of
+    group i.
     """
     if not cfg.enabled:
         return np.ones(len(progresses), dtype=np.float64)

@@ -1,10 +1,13 @@
 """One call per arrived group: the sample's new statistics, status, weight and next prefix.
 
 Rule: the composition, in this order, of
-    progress.update          (EMA / progress of unguided groups, guided history, counters)
-    curation.next_status     (retire, park, recheck outcomes; reads the updated counters)
-    progress.group_progress  (the progress that weights this group; 0 for guided groups)
-    prefix.choose_ratio      (the prefix ratio of the sample's next group)
+    progress.update              (a mixed group's unguided part, then the group: EMA /
+                                  progress of unguided groups, guided history, counters)
+    curation.next_status         (retire, park, recheck outcomes; reads the updated counters)
+    progress.weighting_progress  (the progress that weights this group, `lp.signal`)
+    prefix.choose_ratio          (the prefix ratio of the sample's next group, capped by the
+                                  annealed largest ratio)
+    guidance.unguided_baseline   (what a prefix term measures the prefix against)
 
 Why a separate unit: the order matters (status and next ratio read the statistics *after*
 the group) and the scheduler, the ledger writer and the tests should all see the same
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from learner.algo import curation, prefix, progress
+from learner.algo import curation, guidance, prefix, progress
 from learner.algo.curation import Status
 from learner.algo.progress import SampleStats
 from lppo.config.schema import LPPOConfig
@@ -37,19 +40,34 @@ class Observation:
     """This group's LP weight before batch renormalisation (1 when LP is off)."""
     next_ratio: float
     """Prefix ratio for the sample's next group (0: unguided)."""
+    baseline: float = 0.0
+    """The sample's unguided pass rate before the group (`guidance.unguided_baseline`): what
+    a prefix term measures the prefix against."""
 
 
 def observe(stats: SampleStats, status: Status, pass_rate: float, guided: bool,
-            cfg: LPPOConfig, ratio: float = 0.0) -> Observation:
-    """The sample after one group with `pass_rate`; `guided`/`ratio` as in `progress.update`."""
-    new = progress.update(stats, pass_rate, guided, cfg, ratio=ratio)
+            cfg: LPPOConfig, ratio: float = 0.0, *, unguided_rate: float | None = None,
+            max_ratio: float | None = None) -> Observation:
+    """The sample after one group; `guided`/`ratio` as in `progress.update`.
+
+    `pass_rate`: of the completions that saw the prefix (all of them when unguided).
+    `unguided_rate`: of a mixed group's completions sampled without the prefix; they move the
+    unguided statistics first. `max_ratio`: the largest prefix ratio now (`pg.anneal`).
+    """
+    new = stats
+    if unguided_rate is not None:
+        if not guided:
+            raise ValueError("unguided_rate: only a guided (mixed) group has an unguided part")
+        new = progress.update(new, unguided_rate, False, cfg)
+    new = progress.update(new, pass_rate, guided, cfg, ratio=ratio, max_ratio=max_ratio)
     new_status, reason = curation.next_status(status, new, cfg.curation)
-    d = progress.group_progress(new, guided)
+    d = progress.weighting_progress(stats, new, guided, cfg.lp)
     return Observation(
         stats=new,
         status=new_status,
         transition=reason,
         progress=d,
         weight=progress.lp_weight(d, cfg.lp),
-        next_ratio=prefix.choose_ratio(new, cfg.pg),
+        next_ratio=prefix.choose_ratio(new, cfg.pg, max_ratio),
+        baseline=guidance.unguided_baseline(stats, cfg.pg),
     )

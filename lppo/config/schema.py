@@ -333,6 +333,20 @@ class LPConfig(Section):
     """Weight offset b in w = b + sigmoid(kappa * progress) (1 when nothing moves)."""
     renormalize: bool = True
     """Rescale weights to mean 1 over the batch."""
+    signal: Literal["current", "lagged", "fast_slow"] = "current"
+    """Which progress weights a group: `current`, the EMA's move caused by this very group
+    (0 for guided groups; LPPO's formula); `lagged`, the sample's last progress before this
+    group (guided groups included); `fast_slow`, a fast EMA (`beta_fast`) minus the EMA
+    (`beta`), both before this group. The last two never contain the group they weight."""
+    beta_fast: float = Field(0.5, ge=0.0, lt=1.0)
+    """EMA factor of the fast EMA (`signal = "fast_slow"`); must be below `beta`."""
+
+    @model_validator(mode="after")
+    def _fast_is_faster(self) -> LPConfig:
+        if self.signal == "fast_slow" and not self.beta_fast < self.beta:
+            raise ValueError(f"lppo.lp.beta_fast: expected < lppo.lp.beta ({self.beta}), got "
+                             f"{self.beta_fast}")
+        return self
 
 
 class PGConfig(Section):
@@ -355,6 +369,27 @@ class PGConfig(Section):
     off_policy_gamma: float = Field(0.1, gt=0.0)
     """LUFFY's policy shaping on off-policy (prefix) tokens: the token term is
     -p / (p + gamma) * A with p the current token probability (LUFFY uses 0.1)."""
+    off_policy_baseline: Literal["group", "ema", "last"] = "ema"
+    """What the prefix's advantage is measured against: `group`, the guided group's own
+    baseline (the expert's correct answer as a member of the group, LUFFY's choice; ~0 when
+    the guided group mostly passes); `ema` / `last`, the sample's unguided pass rate (its EMA
+    or its last unguided group): A = reward_correct - baseline, so a prefix the policy cannot
+    write alone is pushed up even when every guided completion passes."""
+    sft_coef: float = Field(0.0, ge=0.0)
+    """Weight of a supervised term (negative log-likelihood) on the prefix tokens of guided
+    groups with a correct completion (UFT / TRAPO-style); 0: off."""
+    guided_share: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of a guided group's completions sampled with the prefix; the rest are sampled
+    without it and the advantages are taken over the mixed group (LUFFY's mixed rollouts).
+    1: the whole group is guided. Below 1, at least one completion of each is guided and one
+    unguided."""
+    anneal: Literal["none", "linear", "cosine"] = "none"
+    """Schedule of the largest prefix ratio over training: from `max_ratio` at step 0 to
+    `final_max_ratio` at `anneal_steps`, so the policy is made to write the hard part itself."""
+    anneal_steps: int = Field(0, ge=0)
+    """Steps over which the largest ratio anneals (0: `learner.max_steps`)."""
+    final_max_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    """Largest prefix ratio at the end of the anneal (0: no guidance by then)."""
 
     @model_validator(mode="after")
     def _ratio_order(self) -> PGConfig:
@@ -362,7 +397,15 @@ class PGConfig(Section):
             raise ValueError(
                 f"lppo.pg.r0: expected <= lppo.pg.max_ratio ({self.max_ratio}), got {self.r0}"
             )
+        if self.anneal != "none" and self.final_max_ratio > self.max_ratio:
+            raise ValueError(f"lppo.pg.final_max_ratio: expected <= lppo.pg.max_ratio "
+                             f"({self.max_ratio}), got {self.final_max_ratio}")
         return self
+
+    @property
+    def prefix_terms(self) -> bool:
+        """Whether guided groups teach their prefix (an off-policy or a supervised term)."""
+        return self.enabled and (self.off_policy_loss or self.sft_coef > 0.0)
 
 
 class CurationConfig(Section):
@@ -380,6 +423,11 @@ class CurationConfig(Section):
     """Share of dispatched work drawn from solved/parked samples."""
     overdispatch: float = Field(1.5, ge=1.0)
     """Work handed out per batch slot, to keep batches full after curation."""
+    revisit_steps: int = Field(0, ge=0)
+    """A sample whose last group failed unguided, or was guided, is dispatched again before
+    any other once this many learner steps have passed since that group arrived (oldest
+    first), so hard samples come back within a bounded number of steps however large the set.
+    0: plain least-recently-dispatched order."""
 
 
 class LPPOConfig(Section):

@@ -114,10 +114,10 @@ def zmq_context() -> Iterator[zmq.Context]:
 
 
 def item(attempt_id: str, prompt: str, answer: str, n: int = 4, prefix_ids=None,
-         sample_id: int = 0) -> WorkItem:
+         sample_id: int = 0, guided: int | None = None) -> WorkItem:
     prefix = Array.of(prefix_ids, "int32") if prefix_ids is not None else None
     return WorkItem(attempt_id=attempt_id, sample_id=sample_id, prompt=prompt, prefix_ids=prefix,
-                    prefix_ratio=0.5 if prefix_ids else 0.0, n=n, answer=answer)
+                    prefix_ratio=0.5 if prefix_ids else 0.0, n=n, guided=guided, answer=answer)
 
 
 def write_config(cfg: Config, path: Path) -> Path:

@@ -67,6 +67,23 @@ def test_hf_engine_actor_produces_verified_groups_with_exact_logprobs(hf_actor):
     assert metrics["reward/items"] == 9 and metrics["actor/groups_sent"] == 3
 
 
+def test_mixed_group_samples_some_completions_without_the_prefix(hf_actor):
+    learner, _, engine = hf_actor
+    prefix = engine.tokenizer().encode("2 + 1 =", add_special_tokens=False)
+    learner.add(item("m-0", "What is 2 + 1?", "3", n=4, prefix_ids=prefix, guided=1))
+    (g,) = learner.collect(1, timeout=120)
+    assert [c.unguided for c in g.completions] == [False, True, True, True]
+    assert g.prefix_ids.tolist() == prefix and g.prefix_len == len(prefix)
+    prompt = g.prompt_ids.tolist()
+    for comp in g.completions:  # each log-prob under its own context: with or without prefix
+        context = prompt + ([] if comp.unguided else prefix)
+        tokens = comp.token_ids.tolist()
+        with torch.no_grad():
+            logits = engine.model(torch.tensor([context + tokens])).logits[0]
+        ref = logits.log_softmax(-1)[len(context) - 1:-1].gather(-1, torch.tensor(tokens)[:, None])
+        assert torch.allclose(ref.squeeze(-1), torch.tensor(comp.logprobs.tolist()), atol=1e-4)
+
+
 def test_shutdown_message_stops_the_loop(hf_actor):
     learner, actor, _ = hf_actor
     learner.wait_for(lambda: "actor-h" in learner.gateway.actors, timeout=30)

@@ -59,7 +59,7 @@ def _prefixes(tokenizer, rows: list[tuple[str, str, str]]) -> list[tuple[str, st
     out = {key: set() for key, _, _ in rows}
     for mode in ("line", "sentence"):
         cuts = [prepare_solution(tokenizer, solution, mode, answer) for _, solution, answer in rows]
-        certified, _ = certify_cuts(tokenizer, [(a, c) for (_, _, a), c in zip(rows, cuts)],
+        certified, _ = certify_cuts(tokenizer, [(a, c) for (_, _, a), c in zip(rows, cuts, strict=True)],
                                     RewardConfig(workers=2, timeout_s=10.0))
         for (key, _, _), c in zip(rows, certified, strict=True):
             out[key].update(tokenizer.decode(c.prefix(r)) for r in RATIOS)

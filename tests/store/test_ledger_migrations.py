@@ -79,6 +79,36 @@ def test_first_schema_ledger_is_upgraded_on_open(ledger_url):
     assert count(ledger_url, "SELECT attempts FROM sample_state WHERE sample_id = 1") == 3
 
 
+GUIDED_0002 = [
+    "INSERT INTO rollout_groups (run_id, sample_id, attempt_id, actor_id, step_seen, "
+    "policy_version, n, n_correct, pass_rate, mean_reward, tokens, prefix_ratio, prefix_len, "
+    "status, gen_s, verify_s, received_at) VALUES "
+    "(1, 2, 'att-2', 'actor-0', 8, 7, 2, 1, 0.5, 0.5, 20, 0.5, 3, 'active', 1.0, 0.1, 4.0)",
+    "INSERT INTO rollouts (group_id, idx, text, length, reward, verdict, finish_reason) VALUES "
+    "(2, 0, 'four', 10, 1.0, 'correct', 'stop'), (2, 1, 'five', 10, 0.0, 'wrong', 'stop')",
+]
+
+
+def test_guided_groups_of_an_old_ledger_are_backfilled(ledger_url):
+    _first_schema_ledger(ledger_url)
+    engine = writer_engine(ledger_url)
+    try:
+        upgrade(engine, "0002")
+        with engine.begin() as conn:
+            for stmt in GUIDED_0002:
+                conn.exec_driver_sql(stmt)
+        upgrade(engine)
+        with engine.connect() as conn:
+            groups = conn.exec_driver_sql("SELECT attempt_id, guided_n, prefix_term FROM "
+                                          "rollout_groups ORDER BY id").all()
+            flags = conn.exec_driver_sql("SELECT group_id, with_prefix FROM rollouts "
+                                         "ORDER BY group_id, idx").all()
+    finally:
+        engine.dispose()
+    assert groups == [("att-1", 0, None), ("att-2", 2, None)]
+    assert [(g, bool(w)) for g, w in flags] == [(1, False), (1, False), (2, True), (2, True)]
+
+
 def test_readers_do_not_upgrade_but_say_how(ledger_url, tmp_path):
     _first_schema_ledger(ledger_url)
     with pytest.raises(LedgerError, match=f"revision {FIRST}.*lppo ledger upgrade"):

@@ -112,8 +112,24 @@ def test_steps_write_the_lp_weight_they_applied(ledger):
             "SELECT attempt_id, used_in_step, lp_weight FROM rollout_groups ORDER BY attempt_id"
         ).all()
     assert rows == [("a0", 1, 0.8), ("a1", 2, None), ("a2", 1, 1.2), ("a3", None, None)]
-    with pytest.raises(ValueError, match="2 LP weights for 1 used attempts"):
+    with pytest.raises(ValueError, match="2 used_lp_weights for 1 used attempts"):
         StepRecord(step=3, policy_version=3, used_attempt_ids=["a3"], used_lp_weights=[1, 1])
+
+
+def test_steps_write_the_prefix_terms_they_applied(ledger):
+    run, ids = setup_run(ledger)
+    ledger.record_groups(run, [group(f"a{i}", ids[i]) for i in range(3)])
+    ledger.record_steps(run, [StepRecord(
+        step=1, policy_version=1, used_attempt_ids=["a0", "a1"], used_lp_weights=[1.0, 1.0],
+        used_prefix_terms=["off_policy+sft", None], used_prefix_advantages=[0.9, None])])
+    with ledger.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT attempt_id, prefix_term, prefix_advantage FROM rollout_groups "
+            "ORDER BY attempt_id").all()
+    assert rows == [("a0", "off_policy+sft", 0.9), ("a1", None, None), ("a2", None, None)]
+    with pytest.raises(ValueError, match="1 used_prefix_terms for 2 used attempts"):
+        StepRecord(step=2, policy_version=2, used_attempt_ids=["a0", "a1"],
+                   used_prefix_terms=["masked"])
 
 
 def test_evals_upsert(ledger):

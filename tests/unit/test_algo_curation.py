@@ -156,3 +156,10 @@ def test_recheck_count_edges():
         recheck_count(-1, 0, 0, 0.05)
     with pytest.raises(ValueError):
         recheck_count(1, 0, 0, 1.5)
+
+
+def test_an_all_correct_guided_group_that_teaches_its_prefix_is_kept():
+    cfg = CurationConfig()
+    assert drop_reason([1.0] * 4, [True] * 4, cfg, teaches_prefix=True) is None
+    assert drop_reason([0.0] * 4, [False] * 4, cfg, teaches_prefix=True) == "all_wrong"
+    assert drop_reason([1.0] * 4, [True] * 4, cfg) == "all_correct"

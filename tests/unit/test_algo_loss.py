@@ -144,6 +144,24 @@ def test_prefix_tokens_are_masked_or_get_the_off_policy_term():
     assert m["tokens"] == 2  # metrics of the PPO part count policy tokens only
 
 
+def test_supervised_prefix_term_by_hand():
+    # tokens: [prefix p=0.5 w=2, prefix p=0.25 w=0, policy r=1]; the policy token's A = 1
+    logp = torch.tensor([[math.log(0.5), math.log(0.25), 0.0]], dtype=torch.float64,
+                        requires_grad=True)
+    behaviour = torch.zeros(1, 3, dtype=torch.float64)
+    adv = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    loss_mask, prefix = torch.tensor([[0, 0, 1]]), torch.tensor([[1, 1, 0]])
+    weights = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
+    s = LossSettings(sft=True)
+    loss, m = ppo_loss(logp, behaviour, adv, loss_mask, s, prefix_mask=prefix,
+                       sft_weights=weights)
+    # (-2 * log 0.5 - 1) over 3 tokens (both prefix tokens count in the normaliser)
+    assert loss.item() == pytest.approx((2 * math.log(2) - 1) / 3)
+    assert m["sft_tokens"] == 1 and m["sft_nll_mean"] == pytest.approx(math.log(2))
+    loss.backward()
+    assert logp.grad[0].tolist() == pytest.approx([-2 / 3, 0.0, -1 / 3])
+
+
 def test_empty_batch_gives_zero_loss_and_zero_gradient():
     logp = torch.zeros(2, 3, requires_grad=True)
     loss, m = ppo_loss(logp, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3), S)
@@ -197,6 +215,7 @@ def test_settings_from_config():
         LearnerConfig(clip_low=0.1, clip_high=0.3, tis_cap=2.0, kl_coef=0.01),
         PGConfig(off_policy_loss=True, off_policy_gamma=0.2),
     )
-    assert s == LossSettings(0.1, 0.3, 2.0, 0.01, True, 0.2)
+    assert s == LossSettings(0.1, 0.3, 2.0, 0.01, True, 0.2, sft=False)
+    assert LossSettings.from_config(LearnerConfig(), PGConfig(sft_coef=0.5)).sft
     assert not LossSettings.from_config(LearnerConfig(),
                                         PGConfig(enabled=False, off_policy_loss=True)).off_policy

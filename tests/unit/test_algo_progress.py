@@ -13,10 +13,10 @@ from learner.algo.progress import (
     SampleStats,
     batch_weights,
     ema_step,
-    group_progress,
     lp_weight,
     renormalize,
     update,
+    weighting_progress,
 )
 from lppo.config.schema import LPConfig, LPPOConfig
 
@@ -68,7 +68,7 @@ def test_guided_groups_do_not_touch_the_unguided_ema():
     assert g.guided_attempts == 2 and g.guided_history == (1.0, 0.5)
     assert g.last_guided_pass_rate == 0.5 and g.last_ratio == 0.5
     assert g.last_group_pass_rate == 0.5
-    assert group_progress(g, guided=True) == 0.0
+    assert weighting_progress(s, g, guided=True, cfg=LPConfig()) == 0.0
 
 
 def test_guided_history_is_bounded():
@@ -155,3 +155,24 @@ def test_renormalize_edges():
     np.testing.assert_allclose(renormalize([2.0]), [1.0])
     with pytest.raises(ValueError):
         renormalize([-1.0, 2.0])
+
+
+def test_weighting_signals_never_contain_the_group_they_weight():
+    cfg = LPPOConfig()
+    before = _run([0.0, 0.5])                     # ema 0 -> 0.1, progress 0.1
+    after = update(before, 1.0, False, cfg)       # this group: ema 0.1 -> 0.28
+    current = LPConfig(signal="current")
+    assert weighting_progress(before, after, False, current) == pytest.approx(0.18)
+    assert weighting_progress(before, after, True, current) == 0.0
+    lagged = LPConfig(signal="lagged")
+    assert weighting_progress(before, after, False, lagged) == pytest.approx(0.1)
+    assert weighting_progress(before, after, True, lagged) == pytest.approx(0.1)
+    fast = LPConfig(signal="fast_slow", beta_fast=0.5)
+    # fast EMA 0 -> 0.25, slow 0 -> 0.1 before the group: the trend is +0.15, whatever it scores
+    assert weighting_progress(before, after, False, fast) == pytest.approx(0.15)
+    assert weighting_progress(SampleStats(), after, False, fast) == 0.0   # nothing before
+
+
+def test_fast_slow_needs_a_faster_ema():
+    with pytest.raises(ValueError, match="beta_fast"):
+        LPConfig(signal="fast_slow", beta=0.5, beta_fast=0.8)

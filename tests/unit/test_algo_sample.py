@@ -48,3 +48,31 @@ def test_switches_for_ablations():
     o = observe(SampleStats(), "active", 0.0, False, cfg)
     o = observe(o.stats, o.status, 1.0, False, cfg)
     assert o.weight == 1.0 and o.next_ratio == 0.0
+
+
+def test_mixed_group_moves_the_unguided_statistics_then_walks_the_ratio():
+    o = observe(SampleStats(), "active", 0.0, False, CFG)           # fails: guided at 0.5 next
+    assert o.baseline == 0.0
+    o = observe(o.stats, o.status, 0.75, True, CFG, ratio=0.5, unguided_rate=0.25)
+    assert (o.stats.attempts, o.stats.guided_attempts) == (2, 1)
+    assert o.stats.last_pass_rate == 0.25 and o.stats.ema == pytest.approx(0.05)
+    assert o.next_ratio == 0.4                                       # guided part passed: down
+    assert o.baseline == 0.0                                         # measured before the group
+    with pytest.raises(ValueError, match="unguided_rate"):
+        observe(o.stats, o.status, 0.5, False, CFG, unguided_rate=0.5)
+
+
+def test_annealed_cap_limits_the_ratio_and_parks_at_the_cap():
+    o = observe(SampleStats(), "active", 0.0, False, CFG, max_ratio=0.3)
+    assert o.next_ratio == 0.3                                       # r0 = 0.5, capped
+    for _ in range(3):
+        o = observe(o.stats, o.status, 0.0, True, CFG, ratio=o.next_ratio, max_ratio=0.3)
+    assert (o.status, o.transition) == ("parked", PARKED)
+
+
+def test_lagged_signal_weights_guided_groups_by_earlier_progress():
+    cfg = LPPOConfig(lp=LPConfig(signal="lagged"))
+    o = observe(SampleStats(), "active", 0.0, False, cfg)
+    o = observe(o.stats, o.status, 0.5, False, cfg)                  # progress +0.1
+    g = observe(o.stats, o.status, 1.0, True, cfg, ratio=0.5)
+    assert g.progress == pytest.approx(0.1) and g.weight > 1.0

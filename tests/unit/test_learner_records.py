@@ -12,6 +12,7 @@ import pytest
 from learner.algo.advantages import compute_advantages
 from learner.algo.progress import SampleStats, lp_weight
 from learner.algo.sample import Observation
+from learner.assemble import assemble
 from learner.io import LearnerIO
 from learner.loop import Learner, StepInputs
 from learner.scheduler import Decision, SampleEntry, Scheduler
@@ -44,12 +45,13 @@ def test_step_record_carries_the_lp_weights_applied_to_the_advantages():
     learner = Learner(CFG)
     learner.io = SimpleNamespace(rejected_frames=dict)
     decisions = [_accepted(0, 0.2, 1), _accepted(1, 0.0, 2), _accepted(2, -0.1, 3)]
-    seqs, weights = learner._sequences(decisions)
+    batch = assemble(decisions, CFG)
+    seqs = batch.sequences
     setup = SimpleNamespace(step=1, version=1, scheduler=SimpleNamespace(
         status_counts=lambda: {"active": 3, "solved": 0, "parked": 0}))
     stats = SimpleNamespace(metrics={}, loss=0.1, grad_norm=1.0, lr=1e-6, tokens=24)
     empty = {"dropped": {}, "actors": {}}
-    rec = learner._step_record(setup, StepInputs(decisions, seqs, weights, wait_s=0.0), stats,
+    rec = learner._step_record(setup, StepInputs(decisions, batch, wait_s=0.0), stats,
                                empty, empty, train_s=0.0, sync_s=0.0)
 
     assert rec.used_attempt_ids == ["t-0", "t-1", "t-2"]
@@ -63,6 +65,9 @@ def test_step_record_carries_the_lp_weights_applied_to_the_advantages():
     for g, w in enumerate(rec.used_lp_weights):
         applied = [s.advantage for s in seqs if s.group == g]
         assert applied == pytest.approx(adv.values[g] * w)
+    assert rec.used_prefix_terms == [None] * 3 and rec.used_prefix_advantages == [None] * 3
+    assert rec.metrics["batch/lp_weight_std"] == pytest.approx(np.std(rec.used_lp_weights))
+    assert rec.metrics["batch/lp_weight_not_one"] == pytest.approx(1.0)  # all moved here
 
 
 class _Writer:

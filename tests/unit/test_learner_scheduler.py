@@ -28,10 +28,13 @@ def _samples(k: int, cuts=CUTS) -> list[SampleEntry]:
     return [SampleEntry(sample_id=i, problem=f"p{i}", answer="7", cuts=cuts) for i in range(k)]
 
 
-def _group(item, correct: int, version: int = 0, n: int = 4, actor="a0", error="") -> RolloutGroup:
+def _group(item, correct: int, version: int = 0, n: int = 4, actor="a0", error="",
+           unguided: int = 0) -> RolloutGroup:
+    """`n` completions, the first `correct` correct; the last `unguided` without the prefix."""
     comps = [Completion(token_ids=Array.of([1, 2], "int32"), logprobs=Array.of([-1, -1], "float32"),
                         text="x", finish_reason="stop", reward=float(i < correct),
-                        verdict="correct" if i < correct else "wrong") for i in range(n)]
+                        verdict="correct" if i < correct else "wrong",
+                        unguided=i >= n - unguided) for i in range(n)]
     prefix = item.prefix_ids.tolist() if item.prefix_ids is not None else []
     return RolloutGroup(
         attempt_id=item.attempt_id, sample_id=item.sample_id, actor_id=actor,
@@ -236,3 +239,65 @@ def test_first_epoch_is_a_seeded_shuffle_or_file_order_and_visits_every_sample_o
     in_order = _cfg()
     in_order.data.shuffle = False
     assert _first_epoch(in_order, 20) == list(range(20))
+
+
+def _cfg_with(**lppo) -> Config:
+    return Config.model_validate({
+        "learner": {"batch_groups": 2, "group_size": 4, "max_staleness": 8, "max_steps": 10},
+        "lppo": {"curation": {"overdispatch": 1.0, "recheck_fraction": 0.0}, **lppo},
+    })
+
+
+def _guided(s: Scheduler):
+    """Fail the first sample unguided, then return its guided item."""
+    (item,) = s.next_items("a0", 1)
+    s.on_group(_group(item, correct=0))
+    (guided,) = s.next_items("a0", 1)
+    assert guided.prefix_ratio > 0
+    return guided
+
+
+def test_mixed_group_asks_for_some_guided_completions_and_reads_both_parts():
+    s = Scheduler(_cfg_with(pg={"guided_share": 0.5}), _samples(1))
+    item = _guided(s)
+    assert (item.n, item.guided) == (4, 2)
+    # guided part 2/2 correct, unguided part 1/2: the EMA moves, the ratio goes down
+    d = s.on_group(_group(item, correct=3, unguided=2))
+    st = s.samples[0].stats
+    assert d.accepted and st.last_pass_rate == 0.5 and st.last_guided_pass_rate == 1.0
+    assert s.samples[0].ratio == 0.4
+    # a group whose split does not match what was asked is invalid
+    item = s.next_items("a0", 1)[0]
+    assert s.on_group(_group(item, correct=1, unguided=1)).reason == "invalid"
+
+
+def test_all_correct_guided_group_is_kept_when_its_prefix_is_taught():
+    taught = Scheduler(_cfg_with(pg={"off_policy_loss": True}), _samples(1))
+    assert taught.on_group(_group(_guided(taught), correct=4)).accepted
+    masked = Scheduler(_cfg_with(), _samples(1))
+    assert masked.on_group(_group(_guided(masked), correct=4)).reason == "all_correct"
+
+
+def test_annealed_largest_ratio_caps_the_prefix():
+    s = Scheduler(_cfg_with(pg={"anneal": "linear", "final_max_ratio": 0.0}), _samples(1))
+    s.set_version(5, step=5)                        # half way: the cap is 0.45
+    item = _guided(s)
+    assert item.prefix_ratio == 0.45
+
+
+def test_failed_and_guided_samples_come_back_when_due():
+    cfg = _cfg_with(curation={"overdispatch": 1.0, "recheck_fraction": 0.0, "revisit_steps": 2})
+    s = Scheduler(cfg, _samples(6))
+    first = s.next_items("a0", 2)
+    s.on_group(_group(first[0], correct=0))          # failed: due at step 2
+    s.on_group(_group(first[1], correct=2))          # passed: no revisit
+    s.set_version(1, step=1)
+    later = s.next_items("a0", 2)
+    assert first[0].sample_id not in {i.sample_id for i in later}   # not due yet
+    for it in later:
+        s.on_group(_group(it, correct=2))
+    s.set_version(2, step=2)
+    due = s.next_items("a0", 2)
+    assert due[0].sample_id == first[0].sample_id and due[0].prefix_ratio == 0.5
+    state = json.loads(json.dumps(s.state_dict()))
+    assert state["samples"][str(first[0].sample_id)]["revisit_at"] is None  # dispatched again

@@ -1,0 +1,63 @@
+"""A training batch from accepted groups (learner.assemble): prefixes per completion, one
+carrier of each group's prefix terms, advantages over mixed groups, the metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from learner.assemble import assemble
+from learner.scheduler import Scheduler
+from lppo.config import Config
+from tests.unit.test_learner_scheduler import _group, _samples
+
+
+def _cfg(**pg) -> Config:
+    return Config.model_validate({
+        "learner": {"batch_groups": 4, "group_size": 4, "max_staleness": 8},
+        "lppo": {"curation": {"overdispatch": 1.0, "recheck_fraction": 0.0}, "pg": pg},
+    })
+
+
+def _decisions(cfg: Config):
+    """A mixed guided group of sample A (guided 2/2 correct, unguided 0/2) and an unguided
+    group of sample B (2/4 correct)."""
+    s = Scheduler(cfg, _samples(2))
+    a, b = s.next_items("a0", 2)
+    s.on_group(_group(a, correct=0))                 # A fails: guided next
+    (guided,) = s.next_items("a0", 1)
+    assert guided.sample_id == a.sample_id and guided.guided == 2
+    da = s.on_group(_group(guided, correct=2, unguided=2))
+    db = s.on_group(_group(b, correct=2))
+    assert da.accepted and db.accepted
+    return da, db
+
+
+def test_mixed_group_prefixes_and_one_carrier_of_the_prefix_terms():
+    cfg = _cfg(off_policy_loss=True, sft_coef=0.5, guided_share=0.5)
+    da, db = _decisions(cfg)
+    batch = assemble([da, db], cfg)
+    a, b = batch.sequences[:4], batch.sequences[4:]
+    prefix = tuple(da.group.prefix_ids.tolist())
+    assert [s.prefix_ids for s in a] == [prefix, prefix, (), ()]
+    assert all(s.prefix_ids == () and not s.prefix_loss for s in b)
+    assert [s.prefix_loss for s in a] == [True, False, False, False]
+    # the mixed group's rewards [1, 1, 0, 0] share one baseline: +-0.866 (std with ddof 1)
+    assert [s.advantage for s in a] == pytest.approx([0.866, 0.866, -0.866, -0.866], abs=1e-3)
+    # prefix against the unguided EMA before the group (0): A = 1 - 0; LP weights are 1 here
+    assert a[0].prefix_advantage == pytest.approx(1.0) and a[0].sft_weight == 0.5
+    assert batch.prefix_terms() == ["off_policy+sft", None]
+    assert batch.prefix_advantages() == [pytest.approx(1.0), None]
+    m = batch.metrics
+    assert (m["batch/mixed_groups"], m["batch/prefix_taught"]) == (1.0, 1.0)
+    assert m["batch/lp_weight_not_one"] == 0.0
+
+
+def test_group_baseline_and_masked_prefix():
+    cfg = _cfg(off_policy_loss=True, off_policy_baseline="group", guided_share=0.5)
+    batch = assemble(list(_decisions(cfg)), cfg)
+    # LUFFY: the expert's correct answer as a member of the mixed group: (1 - 0.5) / 0.577
+    assert batch.sequences[0].prefix_advantage == pytest.approx(0.866, abs=1e-3)
+    masked = _cfg(guided_share=0.5)
+    batch = assemble(list(_decisions(masked)), masked)
+    assert not any(s.prefix_loss for s in batch.sequences)
+    assert batch.prefix_terms() == ["masked", None] and batch.prefix_advantages() == [None, None]
