@@ -92,7 +92,7 @@ def trajectory(traj: pd.DataFrame, changes: pd.DataFrame,
     x = alt.X("step_seen:Q", title="step")
     base = alt.Chart(traj).properties(width=width, height=140)
     tips = ["step_seen", "attempt_id", "kind", "n_correct", "n", "pass_rate", "ema",
-            "progress", "lp_weight", "prefix_ratio", "status", "dropped_reason"]
+            "progress", "lp_weight", "prefix_ratio", "prefix_term", "status", "dropped_reason"]
     rate = base.mark_point(filled=True, size=70).encode(
         x=x, y=alt.Y("pass_rate:Q", title="pass rate / EMA", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("kind:N", scale=KIND_SCALE, title="group"),
@@ -147,8 +147,8 @@ def pass_rate_heatmap(bins: pd.DataFrame, height: int = 260) -> alt.Chart:
 
 
 def prefix_hist(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
-    """How long the prefixes of rescued samples were when guided groups succeeded."""
-    return (alt.Chart(rescued, title="Prefix ratio when rescued (mean over guided successes)")
+    """How long the prefixes were while rescued samples were guided."""
+    return (alt.Chart(rescued, title="Prefix ratio while guided (mean before the rescue)")
             .mark_bar()
             .encode(x=alt.X("mean_prefix_ratio:Q", bin=alt.Bin(step=0.1),
                             title="prefix ratio"),
@@ -158,16 +158,16 @@ def prefix_hist(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
 
 
 def rescue_timeline(rescued: pd.DataFrame, height: int = 220) -> alt.Chart:
-    """Per rescued sample: first unguided fail -> first guided success -> last unguided
-    success, as a rule with points, coloured by prefix ratio."""
+    """Per rescued sample: first unguided failure -> first guided group -> first unguided pass
+    after it, as a rule with points, coloured by prefix ratio."""
     base = alt.Chart(rescued.head(200), title="Rescue timelines (first 200 rescued samples)")
     y = alt.Y("sample_id:N", sort=None, title="sample", axis=None)
     rule = base.mark_rule(opacity=0.6).encode(
-        x=alt.X("first_unguided_fail:Q", title="step"), x2="last_unguided_success:Q", y=y,
+        x=alt.X("failed_step:Q", title="step"), x2="rescued_step:Q", y=y,
         color=alt.Color("mean_prefix_ratio:Q", title="prefix ratio",
                         scale=alt.Scale(scheme="oranges")),
-        tooltip=["sample_id", "first_unguided_fail", "first_guided_success",
-                 "last_unguided_success", alt.Tooltip("mean_prefix_ratio:Q", format=".2f")])
+        tooltip=["sample_id", "failed_step", "guided_step", "rescued_step", "guided_groups",
+                 alt.Tooltip("mean_prefix_ratio:Q", format=".2f")])
     guided = base.mark_point(shape="triangle-up", filled=True, color="#f58518").encode(
-        x="first_guided_success:Q", y=y)
+        x="guided_step:Q", y=y)
     return alt.layer(rule, guided).properties(height=height, autosize=FIT_X)

@@ -104,9 +104,8 @@ def pass_rate_bins(target: str, run_id: int, version: float) -> pd.DataFrame:
 @st.cache_data(ttl=DATA_TTL_S, show_spinner=False)
 def rescued(target: str, run_id: int, version: float) -> pd.DataFrame:
     return pd.DataFrame(queries.rescued(reader(target), run_id), columns=[
-        "sample_id", "first_unguided_fail", "first_guided_success", "last_unguided_success",
-        "guided_successes", "min_prefix_ratio", "mean_prefix_ratio", "max_prefix_ratio",
-        "mean_prefix_tokens"])
+        "sample_id", "dataset", "source_key", "failed_step", "guided_step", "rescued_step",
+        "guided_groups", "mean_prefix_ratio", "max_prefix_ratio", "mean_prefix_tokens"])
 
 
 @st.cache_data(ttl=DATA_TTL_S, show_spinner=False)

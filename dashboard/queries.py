@@ -104,34 +104,9 @@ def pass_rate_counts(reader: LedgerReader, run_id: int) -> Rows:
 
 
 def rescued(reader: LedgerReader, run_id: int) -> Rows:
-    """Samples rescued by prefixes (docs/queries.md 1): failed unguided, then solved with a
-    prefix, then solved unguided later; with the prefixes of their guided successes."""
-    unguided_fail = sa.and_(G.prefix_len == 0, G.n_correct == 0)
-    guided_ok = sa.and_(G.prefix_len > 0, G.n_correct > 0)
-    unguided_ok = sa.and_(G.prefix_len == 0, G.n_correct > 0)
-    first_fail = sa.func.min(sa.case((unguided_fail, G.step_seen)))
-    first_guided = sa.func.min(sa.case((guided_ok, G.step_seen)))
-    last_ok = sa.func.max(sa.case((unguided_ok, G.step_seen)))
-    # Only samples guided at least once can be rescued: read just their groups (by index).
-    ever_guided = sa.select(S.sample_id).where(S.run_id == run_id, S.guided_attempts > 0)
-    stmt = (
-        sa.select(
-            G.sample_id,
-            first_fail.label("first_unguided_fail"),
-            first_guided.label("first_guided_success"),
-            last_ok.label("last_unguided_success"),
-            _count(guided_ok).label("guided_successes"),
-            sa.func.min(sa.case((guided_ok, G.prefix_ratio))).label("min_prefix_ratio"),
-            sa.func.avg(sa.case((guided_ok, G.prefix_ratio))).label("mean_prefix_ratio"),
-            sa.func.max(sa.case((guided_ok, G.prefix_ratio))).label("max_prefix_ratio"),
-            sa.func.avg(sa.case((guided_ok, G.prefix_len))).label("mean_prefix_tokens"),
-        )
-        .where(G.run_id == run_id, G.sample_id.in_(ever_guided))
-        .group_by(G.sample_id)
-        .having(sa.and_(first_fail <= first_guided, first_guided < last_ok))
-        .order_by(first_fail, G.sample_id)
-    )
-    return _rows(reader, stmt)
+    """Samples rescued by prefixes: the ledger's one definition (`store.queries.RESCUED_SQL`,
+    docs/queries.md 1)."""
+    return reader.rescued(run_id)
 
 
 def sample_points(reader: LedgerReader, run_id: int) -> Rows:

@@ -36,6 +36,46 @@ Rows = list[dict[str, Any]]
 G = RolloutGroup.__table__.c
 S = SampleState.__table__.c
 
+RESCUED_SQL = """\
+WITH g AS (
+  SELECT id, sample_id, step_seen, prefix_ratio, prefix_len, n_correct
+  FROM rollout_groups WHERE run_id = {run}
+), failed AS (        -- each sample's first unguided group with no correct completion
+  SELECT sample_id, min(id) AS failed_id FROM g
+  WHERE prefix_ratio = 0 AND n_correct = 0 GROUP BY sample_id
+), guided AS (        -- its first group with a prefix after that
+  SELECT g.sample_id, min(g.id) AS guided_id FROM g JOIN failed f ON f.sample_id = g.sample_id
+  WHERE g.prefix_len > 0 AND g.id > f.failed_id GROUP BY g.sample_id
+), passed AS (        -- its first unguided group with a correct completion after that
+  SELECT g.sample_id, min(g.id) AS passed_id FROM g JOIN guided h ON h.sample_id = g.sample_id
+  WHERE g.prefix_ratio = 0 AND g.n_correct > 0 AND g.id > h.guided_id GROUP BY g.sample_id
+)
+SELECT s.id AS sample_id, s.dataset, s.source_key,
+       fg.step_seen AS failed_step, hg.step_seen AS guided_step, pg.step_seen AS rescued_step,
+       (SELECT count(*) FROM g WHERE g.sample_id = s.id AND g.prefix_len > 0
+          AND g.id > f.failed_id AND g.id < p.passed_id) AS guided_groups,
+       (SELECT avg(g.prefix_ratio) FROM g WHERE g.sample_id = s.id AND g.prefix_len > 0
+          AND g.id > f.failed_id AND g.id < p.passed_id) AS mean_prefix_ratio,
+       (SELECT max(g.prefix_ratio) FROM g WHERE g.sample_id = s.id AND g.prefix_len > 0
+          AND g.id > f.failed_id AND g.id < p.passed_id) AS max_prefix_ratio,
+       (SELECT avg(CAST(g.prefix_len AS DOUBLE PRECISION)) FROM g WHERE g.sample_id = s.id AND g.prefix_len > 0
+          AND g.id > f.failed_id AND g.id < p.passed_id) AS mean_prefix_tokens
+FROM passed p
+JOIN guided h ON h.sample_id = p.sample_id
+JOIN failed f ON f.sample_id = p.sample_id
+JOIN samples s ON s.id = p.sample_id
+JOIN g fg ON fg.id = f.failed_id
+JOIN g hg ON hg.id = h.guided_id
+JOIN g pg ON pg.id = p.passed_id
+ORDER BY rescued_step, sample_id"""
+"""The one definition of a sample *rescued* by prefixes, used by `LedgerReader.rescued`, the
+run summary, the dashboard, the demo's report and docs/queries.md: it failed unguided (no
+correct completion), was then guided (a group with a non-empty prefix; a mixed group counts),
+and later passed unguided (a correct completion with no prefix offered). "Then" and "later"
+follow arrival order (`rollout_groups.id`), which is finer than the step. Also: the steps of
+the three events, and the guided groups between the failure and the rescue. `{run}` is the
+run id (a number, or a subquery such as `(SELECT max(id) FROM runs)`)."""
+
 SAMPLE_SORT_KEYS = ("progress", "ema", "pass_rate", "guided_pass_rate", "attempts",
                     "guided_attempts", "weight", "prefix_ratio", "last_seen_step",
                     "status_since_step", "sample_id")
@@ -107,10 +147,9 @@ class LedgerReader:
             )}
             out["samples"] = {s: counts.get(s, 0) for s in STATUSES}
             out["samples"]["total"] = sum(counts.values())
-            out["rescued_by_prefix"] = conn.scalar(
-                sa.select(sa.func.count()).where(S.run_id == run_id, S.guided_attempts > 0,
-                                                 S.pass_rate > 0)
-            )
+            out["rescued_by_prefix"] = conn.exec_driver_sql(
+                f"SELECT count(*) FROM ({RESCUED_SQL.format(run=int(run_id))}) AS rescued"
+            ).scalar_one()
             out["groups"] = self._group_totals(conn, run_id)
             out["steps"] = self._step_totals(conn, run_id)
             out["evals"] = _dicts(conn.execute(
@@ -198,11 +237,13 @@ class LedgerReader:
     def trajectory(self, sample_id: int, run: int | str | None = None, *,
                    texts: bool = False) -> Rows:
         """One row per group of the sample, in order: pass rate, EMA, progress, LP weight,
-        prefix, status, curation; with `texts`, each row's `rollouts` list as well."""
+        prefix (ratio, tokens, completions that saw it, the term its tokens got), status,
+        curation; with `texts`, each row's `rollouts` list as well."""
         cols = [G.id.label("group_id"), G.attempt_id, G.step_seen, G.policy_version,
                 G.actor_id, G.n, G.n_correct, G.pass_rate, G.mean_reward, G.tokens,
-                G.prefix_ratio, G.prefix_len, G.lp_weight, G.ema, G.progress, G.status,
-                G.used_in_step, G.dropped_reason, G.received_at]
+                G.prefix_ratio, G.prefix_len, G.guided_n, G.prefix_term, G.prefix_advantage,
+                G.lp_weight, G.ema, G.progress, G.status, G.used_in_step, G.dropped_reason,
+                G.received_at]
         with self.engine.connect() as conn:
             run_id = self._resolve(conn, run)
             rows = _dicts(conn.execute(
@@ -214,6 +255,12 @@ class LedgerReader:
                 for row in rows:
                     row["rollouts"] = by_group.get(row["group_id"], [])
         return rows
+
+    def rescued(self, run: int | str | None = None) -> Rows:
+        """Samples rescued by prefixes (`RESCUED_SQL`), first rescued first."""
+        with self.engine.connect() as conn:
+            run_id = self._resolve(conn, run)
+            return _dicts(conn.exec_driver_sql(RESCUED_SQL.format(run=int(run_id))))
 
     def rollouts(self, group_id: int) -> Rows:
         """The completions of one group (texts included), in order."""

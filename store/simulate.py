@@ -110,7 +110,7 @@ def simulate_steps(
                     text=f"{filler[:text_chars]} The answer is \\boxed{{{1 if ok else 0}}}.",
                     length=length, reward=1.0 if ok else 0.0,
                     verdict="correct" if ok else rng.choice(("wrong", "wrong", "no_answer")),
-                    finish_reason="stop" if length < 400 else "length",
+                    finish_reason="stop" if length < 400 else "length", with_prefix=ratio > 0,
                 ))
             n_ok = sum(r.correct for r in rollouts)
             s.state = _next_state(s.state, n_ok / group_size, step)
@@ -122,7 +122,7 @@ def simulate_steps(
                 policy_version=max(0, step - staleness), rollouts=rollouts,
                 prefix_ratio=ratio, prefix_len=int(ratio * 120),
                 lp_weight=s.state.weight if dropped is None else None,
-                dropped_reason=dropped, state=s.state,
+                dropped_reason=dropped, state=s.state, guided_n=group_size if ratio > 0 else 0,
                 gen_s=rng.uniform(0.5, 3.0), verify_s=rng.uniform(0.01, 0.1),
             ))
         used = [g for g in groups if g.dropped_reason is None][:batch_groups]
@@ -137,6 +137,10 @@ def simulate_steps(
             train_s=rng.uniform(5, 10), sync_s=rng.uniform(0.1, 1),
             metrics={"verifier_timeouts": rng.randint(0, 2)},
             used_attempt_ids=[g.attempt_id for g in used],
+            # a toy prefix term: off-policy against the sample's unguided EMA
+            used_prefix_terms=["off_policy" if g.prefix_len else None for g in used],
+            used_prefix_advantages=[round(1.0 - (g.state.ema or 0.0), 3) if g.prefix_len
+                                    else None for g in used],
         )
         yield groups, step_rec
 

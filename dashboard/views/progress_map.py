@@ -3,8 +3,8 @@
 Every sample by EMA pass rate against learning progress, coloured by curation status (click
 a point, then open its trajectory); how the pass rates of unguided groups spread over steps
 (a heatmap: all-wrong and all-correct groups are what curation drops); and the samples that
-prefix-guided sampling rescued (failed unguided, solved with a prefix, later solved unguided:
-docs/queries.md 1) with how long their prefixes were when guided groups succeeded.
+prefix-guided sampling rescued (failed unguided, then guided, later passed unguided:
+docs/queries.md 1) with how long their prefixes were while they were guided.
 """
 
 from __future__ import annotations
@@ -54,16 +54,16 @@ def rescued(ctx: Ctx) -> None:
     st.subheader("Rescued by prefixes")
     df = data.rescued(ctx.target, ctx.run_id, ctx.version)
     if df.empty:
-        st.caption("No sample has been rescued yet: none failed unguided, succeeded with a "
-                   "prefix, then succeeded unguided.")
+        st.caption("No sample has been rescued yet: none failed unguided, was then guided "
+                   "by a prefix, and later passed unguided.")
         return
-    st.caption(f"{len(df):,} samples failed unguided, then passed with an expert prefix, then "
-               "passed unguided later. Their prefixes when guided groups passed:")
+    st.caption(f"{len(df):,} samples failed unguided, were then guided by an expert prefix, "
+               "and later passed unguided. Their prefixes while guided:")
     cols = st.columns(2)
     cols[0].altair_chart(charts.prefix_hist(df), width="stretch")
     cols[1].altair_chart(charts.rescue_timeline(df), width="stretch")
     cfg = {c: st.column_config.NumberColumn(format="%.2f")
-           for c in ("min_prefix_ratio", "mean_prefix_ratio", "max_prefix_ratio")}
+           for c in ("mean_prefix_ratio", "max_prefix_ratio")}
     cfg["mean_prefix_tokens"] = st.column_config.NumberColumn(format="%.0f")
     st.dataframe(df, hide_index=True, width="stretch", height=300, column_config=cfg)
 

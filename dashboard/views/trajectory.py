@@ -3,7 +3,9 @@
 Pass rate, EMA, progress, LP weight and prefix ratio against step on shared axes, with the
 sample's curation status changes ruled across; its problem and answer; its expert solution
 with the prefix in use highlighted; and every group it got, newest first, with each
-completion's text, verdict and reward, guided or not. The sample comes from the URL
+completion's text, verdict and reward; for a guided group, which completions saw the prefix
+(a mixed group samples some without it) and what its prefix tokens were trained with
+(`masked`, `off_policy` with its advantage, `sft`). The sample comes from the URL
 (`?sample=ID`, so a view can be shared), a click in the Samples table, or the id box.
 """
 
@@ -104,9 +106,20 @@ def texts(ctx: Ctx, sample: dict, state: dict, traj: pd.DataFrame) -> None:
                    "Never guided: no prefix to highlight.")
 
 
+def prefix_note(g: dict) -> str:
+    """What a guided group did with its prefix: who saw it, and the term its tokens got."""
+    mixed = g.get("guided_n") or g["n"]
+    seen = f"{mixed} of {g['n']} with it" if mixed < g["n"] else "all with it"
+    term = g.get("prefix_term")
+    if term is None:
+        return seen
+    adv = g.get("prefix_advantage")
+    return f"{seen}, prefix {term}" + (f" (A {adv:+.2f})" if adv is not None else "")
+
+
 def group_title(g: dict) -> str:
-    kind = (f"guided, prefix {g['prefix_ratio']:.0%} ({g['prefix_len']} tokens)"
-            if g["prefix_len"] else "unguided")
+    kind = (f"guided, prefix {g['prefix_ratio']:.0%} ({g['prefix_len']} tokens; "
+            f"{prefix_note(g)})" if g["prefix_len"] else "unguided")
     fate = (f"used in step {g['used_in_step']}" if g["used_in_step"] is not None
             else f"dropped: {g['dropped_reason']}" if g["dropped_reason"] else "not trained")
     return (f"step {g['step_seen']} · {kind} · {g['n_correct']}/{g['n']} correct · {fate} · "
@@ -122,9 +135,11 @@ def rollouts(groups: list[dict]) -> None:
         with st.expander(group_title(g), expanded=i == 0):
             for r in g.get("rollouts", []):
                 ok = r["verdict"] == "correct"
+                seen = (" · with the prefix" if r.get("with_prefix") else " · no prefix"
+                        ) if g["prefix_len"] else ""
                 st.markdown(f"{':green' if ok else ':red'}[**#{r['idx']} {r['verdict']}**] · "
                             f"reward {r['reward']:g} · {r['length']} tokens · "
-                            f"finish: {r['finish_reason']}")
+                            f"finish: {r['finish_reason']}{seen}")
                 st.code(r["text"] if r["text"] is not None else "(text not stored)",
                         language=None, wrap_lines=True)
 

@@ -39,19 +39,6 @@ costs one teacher-forced pass (~20 s for 3,000 problems on 2 cores), so it can a
 times the sampled evaluation's problems: its gain's only noise is which problems were drawn,
 and 3,000 of them make a 1-point gain 7-15 standard errors (300 made it 2.7-4.5)."""
 
-RESCUED_SQL = """
-WITH g AS (SELECT id, sample_id, prefix_len, n_correct, prefix_ratio FROM rollout_groups
-           WHERE run_id = {run})
-SELECT COUNT(DISTINCT f.sample_id), AVG(h.prefix_ratio)
-FROM g f
-JOIN g h ON h.sample_id = f.sample_id AND h.prefix_len > 0 AND h.n_correct > 0 AND h.id > f.id
-JOIN g s ON s.sample_id = f.sample_id AND s.prefix_len = 0 AND s.n_correct > 0 AND s.id > h.id
-WHERE f.prefix_len = 0 AND f.n_correct = 0
-"""
-"""Samples that failed unguided, then succeeded with a prefix, then succeeded unguided; and
-the mean prefix ratio of the guided successes that rescued them."""
-
-
 class DemoError(UserError):
     """The demo could not finish; the message says which part failed and where its log is."""
 
@@ -172,7 +159,9 @@ def _summary(cfg: Config, before: float, after: float, steps: int, code: int,
 
     with LedgerReader(cfg.ledger_url) as reader:
         run = reader.run_id(cfg.run.name)
-        rescued, ratio = reader.sql(RESCUED_SQL.format(run=run)).rows[0]
+        rows = reader.rescued(run)
+        rescued = len(rows)
+        ratio = (sum(r["mean_prefix_ratio"] for r in rows) / rescued) if rows else None
         statuses = dict(reader.sql(f"SELECT status, COUNT(*) FROM sample_state WHERE run_id = "
                                    f"{run} GROUP BY status").rows)
         drops = dict(reader.sql(f"SELECT dropped_reason, COUNT(*) FROM rollout_groups WHERE "
@@ -198,7 +187,7 @@ def _noise(g: PairedGain | None) -> str:
 def report(r: DemoResult) -> str:
     """The text `lppo demo` prints at the end."""
     ratio = "" if r.rescued_prefix_ratio is None else \
-        f" (mean prefix ratio of the rescuing groups: {r.rescued_prefix_ratio:.2f})"
+        f" (mean prefix ratio while guided: {r.rescued_prefix_ratio:.2f})"
     lines = [
         "",
         f"LPPO demo: {r.steps} learner steps in {r.seconds.get('train', 0):.0f} s "
@@ -213,8 +202,8 @@ def report(r: DemoResult) -> str:
                      f"after {r.exact.after:.1%}"
                      + _noise(r.exact))
     lines += [
-        f"  samples rescued by prefixes (failed unguided, later solved unguided): "
-        f"{r.rescued}{ratio}",
+        f"  samples rescued by prefixes (failed unguided, then guided, later passed "
+        f"unguided): {r.rescued}{ratio}",
         f"  groups: {r.groups} ({r.guided_groups} prefix-guided); dropped by curation: "
         + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
         "  sample status: " + ", ".join(f"{k} {v}" for k, v in sorted(r.statuses.items())),

@@ -144,6 +144,10 @@ def test_trajectory_shows_curves_solution_and_rollouts(open_app, rich_ledger):
     assert at.code[0].value.startswith("Let me work through this")
     at.selectbox(key="traj_shown").set_value("all").run()
     assert len(at.expander) == n_groups
+    # a guided group that a step used says what its prefix tokens were trained with
+    taught = [e.label for e in at.expander if "prefix off_policy (A +" in e.label]
+    assert taught and all("all with it" in label for label in taught)
+    assert any("with the prefix" in m.value for m in at.markdown)
 
 
 def test_trajectory_of_unknown_sample_says_so(open_app, rich_ledger):
@@ -165,7 +169,7 @@ def test_progress_map(open_app, rich_ledger):
     with LedgerReader(str(rich_ledger)) as reader:
         res = reader.sql("SELECT count(*) FROM sample_state")  # sanity: a real ledger
     assert res.rows[0][0] == 400
-    if "Prefix ratio when rescued (mean over guided successes)" in titles:
+    if "Prefix ratio while guided (mean before the rescue)" in titles:
         assert len(at.dataframe[0].value) > 0
 
 

@@ -110,7 +110,7 @@ def test_every_docs_example_is_offered():
     text = (ROOT / "docs" / "queries.md").read_text()
     assert len(found) == text.count("```sql") >= 11
     assert found[0].title == "1. Samples rescued by prefixes"
-    assert found[0].sql.startswith("SELECT") and not found[0].sql.endswith("```")
+    assert found[0].sql.startswith("WITH g AS") and not found[0].sql.endswith("```")
     assert "prefix-guided sampling is for" in found[0].description
     assert examples.load(ROOT / "nowhere.md") == []
 

@@ -97,3 +97,61 @@ def test_curves(reader):
 def test_unknown_run_names_the_known_ones(reader):
     with pytest.raises(UserError, match="no run 'nope'.*first, sim"):
         reader.summary("nope")
+
+
+# (sample index, history as (step, prefix ratio, prefix tokens, correct of 4)), rescued or not
+HISTORIES = {
+    "fail, guided, pass": ([(1, 0.0, 0, 0), (2, 0.5, 3, 2), (4, 0.0, 0, 1)], True),
+    "guided first, never failed unguided": ([(1, 0.5, 3, 4), (2, 0.0, 0, 2)], False),
+    "passed before it was guided": ([(1, 0.0, 0, 0), (2, 0.0, 0, 3), (3, 0.5, 3, 1)], False),
+    "guided, failed again": ([(1, 0.0, 0, 0), (2, 0.6, 4, 0), (3, 0.0, 0, 0)], False),
+    "all in one step, in arrival order": ([(5, 0.0, 0, 0), (5, 0.5, 3, 0), (5, 0.0, 0, 4)], True),
+    "guided only by an empty cut": ([(1, 0.0, 0, 0), (2, 0.5, 0, 1), (3, 0.0, 0, 1)], False),
+    "rescued twice, counted once": ([(1, 0.0, 0, 0), (2, 0.7, 5, 1), (3, 0.5, 3, 2),
+                                     (4, 0.0, 0, 2), (5, 0.0, 0, 0), (6, 0.5, 3, 4),
+                                     (7, 0.0, 0, 4)], True),
+}
+
+
+@pytest.fixture(params=BACKENDS)
+def known_history(request, tmp_path):
+    from tests.store.helpers import group, setup_run
+
+    urls = make_url(request, request.param, tmp_path)
+    url = next(urls)
+    with Ledger(url) as ledger:
+        run, ids = setup_run(ledger, n_samples=len(HISTORIES), name="known")
+        records = sorted(
+            ((step, i, j, ids[i], ratio, plen, correct) for i, (history, _) in
+             enumerate(HISTORIES.values()) for j, (step, ratio, plen, correct) in
+             enumerate(history)), key=lambda r: r[:3])
+        ledger.record_groups(run, [
+            group(f"s{k}-{j}", sid, step=step, correct=correct, prefix_ratio=ratio,
+                  prefix_len=plen) for step, k, j, sid, ratio, plen, correct in records])
+    yield url, ids
+    next(urls, None)
+
+
+def test_one_definition_of_rescued_on_a_known_history(known_history):
+    from dashboard import queries as dashboard_queries
+    from dashboard.examples import load
+    from store.queries import RESCUED_SQL
+
+    url, ids = known_history
+    expected = {ids[i] for i, (_, rescued) in enumerate(HISTORIES.values()) if rescued}
+    with LedgerReader(url) as reader:
+        rows = reader.rescued("known")
+        assert {r["sample_id"] for r in rows} == expected
+        first = next(r for r in rows if r["sample_id"] == ids[0])
+        assert (first["failed_step"], first["guided_step"], first["rescued_step"]) == (1, 2, 4)
+        assert first["guided_groups"] == 1 and first["mean_prefix_ratio"] == pytest.approx(0.5)
+        twice = next(r for r in rows if r["sample_id"] == ids[6])
+        assert twice["rescued_step"] == 4 and twice["guided_groups"] == 2
+        assert twice["mean_prefix_ratio"] == pytest.approx(0.6)
+        assert reader.summary("known")["rescued_by_prefix"] == len(expected)
+        run_id = reader.run_id("known")
+        assert dashboard_queries.rescued(reader, run_id) == rows
+        (doc,) = [e for e in load() if e.title == "1. Samples rescued by prefixes"]
+        assert doc.sql.rstrip(";") == RESCUED_SQL.format(run="(SELECT max(id) FROM runs)")
+        documented = reader.sql(doc.sql)
+        assert [r[0] for r in documented.rows] == [r["sample_id"] for r in rows]
