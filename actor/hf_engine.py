@@ -1,12 +1,16 @@
 """transformers generation engine: the `Engine` interface without vLLM, for debugging and tests.
 
-Each `step()` generates one pending request (all n samples in one `generate` call), so it is
-far slower than vLLM and has no continuous batching; it exists so the actor loop can be run
-and stepped through in a debugger, or tested where starting vLLM is not wanted.
+Each `step()` generates every pending request in batched, left-padded `generate` calls (no
+continuous batching: a request added meanwhile waits for the next step). It exists so the actor
+loop can be run and stepped through in a debugger or tested where starting vLLM is not wanted;
+on CPU it is also the faster engine for very small models, where vLLM's per-step overhead
+dominates (`bench/ablation.py` uses it for that reason).
 
 Log-probs are those of the raw model distribution (log-softmax of the unprocessed logits, as
-vLLM's default `raw_logprobs` mode), taken from `output_logits=True`. Stop strings end a
-sample where they first occur; the stop string itself is not part of the text.
+vLLM's default `raw_logprobs` mode), taken from `output_logits=True`. Sampling draws from
+torch's global random generator (seed it with `torch.manual_seed` for a reproducible run).
+Stop strings end a sample where they first occur; the stop string itself is not part of the
+text.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from actor.engine import GenRequest, GenResult, GenSample
 
 if TYPE_CHECKING:
     from lppo.config import Config
+
+
+MAX_ROWS = 512
+"""Most completions one `generate` call samples (bounds its memory)."""
 
 
 class HFEngine:
@@ -35,7 +43,6 @@ class HFEngine:
         self.model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype)
         self.model.to(self.device).eval()
         self.sampling = cfg.actor.sampling
-        self.generator = torch.Generator(device=self.device).manual_seed(cfg.run.seed)
         self._pending: deque[GenRequest] = deque()
 
     def tokenizer(self):
@@ -54,27 +61,49 @@ class HFEngine:
         self._pending.clear()
 
     def step(self) -> list[GenResult]:
+        """Every pending request, in batched `generate` calls of at most `MAX_ROWS` rows."""
         if not self._pending:
             return []
-        request = self._pending.popleft()
-        return [GenResult(request.request_id, self._generate(request))]
+        requests = list(self._pending)
+        self._pending.clear()
+        results, batch, rows = [], [], 0
+        for request in requests:
+            if batch and rows + request.n > MAX_ROWS:
+                results += self._generate(batch)
+                batch, rows = [], 0
+            batch.append(request)
+            rows += request.n
+        return results + self._generate(batch)
 
-    def _generate(self, request: GenRequest) -> list[GenSample]:
+    def _generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        """One `generate` call over the requests' rows, left-padded to the longest prompt."""
         torch = self._torch
-        prompt = torch.tensor([request.prompt_ids] * request.n, device=self.device)
+        prompts = [r.prompt_ids for r in requests for _ in range(r.n)]
         eos = self._tok.eos_token_id
+        pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else eos
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p, device=self.device)
+            mask[i, width - len(p):] = 1
         with torch.no_grad():
             out = self.model.generate(
-                prompt, attention_mask=torch.ones_like(prompt), do_sample=self.sampling.temperature > 0,
+                ids, attention_mask=mask, do_sample=self.sampling.temperature > 0,
                 temperature=self.sampling.temperature or None, top_p=self.sampling.top_p,
                 top_k=0, max_new_tokens=self.sampling.max_tokens, eos_token_id=eos,
-                pad_token_id=self._tok.pad_token_id or eos, output_logits=True,
-                return_dict_in_generate=True,
+                pad_token_id=pad, output_logits=True, return_dict_in_generate=True,
             )
-        new = out.sequences[:, prompt.shape[1]:]
+        new = out.sequences[:, width:]
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1)
         picked = logprobs.gather(-1, new.unsqueeze(-1)).squeeze(-1)
-        return [self._sample(new[i].tolist(), picked[i].tolist(), eos) for i in range(request.n)]
+        samples = [self._sample(new[i].tolist(), picked[i].tolist(), eos)
+                   for i in range(len(prompts))]
+        results, at = [], 0
+        for r in requests:
+            results.append(GenResult(r.request_id, samples[at:at + r.n]))
+            at += r.n
+        return results
 
     def _sample(self, tokens: list[int], logprobs: list[float], eos: int | None) -> GenSample:
         if eos is not None and eos in tokens:  # keep the EOS token, drop the padding after it

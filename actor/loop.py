@@ -36,9 +36,8 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from actor.engine import Engine, GenRequest, GenResult, GenSample
+from actor.engine import Engine, GenResult
+from actor.groups import engine_requests, rollout_group, samples_of
 from actor.outbox import Outbox, backoff_delay
 from actor.prompts import PromptBuilder, PromptError
 from lppo.config import Config
@@ -47,7 +46,6 @@ from lppo.weightfiles import WeightsError, verified_path
 from lppo.wire import (
     Ack,
     Array,
-    Completion,
     Heartbeat,
     Register,
     RolloutGroup,
@@ -63,10 +61,6 @@ from lppo.wire import (
 log = logging.getLogger(__name__)
 
 
-UNGUIDED_SUFFIX = "/unguided"
-"""Engine request id suffix of a mixed group's completions sampled without the prefix."""
-
-
 @dataclass
 class _InFlight:
     """A work item from the moment the engine got it until its group is verified."""
@@ -77,21 +71,10 @@ class _InFlight:
     version: int
     started: float
     parts: dict[str, GenResult | None] = field(default_factory=dict)
-    """Engine request id -> its result (None until finished): the item's own request (with
-    the prefix), and for a mixed group a second one without it."""
+    """Engine request id -> its result (None until finished): `actor.groups.engine_requests`."""
     gen_seconds: float = 0.0
     verify: Future | None = None
     verify_started: float = 0.0
-
-    @property
-    def samples(self) -> list[GenSample]:
-        """Every completion, those with the prefix first (None results are not allowed)."""
-        return [x for result in self.parts.values() for x in result.samples]
-
-    def unguided(self) -> list[bool]:
-        """Per completion of `samples`: sampled without the prefix."""
-        return [rid.endswith(UNGUIDED_SUFFIX) for rid, result in self.parts.items()
-                for _ in result.samples]
 
 
 @dataclass
@@ -279,12 +262,7 @@ class Actor:
             flight = _InFlight(item=item, prompt_ids=prompt, prefix_ids=prefix,
                                version=self.version, started=time.monotonic())
             self.inflight[item.attempt_id] = flight
-            guided = item.n if item.guided is None or not prefix else min(item.guided, item.n)
-            requests = [GenRequest(item.attempt_id, prompt + prefix, guided)]
-            if guided < item.n:  # a mixed group: the rest without the prefix
-                requests.append(GenRequest(item.attempt_id + UNGUIDED_SUFFIX, prompt,
-                                           item.n - guided))
-            for request in requests:
+            for request in engine_requests(item, prompt, prefix):
                 flight.parts[request.request_id] = None
                 self._requests[request.request_id] = item.attempt_id
                 self.engine.add(request)
@@ -312,7 +290,7 @@ class Actor:
             flight.gen_seconds = time.monotonic() - flight.started
             # The completion alone is verified: the expert's prefix is context, never part of
             # the answer (a completion that writes nothing after a prefix is not correct).
-            samples = flight.samples
+            samples = [x for x, _ in samples_of(flight.parts)]
             flight.verify_started = time.monotonic()
             flight.verify = self.pool.submit(flight.item.answer, [x.text for x in samples],
                                              [x.finish_reason for x in samples])
@@ -328,26 +306,12 @@ class Actor:
             self._emit(self._group(flight, scored))
 
     def _group(self, flight: _InFlight, scored: list) -> RolloutGroup:
-        completions = []
-        for sample, score, unguided in zip(flight.samples, scored, flight.unguided(),
-                                           strict=True):
-            completions.append(Completion(
-                token_ids=Array.of(np.asarray(sample.token_ids), "int32"),
-                logprobs=Array.of(np.asarray(sample.logprobs), "float32"),
-                text=sample.text, finish_reason=sample.finish_reason,
-                reward=float(score.reward), verdict=str(score.verdict), unguided=unguided,
-            ))
-            self.stats.tokens += len(sample.token_ids)
-        self.stats.completions += len(completions)
-        item = flight.item
-        return RolloutGroup(
-            attempt_id=item.attempt_id, sample_id=item.sample_id, actor_id=self.actor_id,
-            policy_version=flight.version, prompt_ids=Array.of(flight.prompt_ids, "int32"),
-            prefix_ids=Array.of(flight.prefix_ids, "int32"), prefix_ratio=item.prefix_ratio,
-            prefix_len=len(flight.prefix_ids), completions=completions,
-            gen_seconds=flight.gen_seconds,
-            verify_seconds=time.monotonic() - flight.verify_started,
-        )
+        group = rollout_group(flight.item, self.actor_id, flight.version, flight.prompt_ids,
+                              flight.prefix_ids, flight.parts, scored, flight.gen_seconds,
+                              time.monotonic() - flight.verify_started)
+        self.stats.tokens += sum(c.token_ids.shape[0] for c in group.completions)
+        self.stats.completions += len(group.completions)
+        return group
 
     # -- delivery ----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Why: `lppo demo` and the end-to-end test both need the warm-started tiny model a
 train / held-out files, built once and reused. This module puts them under one cache folder:
 
     cache_root/tiny-qwen2-<recipe hash>/     the warm-started model (lppo.demo.warmstart)
-    cache_root/arith-<task hash>/            train.jsonl, eval.jsonl (lppo.demo.task)
+    cache_root/arith-<task hash>/            train.jsonl, trusted.jsonl (the subset the demo
+                                             trains on), eval.jsonl (lppo.demo.task)
     cache_root/tiny-qwen2 -> tiny-qwen2-<h>  stable names (symlinks), so a config can say
     cache_root/arith -> arith-<h>            `model.path = "runs/_cache/tiny-qwen2"`
 
@@ -34,7 +35,10 @@ class DemoAssets:
     model_dir: Path
     """The warm-started model folder (`model.path`)."""
     train: Path
-    """RL training problems, generic JSONL (`data.train`, `format="generic"`, `id_field="id"`)."""
+    """The RL training problems, generic JSONL (`format="generic"`, `id_field="id"`)."""
+    trusted: Path
+    """The trusted set (`DemoRecipe.trusted`, a subset of `train`): what the demo trains on
+    (`data.train`)."""
     eval: Path
     """Held-out problems, same format (`data.eval`)."""
     recipe_key: str
@@ -44,18 +48,20 @@ class DemoAssets:
 def data_key(recipe: DemoRecipe) -> str:
     """Hash of what determines the task files (seed and counts, not the model or SFT)."""
     blob = json.dumps({"code": CODE_VERSION, "seed": recipe.task_seed, "held_out":
-                       recipe.held_out, "train": recipe.rl_train, "sft": recipe.sft_pool})
+                       recipe.held_out, "train": recipe.rl_train, "sft": recipe.sft_pool,
+                       "trusted": recipe.trusted})
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def write_data(cache_root: Path, recipe: DemoRecipe) -> Path:
     """Write (once) `arith-<hash>/train.jsonl` and `eval.jsonl` for `recipe`; returns the folder."""
     folder = Path(cache_root) / f"{DATA_ALIAS}-{data_key(recipe)}"
-    if (folder / "train.jsonl").is_file() and (folder / "eval.jsonl").is_file():
+    if all((folder / f"{name}.jsonl").is_file() for name in ("train", "eval", "trusted")):
         return folder
     held_out, train, _ = recipe.problem_sets()
     task.write_jsonl(held_out, folder / "eval.jsonl")
     task.write_jsonl(train, folder / "train.jsonl")
+    task.write_jsonl(recipe.trusted_set(), folder / "trusted.jsonl")
     return folder
 
 
@@ -79,5 +85,5 @@ def prepare_demo(cache_root: Path, recipe: DemoRecipe = DemoRecipe()) -> DemoAss
     data = write_data(cache_root, recipe)
     model_alias = link(cache_root / MODEL_ALIAS, model)
     data_alias = link(cache_root / DATA_ALIAS, data)
-    return DemoAssets(model_alias, data_alias / "train.jsonl", data_alias / "eval.jsonl",
-                      recipe.key())
+    return DemoAssets(model_alias, data_alias / "train.jsonl", data_alias / "trusted.jsonl",
+                      data_alias / "eval.jsonl", recipe.key())

@@ -151,11 +151,13 @@ def expert_solution_probability(model_dir: Path, problems: list[task.Problem],
 
 def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
                              weights: Sequence[Path | None] = (None,), batch_size: int = 100,
-                             template: str = PLAIN_TEMPLATE) -> list[list[float]]:
+                             template: str = PLAIN_TEMPLATE,
+                             part: float | None = None) -> list[list[float]]:
     """log P(expert solution tokens + EOS | prompt) per problem, teacher-forced, once for each
     entry of `weights`: None for the weights in `model_dir`, else a `weights/vN` folder or its
     `model.safetensors`, as the learner publishes them. The model and the examples are loaded
-    once for all of them.
+    once for all of them. With `part`, only the solution's first whole lines up to that share
+    (`task.solution_prefix`, no EOS): e.g. 0.5, the hard half of a level-3 solution.
 
     `model_dir` holds the config and tokenizer. Prompt and solution are encoded separately, as
     the actor sees them (prompt ids, then generated ids) and as the warm start trained them.
@@ -169,9 +171,12 @@ def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     own = {name: t.clone() for name, t in model.state_dict().items()}
-    batches = [padded(chunk, tok.eos_token_id) for chunk in _chunks(
-        [encode_example(tok, template.format(problem=p.problem), p.solution) for p in problems],
-        batch_size)]
+    examples = [encode_example(tok, template.format(problem=p.problem), p.solution)
+                for p in problems]
+    if part is not None:  # the head of each solution only: its tokens, without the EOS
+        examples = [_head(tok, ids, labels, task.solution_prefix(p.solution, part))
+                    for (ids, labels), p in zip(examples, problems, strict=True)]
+    batches = [padded(chunk, tok.eos_token_id) for chunk in _chunks(examples, batch_size)]
     out: list[list[float]] = []
     for w in weights:
         state = own if w is None else load_state(Path(w) / FILENAME if Path(w).is_dir() else w)
@@ -192,3 +197,14 @@ def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
 
 def _chunks(items: list, size: int) -> list[list]:
     return [items[at:at + size] for at in range(0, len(items), size)]
+
+
+def _head(tok, ids: list[int], labels: list[int], head: str) -> tuple[list[int], list[int]]:
+    """An `encode_example` pair cut to the prompt and the tokens of `head` (a solution's first
+    lines): the solution is tokenized on its own, so its first tokens are `head`'s when `head`
+    ends a line (newlines are tokens of their own in the demo's tokenizer)."""
+    n = len(tok(head, add_special_tokens=False)["input_ids"])
+    prompt = sum(1 for x in labels if x == -100)
+    if ids[prompt:prompt + n] != tok(head, add_special_tokens=False)["input_ids"]:
+        raise ValueError(f"the solution's first tokens are not those of {head!r}")
+    return ids[:prompt + n], labels[:prompt + n]

@@ -73,7 +73,7 @@ def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
     raw = cfg.model_dump(mode="json")
     raw["model"]["path"] = str(assets.model_dir)
     for spec in raw["data"]["train"]:
-        spec["path"] = str(assets.train)
+        spec["path"] = str(assets.trusted)
     for spec in raw["data"]["eval"]:
         spec["path"] = str(assets.eval)
     return Config.model_validate(raw)

@@ -96,6 +96,10 @@ class DemoRecipe:
     """RL training problems per level, disjoint from the held-out ones."""
     sft_pool: tuple[int, int, int] = (3000, 3000, 1000)
     """Problems per level the SFT samples from, disjoint from both sets above."""
+    trusted: tuple[int, int, int] = (8, 16, 72)
+    """The trusted set RL trains on: the first problems per level of `rl_train`. Small and
+    dominated by the hard level, so each sample is visited many times (LPPO's regime). Not
+    part of the model's cache key: it changes nothing the warm start sees."""
     model_seed: int = 0
     """Seed of the model's random init and of the SFT's batch order."""
     spec: tiny.TinySpec = field(default_factory=tiny.TinySpec)
@@ -107,8 +111,15 @@ class DemoRecipe:
 
     def key(self) -> str:
         """Hash of the recipe and `CODE_VERSION`: names the cache folder."""
-        blob = json.dumps({"code": CODE_VERSION, **asdict(self)}, sort_keys=True)
+        fields = {k: v for k, v in asdict(self).items() if k != "trusted"}
+        blob = json.dumps({"code": CODE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def trusted_set(self) -> list[task.Problem]:
+        """The first `trusted[level - 1]` RL training problems of each level."""
+        train = self.problem_sets()[1]
+        return [p for lv, n in zip(task.LEVELS, self.trusted, strict=True)
+                for p in [q for q in train if q.level == lv][:n]]
 
     def problem_sets(self) -> tuple[list[task.Problem], list[task.Problem], list[task.Problem]]:
         """(held-out, RL train, SFT pool), disjoint, deterministic for the recipe."""
@@ -121,6 +132,14 @@ class DemoRecipe:
         problems (`lppo.demo.measure.expert_solution_probability`). Not part of the cache key:
         it changes nothing the warm start sees."""
         return task.split(self.task_seed, *self._counts(),
+                          dict.fromkeys(task.LEVELS, per_level))[-1]
+
+    def probe_set(self, per_level: int, measured: int) -> list[task.Problem]:
+        """`per_level` more problems per level, drawn after `measure_set(measured)` and so
+        disjoint from it and from `problem_sets()`: for choosing settings (the transfer probe)
+        without looking at the problems results are reported on."""
+        return task.split(self.task_seed, *self._counts(),
+                          dict.fromkeys(task.LEVELS, measured),
                           dict.fromkeys(task.LEVELS, per_level))[-1]
 
     def _counts(self) -> list[dict[int, int]]:
