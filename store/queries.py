@@ -58,8 +58,9 @@ SELECT s.id AS sample_id, s.dataset, s.source_key,
           AND g.id > f.failed_id AND g.id < p.passed_id) AS mean_prefix_ratio,
        (SELECT max(g.prefix_ratio) FROM g WHERE g.sample_id = s.id AND g.prefix_len > 0
           AND g.id > f.failed_id AND g.id < p.passed_id) AS max_prefix_ratio,
-       (SELECT avg(CAST(g.prefix_len AS DOUBLE PRECISION)) FROM g WHERE g.sample_id = s.id AND g.prefix_len > 0
-          AND g.id > f.failed_id AND g.id < p.passed_id) AS mean_prefix_tokens
+       (SELECT avg(CAST(g.prefix_len AS DOUBLE PRECISION)) FROM g WHERE g.sample_id = s.id
+          AND g.prefix_len > 0 AND g.id > f.failed_id AND g.id < p.passed_id)
+          AS mean_prefix_tokens
 FROM passed p
 JOIN guided h ON h.sample_id = p.sample_id
 JOIN failed f ON f.sample_id = p.sample_id
