@@ -25,8 +25,8 @@ the problems the ablation bench and the demo report on, so choosing by this prob
 tuning on them), with no sampling noise, before training and every `--every` steps: the
 log-probability of writing the hard part unguided (the expert prefix at ratio 0.5: the
 multiplication), and the exact probability of writing the whole expert solution
-(`lppo.demo.measure`'s measure). Prints per arm the change of both, the mean over seeds and its standard error, paired with `masked` by
-seed (same problems, same batches).
+(`lppo.demo.measure`'s measure). Prints per arm the change of both, the mean over seeds and
+its standard error, paired with `masked` by seed (same problems, same batches).
 """
 
 from __future__ import annotations
