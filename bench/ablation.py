@@ -6,7 +6,7 @@
 
 The regime. The demo's trusted set (`DemoRecipe.trusted`: 8 level-1, 16 level-2 and 72
 level-3 problems of the demo's arithmetic task, level 3 solved ~6% of the time unguided by
-the warm start) trained for `--steps` learner steps of 8 groups x 8 completions, so every
+the warm start) trained for `--steps` learner steps (80) of 8 groups x 8 completions, so every
 sample comes back many times. The demo config (`configs/demo.toml`: lr 3e-5, curation on)
 with `REGIME`'s changes; each run is in this process (`bench/inproc.py`: the learner's
 scheduler, batch assembly and trainer, the transformers engine, the math-verify pool; no
@@ -17,11 +17,14 @@ Arms (the only difference between them; `--set` applies to all):
     grpo            GRPO with dynamic sampling (LP and PG off; curation drops all-correct and
                     all-wrong groups, as DAPO's dynamic sampling does)
     pg_masked       + PG-sampling, prefix tokens masked (LPPO's PG as published)
-    pg_off_policy   + the off-policy prefix term against the unguided baseline (issue 16)
-    pg_sft          + the supervised prefix term
-    pg_mixed        + mixed groups (half of each guided group without the prefix)
-    pg_anneal       + the largest prefix ratio annealed to 0 over the run
-    lp_only         LP weights only (PG off)
+    pg_off_policy   + the off-policy prefix term against the unguided baseline (its EMA)
+    pg_off_policy_group  + the off-policy prefix term against the guided group (LUFFY's)
+    pg_sft          + the supervised prefix term (`sft_coef = 1`)
+    pg_mixed        + mixed groups (half of each guided group without the prefix), masked
+    pg_anneal       + the largest prefix ratio annealed linearly to 0 over the run
+    lp_current      LP weights only (PG off), progress of the group itself (LPPO's formula)
+    lp_lagged       LP weights only, the sample's progress before the group
+    lp_fast_slow    LP weights only, fast minus slow EMA before the group
     full            LP + PG + the options `--full` names (default: the probe's choice)
 
 Measures, on problems never trained on (`DemoRecipe.measure_set`: 1,000 per level, the demo's
@@ -51,13 +54,17 @@ ARMS: dict[str, list[str]] = {
     "grpo": [*OFF, "lppo.pg.enabled=false"],
     "pg_masked": OFF,
     "pg_off_policy": [*OFF, "lppo.pg.off_policy_loss=true"],
+    "pg_off_policy_group": [*OFF, "lppo.pg.off_policy_loss=true",
+                            "lppo.pg.off_policy_baseline=\"group\""],
     "pg_sft": [*OFF, "lppo.pg.sft_coef=1.0"],
     "pg_mixed": [*OFF, "lppo.pg.guided_share=0.5"],
     "pg_anneal": [*OFF, "lppo.pg.anneal=\"linear\""],
-    "lp_only": ["lppo.pg.enabled=false"],
+    "lp_current": ["lppo.pg.enabled=false", "lppo.lp.signal=\"current\""],
+    "lp_lagged": ["lppo.pg.enabled=false", "lppo.lp.signal=\"lagged\""],
+    "lp_fast_slow": ["lppo.pg.enabled=false", "lppo.lp.signal=\"fast_slow\""],
     "full": [],
 }
-FULL = ["lppo.pg.off_policy_loss=true"]
+FULL = ["lppo.pg.sft_coef=1.0"]
 """What `full` adds to LP + PG unless `--full` says otherwise (the transfer probe's choice)."""
 REGIME = ["learner.max_staleness=0", "actor.slots=64", "learner.eval_every=0",
           "actor.engine=\"transformers\"", "lppo.curation.overdispatch=4.0"]
@@ -72,8 +79,8 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--measure-every", type=int, default=10)
+    p.add_argument("--steps", type=int, default=80)
+    p.add_argument("--measure-every", type=int, default=20)
     p.add_argument("--target-gain", type=float, default=0.1,
                    help="level-3 exact accuracy gain (points) that counts as reaching target")
     p.add_argument("--full", action="append", default=None, metavar="KEY=VALUE",

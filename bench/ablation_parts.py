@@ -159,6 +159,7 @@ class Grid:
             rescued=statistics.fmean(r["rescued"] for r in runs.values()),
             solved=statistics.fmean(r["statuses"].get("solved", 0) for r in runs.values()),
             parked=statistics.fmean(r["statuses"].get("parked", 0) for r in runs.values()),
+            groups=statistics.fmean(r["groups"] for r in runs.values()),
             wall_s=statistics.fmean(r["wall_s"] for r in runs.values()))
         return out
 
@@ -204,7 +205,7 @@ def _run_line(r: dict[str, Any]) -> str:
     curve = " / ".join(f"{v['L3']:.2f}" for _, v in sorted(r["l3_curve"].items()))
     hard = " / ".join(f"{v['L3_hard']:.2f}" for _, v in sorted(r["l3_curve"].items()))
     f = r["final_levels"]
-    return (f"{r['arm']:14s} seed {r['seed']}: L3 {curve}  hard part {hard}  "
+    return (f"{r['arm']:20s} seed {r['seed']}: L3 {curve}  hard part {hard}  "
             f"L1 {f['L1_step0']:.1f}->"
             f"{f['L1']:.1f}  L2 {f['L2_step0']:.1f}->{f['L2']:.1f}  visits {r['visits_min']}-"
             f"{r['visits_mean']:.1f}  rescued {r['rescued']}  status {r['statuses']}  "
@@ -224,10 +225,11 @@ def _arm_line(arm: str, n: dict[str, Any], baseline: str) -> str:
     reached = [s for s in n["steps_to_target"] if s is not None]
     to = (f"{statistics.fmean(reached):.0f} steps ({len(reached)}/{len(n['steps_to_target'])})"
           if reached else f"never (0/{len(n['steps_to_target'])})")
-    return (f"{arm:14s} " + "; ".join(part(k, u, f) for k, u, f in (
+    return (f"{arm:20s} " + "; ".join(part(k, u, f) for k, u, f in (
         ("L3", " pts", "+.3f"), ("L3_hard", " nats", "+.3f"), ("sel_L3", " pts", "+.3f"),
         ("sel_L3_hard", " nats", "+.3f")))
-            + f"\n{'':14s} L1 {n['L1_step0']:.1f}->{n['L1'][0]:.1f}, L2 {n['L2_step0']:.1f}->"
-            f"{n['L2'][0]:.1f}; target {to}; visits >= {n['visits_min']} (mean "
+            + f"\n{'':20s} L1 {n['L1_step0']:.1f}->{n['L1'][0]:.1f}, L2 {n['L2_step0']:.1f}->"
+            f"{n['L2'][0]:.1f}; target {to}; groups {n['groups']:.0f}; visits >= "
+            f"{n['visits_min']} (mean "
             f"{n['visits_mean']:.1f}); rescued {n['rescued']:.1f}, solved {n['solved']:.1f}, "
             f"parked {n['parked']:.1f}; {n['wall_s']:.0f} s/run")

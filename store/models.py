@@ -176,6 +176,9 @@ class RolloutGroup(Base):
     used_in_step: Mapped[int | None] = mapped_column(Integer)
     guided_n: Mapped[int] = mapped_column(Integer, default=0)
     """Completions sampled with the prefix (fewer than `n` in a mixed group); 0: unguided."""
+    unguided_correct: Mapped[int] = mapped_column(Integer, default=0)
+    """Correct completions among those sampled without a prefix (`n_correct` of an unguided
+    group; a mixed group's unguided part)."""
     prefix_term: Mapped[str | None] = mapped_column(String(32))
     """What the train step that used this guided group put on its prefix tokens: `masked`,
     `off_policy`, `sft` or `off_policy+sft` (None: unguided, or not trained on)."""

@@ -38,17 +38,17 @@ S = SampleState.__table__.c
 
 RESCUED_SQL = """\
 WITH g AS (
-  SELECT id, sample_id, step_seen, prefix_ratio, prefix_len, n_correct
+  SELECT id, sample_id, step_seen, prefix_ratio, prefix_len, n, guided_n, unguided_correct
   FROM rollout_groups WHERE run_id = {run}
-), failed AS (        -- each sample's first unguided group with no correct completion
+), failed AS (        -- each sample's first group whose completions without a prefix all failed
   SELECT sample_id, min(id) AS failed_id FROM g
-  WHERE prefix_ratio = 0 AND n_correct = 0 GROUP BY sample_id
+  WHERE n > guided_n AND unguided_correct = 0 GROUP BY sample_id
 ), guided AS (        -- its first group with a prefix after that
   SELECT g.sample_id, min(g.id) AS guided_id FROM g JOIN failed f ON f.sample_id = g.sample_id
   WHERE g.prefix_len > 0 AND g.id > f.failed_id GROUP BY g.sample_id
-), passed AS (        -- its first unguided group with a correct completion after that
+), passed AS (        -- its first correct completion without a prefix after that
   SELECT g.sample_id, min(g.id) AS passed_id FROM g JOIN guided h ON h.sample_id = g.sample_id
-  WHERE g.prefix_ratio = 0 AND g.n_correct > 0 AND g.id > h.guided_id GROUP BY g.sample_id
+  WHERE g.unguided_correct > 0 AND g.id > h.guided_id GROUP BY g.sample_id
 )
 SELECT s.id AS sample_id, s.dataset, s.source_key,
        fg.step_seen AS failed_step, hg.step_seen AS guided_step, pg.step_seen AS rescued_step,
@@ -70,12 +70,13 @@ JOIN g hg ON hg.id = h.guided_id
 JOIN g pg ON pg.id = p.passed_id
 ORDER BY rescued_step, sample_id"""
 """The one definition of a sample *rescued* by prefixes, used by `LedgerReader.rescued`, the
-run summary, the dashboard, the demo's report and docs/queries.md: it failed unguided (no
-correct completion), was then guided (a group with a non-empty prefix; a mixed group counts),
-and later passed unguided (a correct completion with no prefix offered). "Then" and "later"
-follow arrival order (`rollout_groups.id`), which is finer than the step. Also: the steps of
-the three events, and the guided groups between the failure and the rescue. `{run}` is the
-run id (a number, or a subquery such as `(SELECT max(id) FROM runs)`)."""
+run summary, the dashboard, the demo's report and docs/queries.md: every completion it got
+without a prefix failed (an unguided group, or a mixed group's unguided part), it was then
+guided (a group with a non-empty prefix), and later a completion without a prefix passed
+(`rollout_groups.unguided_correct`). "Then" and "later" follow arrival order
+(`rollout_groups.id`), which is finer than the step. Also: the steps of the three events, and
+the guided groups between the failure and the rescue. `{run}` is the run id (a number, or a
+subquery such as `(SELECT max(id) FROM runs)`)."""
 
 SAMPLE_SORT_KEYS = ("progress", "ema", "pass_rate", "guided_pass_rate", "attempts",
                     "guided_attempts", "weight", "prefix_ratio", "last_seen_step",

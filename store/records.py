@@ -128,6 +128,14 @@ class GroupRecord:
         return sum(r.correct for r in self.rollouts)
 
     @property
+    def unguided_correct(self) -> int:
+        """Correct completions sampled without a prefix: all of an unguided group's, a mixed
+        group's unguided part (`rollout_groups.unguided_correct`)."""
+        if self.prefix_ratio == 0.0:
+            return self.n_correct
+        return sum(r.correct for r in self.rollouts if not r.with_prefix) if self.prefix_len else 0
+
+    @property
     def pass_rate(self) -> float:
         return self.n_correct / self.n if self.n else 0.0
 

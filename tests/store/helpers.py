@@ -15,11 +15,16 @@ def samples(n: int, dataset: str = "toy") -> list[SampleRecord]:
 
 
 def group(attempt: str, sample_id: int, step: int = 1, n: int = 4, correct: int = 2,
-          state: SampleStateRecord | None = None, **kw) -> GroupRecord:
+          state: SampleStateRecord | None = None, unguided: int = 0, **kw) -> GroupRecord:
+    """`n` completions, the first `correct` correct. With a prefix (`prefix_len` > 0) the
+    last `unguided` were sampled without it (a mixed group), the others with it."""
+    guided = n - unguided if kw.get("prefix_len", 0) > 0 else 0
     rollouts = [RolloutRecord(text=f"{attempt} completion {i}", length=10 + i,
                               reward=1.0 if i < correct else 0.0,
                               verdict="correct" if i < correct else "wrong",
-                              finish_reason="stop") for i in range(n)]
+                              finish_reason="stop", with_prefix=i < guided) for i in range(n)]
+    if kw.get("prefix_ratio", 0.0) > 0:
+        kw.setdefault("guided_n", guided if kw.get("prefix_len", 0) > 0 else n)
     return GroupRecord(attempt_id=attempt, sample_id=sample_id, actor_id="actor-0",
                        step_seen=step, policy_version=max(0, step - 1), rollouts=rollouts,
                        state=state, **kw)

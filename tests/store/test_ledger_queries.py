@@ -99,7 +99,8 @@ def test_unknown_run_names_the_known_ones(reader):
         reader.summary("nope")
 
 
-# (sample index, history as (step, prefix ratio, prefix tokens, correct of 4)), rescued or not
+# history as (step, prefix ratio, prefix tokens, correct of 4[, of them without the prefix]),
+# and whether the sample is rescued
 HISTORIES = {
     "fail, guided, pass": ([(1, 0.0, 0, 0), (2, 0.5, 3, 2), (4, 0.0, 0, 1)], True),
     "guided first, never failed unguided": ([(1, 0.5, 3, 4), (2, 0.0, 0, 2)], False),
@@ -110,6 +111,13 @@ HISTORIES = {
     "rescued twice, counted once": ([(1, 0.0, 0, 0), (2, 0.7, 5, 1), (3, 0.5, 3, 2),
                                      (4, 0.0, 0, 2), (5, 0.0, 0, 0), (6, 0.5, 3, 4),
                                      (7, 0.0, 0, 4)], True),
+    # mixed groups (the 5th number: completions without the prefix, the last ones)
+    "a mixed group's unguided part passes later": ([(1, 0.0, 0, 0), (2, 0.5, 3, 4, 1),
+                                                    (3, 0.5, 3, 4, 1)], True),
+    "failed in a mixed group's unguided part": ([(1, 0.5, 3, 2, 2), (2, 0.5, 3, 1, 2),
+                                                 (3, 0.0, 0, 1)], True),
+    "passed only with the prefix": ([(1, 0.0, 0, 0), (2, 0.5, 3, 2, 2), (3, 0.5, 3, 3, 1)],
+                                    False),
 }
 
 
@@ -122,12 +130,13 @@ def known_history(request, tmp_path):
     with Ledger(url) as ledger:
         run, ids = setup_run(ledger, n_samples=len(HISTORIES), name="known")
         records = sorted(
-            ((step, i, j, ids[i], ratio, plen, correct) for i, (history, _) in
-             enumerate(HISTORIES.values()) for j, (step, ratio, plen, correct) in
-             enumerate(history)), key=lambda r: r[:3])
+            ((event[0], i, j, ids[i], *event[1:]) for i, (history, _) in
+             enumerate(HISTORIES.values()) for j, event in enumerate(history)),
+            key=lambda r: r[:3])
         ledger.record_groups(run, [
-            group(f"s{k}-{j}", sid, step=step, correct=correct, prefix_ratio=ratio,
-                  prefix_len=plen) for step, k, j, sid, ratio, plen, correct in records])
+            group(f"s{i}-{j}", sid, step=step, correct=correct, prefix_ratio=ratio,
+                  prefix_len=plen, unguided=rest[0] if rest else 0)
+            for step, i, j, sid, ratio, plen, correct, *rest in records])
     yield url, ids
     next(urls, None)
 
