@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print the resolved config (defaults filled in) as TOML")
     add_config_args(show)
+    show.add_argument("--docs", action="store_true",
+                      help="precede every key with its description and default (as comments)")
     show.set_defaults(handler=run_show)
     check = actions.add_parser("check", help="validate a config; exit 2 with every problem found")
     add_config_args(check)
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_show(args: argparse.Namespace) -> int:
     from lppo.config import dump_config, load_config
 
-    sys.stdout.write(dump_config(load_config(args.config, args.overrides)))
+    sys.stdout.write(dump_config(load_config(args.config, args.overrides), docs=args.docs))
     return 0
 
 

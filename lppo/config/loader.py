@@ -16,6 +16,7 @@ key, what was expected and what was given, e.g.
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 import types
 import typing
@@ -105,9 +106,65 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def dump_config(config: Config) -> str:
-    """The resolved config as TOML (None values omitted: they are the defaults)."""
-    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+def dump_config(config: Config, docs: bool = False) -> str:
+    """The resolved config as TOML (None values omitted: they are the defaults); with `docs`,
+    every key is preceded by its description and default as comments."""
+    if not docs:
+        return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+    return "\n".join(_documented(config, [])).lstrip("\n") + "\n"
+
+
+def _documented(model: BaseModel, path: list[str]) -> Iterable[str]:
+    """TOML lines of `model` (a section at `path`) with each field's docstring as comments."""
+    scalars, tables = [], []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            tables.append((name, value))
+        elif isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+            tables.append((name, value))
+        else:
+            scalars.append((name, info, value))
+    if path and scalars:
+        yield ""
+        yield f"[{'.'.join(path)}]"
+    for name, info, value in scalars:
+        for line in (info.description or "").splitlines():
+            yield f"# {line.strip()}"
+        shown = model.model_dump(mode="json", include={name})[name]
+        if info.is_required():
+            yield "# required"
+        elif (default := info.get_default(call_default_factory=True)) is not None:
+            yield f"# default: {json.dumps(_json(default))}"
+        if shown is None:
+            yield f"# {name} = (not set)"
+        else:
+            yield _assignment(name, shown)
+    for name, value in tables:
+        if isinstance(value, list):
+            for item in value:
+                yield ""
+                yield f"[[{'.'.join([*path, name])}]]"
+                yield from _documented(item, [])
+        else:
+            yield from _documented(value, [*path, name])
+
+
+def _assignment(name: str, value: Any) -> str:
+    """`name = value` on one line (a table value inline, so the section stays open)."""
+    if isinstance(value, dict):
+        items = (tomli_w.dumps({k: v}).strip() for k, v in value.items())
+        return f"{name} = {{{', '.join(items)}}}"
+    return tomli_w.dumps({name: value}).strip()
+
+
+def _json(value: Any) -> Any:
+    """A default as TOML can write it (paths as strings, tuples as lists)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def save_config(config: Config, path: str | Path) -> Path:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,10 @@ class DemoResult:
     """The same for the exact probability of writing the expert solution, on
     `EXACT_PER_LEVEL` held-out problems per level (no sampling noise; its standard error is the
     problems' spread only)."""
+    exact_levels: dict[int, PairedGain] = field(default_factory=dict)
+    """`exact` per level; the hard level (3) is the one LPPO's guidance is for."""
+    visits: tuple[int, float] = (0, 0.0)
+    """Groups per sample: the fewest, and the mean."""
 
 
 def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
@@ -120,16 +124,24 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe(),
     record_report(cfg, report_after)
     summary = _summary(cfg, before, after, steps, result.exit_code, seconds)
     summary.gain = paired_gain(report_before, report_after)
-    summary.exact = exact_gain(cfg, recipe, cfg.run.run_dir / "weights" / f"v{version}")
+    summary.exact, summary.exact_levels = exact_gain(
+        cfg, recipe, cfg.run.run_dir / "weights" / f"v{version}")
     return summary
 
 
-def exact_gain(cfg: Config, recipe: DemoRecipe, weights: Path) -> PairedGain:
-    """`exact_accuracy` of the warm start vs `weights`, paired per problem."""
+def exact_gain(cfg: Config, recipe: DemoRecipe,
+               weights: Path) -> tuple[PairedGain, dict[int, PairedGain]]:
+    """`exact_accuracy` of the warm start vs `weights`, paired per problem: over all levels,
+    and per level."""
     from actor.evaluate import PairedGain
 
     before, after = exact_accuracy(cfg, recipe, (None, weights))
-    return PairedGain.of(before, after)
+    levels = [p.level for p in recipe.measure_set(EXACT_PER_LEVEL)]
+    per_level = {}
+    for lv in sorted(set(levels)):
+        idx = [i for i, x in enumerate(levels) if x == lv]
+        per_level[lv] = PairedGain.of([before[i] for i in idx], [after[i] for i in idx])
+    return PairedGain.of(before, after), per_level
 
 
 def exact_accuracy(cfg: Config, recipe: DemoRecipe,
@@ -169,11 +181,14 @@ def _summary(cfg: Config, before: float, after: float, steps: int, code: int,
                                 f"GROUP BY dropped_reason").rows)
         guided, groups = reader.sql(f"SELECT SUM(CASE WHEN prefix_len > 0 THEN 1 ELSE 0 END), "
                                     f"COUNT(*) FROM rollout_groups WHERE run_id = {run}").rows[0]
+        visits = [n for (n,) in reader.sql(f"SELECT COUNT(*) FROM rollout_groups WHERE run_id "
+                                           f"= {run} GROUP BY sample_id").rows]
     return DemoResult(
         accuracy_before=before, accuracy_after=after, steps=steps, rescued=int(rescued or 0),
         rescued_prefix_ratio=ratio, statuses=statuses, drops=drops,
         guided_groups=int(guided or 0), groups=int(groups or 0), ledger=cfg.ledger_url,
         run_dir=cfg.run.run_dir, exit_code=code, seconds=seconds,
+        visits=(min(visits), sum(visits) / len(visits)) if visits else (0, 0.0),
     )
 
 
@@ -201,10 +216,16 @@ def report(r: DemoResult) -> str:
                      f"held-out problems, no sampling noise): before {r.exact.before:.1%}  ->  "
                      f"after {r.exact.after:.1%}"
                      + _noise(r.exact))
+    for lv, g in sorted(r.exact_levels.items(), reverse=True):
+        name = "hard level 3" if lv == max(r.exact_levels) else f"level {lv}"
+        lines.append(f"    {name} ({g.n:,} problems): before {g.before:.2%}  ->  after "
+                     f"{g.after:.2%}  ({g.gain * 100:+.2f} points, se {g.stderr * 100:.2f}, "
+                     f"z = {g.z:.1f})")
     lines += [
         f"  samples rescued by prefixes (failed unguided, then guided, later passed "
         f"unguided): {r.rescued}{ratio}",
-        f"  groups: {r.groups} ({r.guided_groups} prefix-guided); dropped by curation: "
+        f"  groups: {r.groups} ({r.guided_groups} prefix-guided; {r.visits[1]:.1f} per sample, "
+        f"at least {r.visits[0]}); dropped by curation: "
         + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
         "  sample status: " + ", ".join(f"{k} {v}" for k, v in sorted(r.statuses.items())),
         f"  ledger: {r.ledger}",

@@ -24,6 +24,21 @@ def test_config_show_prints_resolved_toml_with_overrides():
     assert "retire_after" in data["lppo"]["curation"]
 
 
+def test_config_show_docs_comments_every_key_and_stays_the_same_toml():
+    args = ("config", "show", "configs/demo.toml", "--set", "lppo.pg.sft_coef=0.5",
+            "--set", "actor.reward.truncated_overrides={correct = 0.5}")
+    plain, documented = run_cli(*args), run_cli(*args, "--docs")
+    assert documented.returncode == 0, documented.stderr
+    assert tomllib.loads(documented.stdout) == tomllib.loads(plain.stdout)
+    text = documented.stdout
+    for key, words in (("sft_coef = 0.5", "supervised term"), ("guided_share", "mixed rollouts"),
+                       ("off_policy_baseline", "unguided pass rate"), ("signal", "lagged"),
+                       ("revisit_steps", "bounded number of steps"), ("anneal =", "max_ratio")):
+        at = text.index(key)
+        assert words in text[text.rindex("\n[", 0, at):at], key  # documented above its key
+    assert "# default: 0.0\nsft_coef = 0.5" in text
+
+
 def test_config_check_ok_and_errors_without_traceback(tmp_path):
     assert run_cli("config", "check", "configs/demo.toml").returncode == 0
     bad = tmp_path / "bad.toml"
