@@ -119,9 +119,7 @@ def _documented(model: BaseModel, path: list[str]) -> Iterable[str]:
     scalars, tables = [], []
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            tables.append((name, value))
-        elif isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+        if isinstance(value, BaseModel) or isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
             tables.append((name, value))
         else:
             scalars.append((name, info, value))
