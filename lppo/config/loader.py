@@ -119,14 +119,16 @@ def _documented(model: BaseModel, path: list[str]) -> Iterable[str]:
     scalars, tables = [], []
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if isinstance(value, BaseModel) or isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+        nested = isinstance(value, list) and value and all(isinstance(v, BaseModel)
+                                                            for v in value)
+        if isinstance(value, BaseModel) or nested:
             tables.append((name, value))
         else:
-            scalars.append((name, info, value))
+            scalars.append((name, info))
     if path and scalars:
         yield ""
         yield f"[{'.'.join(path)}]"
-    for name, info, value in scalars:
+    for name, info in scalars:
         for line in (info.description or "").splitlines():
             yield f"# {line.strip()}"
         shown = model.model_dump(mode="json", include={name})[name]
