@@ -25,6 +25,11 @@ Rows = Sequence[dict[str, Any]]
 STEP_METRICS = ("loss", "kl", "entropy", "grad_norm", "lr", "mean_staleness", "tokens",
                 "groups_used", "groups_dropped", "samples_active", "samples_solved",
                 "samples_parked", "train_s", "gen_wait_s", "sync_s", "created_at")
+FROM_METRICS = {"batch/lp_weight_std": "lp_weight_std",
+                "batch/lp_weight_not_one": "lp_weight_not_one",
+                "batch/prefix_taught": "prefix_taught"}
+"""Per-step numbers kept in `train_steps.metrics` that the overview draws (NaN where a step,
+e.g. of an older run, did not record them)."""
 
 
 def step_frame(curves: Rows, steps: Rows) -> pd.DataFrame:
@@ -33,9 +38,12 @@ def step_frame(curves: Rows, steps: Rows) -> pd.DataFrame:
     groups = pd.DataFrame(list(curves))
     trained = pd.DataFrame(list(steps))
     if trained.empty:
-        trained = pd.DataFrame(columns=["step", *STEP_METRICS])
+        trained = pd.DataFrame(columns=["step", *STEP_METRICS, *FROM_METRICS.values()])
     else:
-        trained = trained[["step", *STEP_METRICS]]
+        extra = pd.DataFrame([{col: (m or {}).get(key) for key, col in FROM_METRICS.items()}
+                              for m in trained.get("metrics", [None] * len(trained))],
+                             index=trained.index, dtype=float)
+        trained = pd.concat([trained[["step", *STEP_METRICS]], extra], axis=1)
     if groups.empty:
         groups = pd.DataFrame(columns=["step", "groups", "rollouts", "gen_tokens", "guided",
                                        "first_at", "last_at"])

@@ -135,7 +135,7 @@ def simulate_steps(
             samples_active=counts["active"], samples_solved=counts["solved"],
             samples_parked=counts["parked"], gen_wait_s=rng.uniform(0, 2),
             train_s=rng.uniform(5, 10), sync_s=rng.uniform(0.1, 1),
-            metrics={"verifier_timeouts": rng.randint(0, 2)},
+            metrics={"verifier_timeouts": rng.randint(0, 2), **_weight_metrics(used)},
             used_attempt_ids=[g.attempt_id for g in used],
             # a toy prefix term: off-policy against the sample's unguided EMA
             used_prefix_terms=["off_policy" if g.prefix_len else None for g in used],
@@ -143,6 +143,17 @@ def simulate_steps(
                                     else None for g in used],
         )
         yield groups, step_rec
+
+
+def _weight_metrics(used: list[GroupRecord]) -> dict[str, float]:
+    """The LP-weight metrics a learner step records (`learner.assemble`), of the toy weights."""
+    w = [g.lp_weight for g in used if g.lp_weight is not None]
+    if not w:
+        return {}
+    mean = sum(w) / len(w)
+    return {"batch/lp_weight_std": math.sqrt(sum((x - mean) ** 2 for x in w) / len(w)),
+            "batch/lp_weight_not_one": sum(abs(x - 1.0) > 0.01 for x in w) / len(w),
+            "batch/prefix_taught": float(sum(g.prefix_len > 0 for g in used))}
 
 
 def _mean_staleness(groups: list[GroupRecord], step: int) -> float | None:

@@ -2,8 +2,8 @@
 
 Headline numbers from `LedgerReader.summary`; per-step curves from `data.steps` (train steps
 joined with per-step group aggregates): reward and pass rate, loss, KL, entropy, groups used
-and dropped by reason, prefix-guided share, staleness, throughput, and samples by curation
-status. Picking other runs under "Compare" draws their curves on the same axes.
+and dropped by reason, prefix-guided share, the spread of the LP weights applied and the
+share of groups they re-weighted, staleness, throughput, and samples by curation status. Picking other runs under "Compare" draws their curves on the same axes.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ CURVES = {
     "KL to reference": ({"kl": "kl"}, None),
     "Entropy": ({"entropy": "entropy"}, None),
     "Prefix-guided share of groups": ({"guided_share": "guided share"}, ".0%"),
+    "LP weights in the batch": ({"lp_weight_std": "spread (std)",
+                                 "lp_weight_not_one": "share of groups re-weighted"}, None),
     "Staleness (policy versions)": ({"mean_staleness": "mean staleness (trained groups)",
                                      "group_staleness": "mean staleness (all groups)"}, None),
     "Throughput": ({"rollouts_per_s": "rollouts/s"}, None),
@@ -40,7 +42,8 @@ def headline(ctx: Ctx) -> None:
                                                                    "parked")))
     cols[3].metric("Solved / parked", f"{samples['solved']:,} / {samples['parked']:,}")
     cols[4].metric("Rescued by prefixes", f"{s['rescued_by_prefix']:,}",
-                   help="Samples guided at least once whose last unguided group passed")
+                   help="Samples that failed unguided, were then guided by a prefix, and "
+                   "later passed unguided (docs/queries.md 1)")
     cols[5].metric("Rollouts", f"{g['rollouts']:,}",
                    help=f"{g['groups']:,} groups, {g['used']:,} trained on, "
                    f"{g['guided']:,} guided, from {g['actors']} actors")

@@ -64,6 +64,13 @@ def test_overview_numbers_and_curves(open_app, rich_ledger):
         assert expected in titles
     loss = chart_data(charts(at)[titles.index("Loss")])[0]
     assert len(loss) == 40 and set(loss["series"]) == {"loss"}
+    weights = chart_data(charts(at)[titles.index("LP weights in the batch")])[0]
+    assert set(weights["series"]) == {"spread (std)", "share of groups re-weighted"}
+    with LedgerReader(str(rich_ledger)) as reader:
+        recorded = [s["metrics"]["batch/lp_weight_std"] for s in reader.steps("lppo")
+                    if "batch/lp_weight_std" in s["metrics"]]
+    drawn = weights[weights["series"] == "spread (std)"]["value"].tolist()
+    assert drawn == pytest.approx(recorded) and len(drawn) > 30
 
 
 def test_overview_compares_runs(open_app, rich_ledger):
