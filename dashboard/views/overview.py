@@ -3,7 +3,8 @@
 Headline numbers from `LedgerReader.summary`; per-step curves from `data.steps` (train steps
 joined with per-step group aggregates): reward and pass rate, loss, KL, entropy, groups used
 and dropped by reason, prefix-guided share, the spread of the LP weights applied and the
-share of groups they re-weighted, staleness, throughput, and samples by curation status. Picking other runs under "Compare" draws their curves on the same axes.
+share of groups they re-weighted, staleness, throughput, and samples by curation status.
+Picking other runs under "Compare" draws their curves on the same axes.
 """
 
 from __future__ import annotations
