@@ -130,22 +130,20 @@ def at_max_ratio(ratio: float, max_ratio: float) -> bool:
 
 
 def update(stats: SampleStats, pass_rate: float, guided: bool, cfg: LPPOConfig,
-           ratio: float = 0.0, max_ratio: float | None = None) -> SampleStats:
+           ratio: float = 0.0) -> SampleStats:
     """The sample's statistics after one group with `pass_rate` (n_correct / n).
 
     `guided`: the group was dispatched with a prefix ratio `ratio` > 0; the unguided EMA is
     then left alone. Pass `guided=True` even when the cut came out empty (a solution whose
-    answer is on its first line): the ratio still climbs to the largest ratio and the sample
-    can be parked instead of failing unguided forever. `max_ratio` is that largest ratio now
-    (`prefix.max_ratio_at`; default `pg.max_ratio`). Unguided groups move the EMAs and the
+    answer is on its first line): the ratio still climbs to `pg.max_ratio` and the sample can
+    be parked instead of failing unguided forever. Unguided groups move the EMAs and the
     all-correct streak used to retire samples.
     """
     p = _check_rate(pass_rate)
     if guided:
         if ratio <= 0.0:
             raise ValueError(f"ratio: a guided group needs the prefix ratio > 0, got {ratio}")
-        top = cfg.pg.max_ratio if max_ratio is None else max_ratio
-        failed_at_max = p == 0.0 and at_max_ratio(ratio, top)
+        failed_at_max = p == 0.0 and at_max_ratio(ratio, cfg.pg.max_ratio)
         return replace(
             stats,
             guided_attempts=stats.guided_attempts + 1,

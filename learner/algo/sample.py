@@ -52,14 +52,17 @@ def observe(stats: SampleStats, status: Status, pass_rate: float, guided: bool,
 
     `pass_rate`: of the completions that saw the prefix (all of them when unguided).
     `unguided_rate`: of a mixed group's completions sampled without the prefix; they move the
-    unguided statistics first. `max_ratio`: the largest prefix ratio now (`pg.anneal`).
+    unguided statistics first. `max_ratio`: the largest prefix ratio now (`pg.anneal`), which
+    caps the next ratio; parking still needs failures at `pg.max_ratio`.
     """
     new = stats
     if unguided_rate is not None:
         if not guided:
             raise ValueError("unguided_rate: only a guided (mixed) group has an unguided part")
         new = progress.update(new, unguided_rate, False, cfg)
-    new = progress.update(new, pass_rate, guided, cfg, ratio=ratio, max_ratio=max_ratio)
+    # Parking reads the configured largest ratio, not the annealed one: failing with the small
+    # hint an anneal leaves late in training is no sign that a sample is hopeless.
+    new = progress.update(new, pass_rate, guided, cfg, ratio=ratio)
     new_status, reason = curation.next_status(status, new, cfg.curation)
     d = progress.weighting_progress(stats, new, guided, cfg.lp)
     return Observation(
