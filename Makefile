@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lppo-installed-$(DEVICE)
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-deps lint clean
+.PHONY: demo test install system-deps lint clean screenshots
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's dashboard screenshots, from the ledger of the last `make demo` (runs/demo).
+screenshots: $(STAMP) system-deps
+	$(BIN)/python -m dashboard.screenshots runs/demo docs/screenshots
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
