@@ -41,10 +41,10 @@ def test_in_process_run_trains_records_and_reloads(tiny_model, tmp_path):
     torch.manual_seed(0)
     engine = HFEngine(cfg)
     with RewardPool(cfg.actor.reward) as pool, \
-            Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger:
-        with InProcessRun(cfg, engine, pool, ledger) as run:
-            stats = run.train(keep_every=2)
-            trained = {k: v.clone() for k, v in run.trainer.model.state_dict().items()}
+            Ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger, \
+            InProcessRun(cfg, engine, pool, ledger) as run:
+        stats = run.train(keep_every=2)
+        trained = {k: v.clone() for k, v in run.trainer.model.state_dict().items()}
     assert stats.steps == 3 and stats.kept == [2, 3] and stats.stopped == ""
     assert (cfg.run.run_dir / "weights" / "v2").is_dir()
     assert not (cfg.run.run_dir / "weights" / "v1").exists()       # not kept: pruned
