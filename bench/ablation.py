@@ -22,6 +22,7 @@ Arms (the only difference between them; `--set` applies to all):
     pg_sft          + the supervised prefix term (`sft_coef = 1`)
     pg_mixed        + mixed groups (half of each guided group without the prefix), masked
     pg_anneal       + the largest prefix ratio annealed linearly to 0 over the run
+    pg_sft_anneal   + both of the last two
     lp_current      LP weights only (PG off), progress of the group itself (LPPO's formula)
     lp_lagged       LP weights only, the sample's progress before the group
     lp_fast_slow    LP weights only, fast minus slow EMA before the group
@@ -59,6 +60,7 @@ ARMS: dict[str, list[str]] = {
     "pg_sft": [*OFF, "lppo.pg.sft_coef=1.0"],
     "pg_mixed": [*OFF, "lppo.pg.guided_share=0.5"],
     "pg_anneal": [*OFF, "lppo.pg.anneal=\"linear\""],
+    "pg_sft_anneal": [*OFF, "lppo.pg.sft_coef=1.0", "lppo.pg.anneal=\"linear\""],
     "lp_current": ["lppo.pg.enabled=false", "lppo.lp.signal=\"current\""],
     "lp_lagged": ["lppo.pg.enabled=false", "lppo.lp.signal=\"lagged\""],
     "lp_fast_slow": ["lppo.pg.enabled=false", "lppo.lp.signal=\"fast_slow\""],
@@ -66,8 +68,12 @@ ARMS: dict[str, list[str]] = {
 }
 FULL = ["lppo.pg.sft_coef=1.0"]
 """What `full` adds to LP + PG unless `--full` says otherwise (the transfer probe's choice)."""
+NEUTRAL = ["lppo.pg.off_policy_loss=false", "lppo.pg.sft_coef=0.0", "lppo.pg.guided_share=1.0",
+           "lppo.pg.anneal=\"none\"", "lppo.lp.signal=\"current\""]
+"""Every option an arm may switch, at its off value: the arms do not inherit what the demo
+config turns on (its `sft_coef`), so each differs from `pg_masked` only in what it names."""
 REGIME = ["learner.max_staleness=0", "actor.slots=64", "learner.eval_every=0",
-          "actor.engine=\"transformers\"", "lppo.curation.overdispatch=4.0"]
+          "actor.engine=\"transformers\"", "lppo.curation.overdispatch=4.0", *NEUTRAL]
 """The regime every arm shares. Synchronous (every group from the current policy). The
 transformers engine: on these 2 cores vLLM-CPU's per-step overhead makes it several times
 slower than one batched `generate` for the demo's tiny model (docs/benchmarks.md, "Ablation").

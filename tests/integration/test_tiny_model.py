@@ -215,6 +215,12 @@ def test_prepare_demo_builds_once_and_links_stable_names(tmp_path):
     assert assets.model_dir.resolve() == warmstart.cached_model_dir(tmp_path, recipe).resolve()
     held_out, train, _ = recipe.problem_sets()
     assert task.read_jsonl(assets.train) == train and task.read_jsonl(assets.eval) == held_out
+    trusted = task.read_jsonl(assets.trusted)
+    assert trusted == recipe.trusted_set() and {p.id for p in trusted} <= {p.id for p in train}
+    assert [sum(p.level == lv for p in trusted) for lv in task.LEVELS] == [
+        min(n, c) for n, c in zip(recipe.trusted, recipe.rl_train, strict=True)]
+    # the trusted set is not part of the model's cache key: changing it reuses the model
+    assert replace(recipe, trusted=(1, 1, 1)).key() == recipe.key()
     again = prepare_demo(tmp_path, recipe)
     assert again == assets
     other = prepare_demo(tmp_path, replace(recipe, model_seed=1))

@@ -61,3 +61,13 @@ def test_every_arm_is_a_valid_config(arm):
     assert cfg.learner.max_staleness == 0 and cfg.actor.engine == "transformers"
     assert cfg.lppo.pg.enabled == (not arm.startswith(("grpo", "lp_")))
     assert cfg.lppo.lp.enabled == (arm.startswith("lp_") or arm == "full")
+
+
+def test_arms_do_not_inherit_the_demo_configs_prefix_options():
+    args = ablation.parse([])
+    masked = load_config(ablation.ROOT / "configs" / "demo.toml",
+                         ablation.arm_overrides("pg_masked", args))
+    assert masked.lppo.pg.sft_coef == 0.0 and not masked.lppo.pg.prefix_terms
+    full = load_config(ablation.ROOT / "configs" / "demo.toml",
+                       ablation.arm_overrides("full", args))
+    assert full.lppo.pg.sft_coef == 1.0 and full.lppo.lp.enabled
