@@ -61,7 +61,11 @@ def test_short_demo_gains_held_out_accuracy_beyond_noise(tmp_path):
     print(text)
     assert result.exit_code == 0 and result.steps == STEPS
     assert result.groups >= STEPS * cfg.learner.batch_groups
-    assert sum(result.statuses.values()) == sum(DemoRecipe().rl_train)  # one row per problem
+    assert sum(result.statuses.values()) == sum(DemoRecipe().trusted)  # one row per problem
+    assert result.visits[0] >= 1 and result.guided_groups > 0
+    assert set(result.exact_levels) == {1, 2, 3}
+    assert all(g.n == EXACT_PER_LEVEL for g in result.exact_levels.values())
+    assert "hard level 3" in text and "rescued" in text
     assert (tmp_path / "demo" / "ledger.db").is_file() and "lppo dashboard" in text
     assert 0.3 < result.accuracy_before < 0.9  # the warm start's regime (~0.59)
     assert result.gain is not None and result.gain.n == sum(DemoRecipe().held_out)
