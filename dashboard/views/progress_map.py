@@ -57,8 +57,8 @@ def rescued(ctx: Ctx) -> None:
         st.caption("No sample has been rescued yet: none failed unguided, was then guided "
                    "by a prefix, and later passed unguided.")
         return
-    st.caption(f"{len(df):,} samples failed unguided, were then guided by an expert prefix, "
-               "and later passed unguided. Their prefixes while guided:")
+    st.caption(f"{len(df):,} sample{'s' if len(df) != 1 else ''} failed unguided, then "
+               "guided by an expert prefix, later passed unguided. Prefixes while guided:")
     cols = st.columns(2)
     cols[0].altair_chart(charts.prefix_hist(df), width="stretch")
     cols[1].altair_chart(charts.rescue_timeline(df), width="stretch")
