@@ -12,7 +12,8 @@ verified:
         verified groups -> outbox -> PUSH to the learner; resend what was not acked in time
         weight update: once the engine is drained, load vN in place, reply WeightsLoaded
         heartbeat; if the learner is silent past `transport.peer_timeout_s`, register again
-        with backoff, and on a new learner epoch resend every unacknowledged group
+        with backoff, and on a new learner epoch resend every unacknowledged group, drop work
+        queued for the old learner and load the new one's weights whatever their version
 
 A mixed group (`WorkItem.guided` < n) is two engine requests, the prompt with the prefix for
 the guided completions and without it for the rest; the group is verified once both are done,
@@ -111,6 +112,9 @@ class Actor:
         self.required_version = 0
         """Newest policy version work was handed out for (see the module docstring)."""
         self.refused_version = -1
+        self.foreign_weights = False
+        """The running weights are a previous learner's: this learner's next notice is loaded
+        whatever its version (set on a new epoch, cleared once its weights are loaded)."""
         self.stop = threading.Event()
         self._last_heard = 0.0
         self._registered = False
@@ -188,9 +192,8 @@ class Actor:
         elif isinstance(msg, Ack):
             self.outbox.ack(list(msg.attempt_ids))
         elif isinstance(msg, WeightsReady):
-            if msg.version > self.version and (
-                self.pending_weights is None or msg.version > self.pending_weights.version
-            ):
+            newer = self.pending_weights is None or msg.version > self.pending_weights.version
+            if (msg.version > self.version or self.foreign_weights) and newer:
                 self.pending_weights = msg
         elif isinstance(msg, Shutdown):
             log.info("shutdown requested by the learner: %s", msg.reason or "(no reason)")
@@ -208,11 +211,21 @@ class Actor:
         self.epoch = msg.epoch
         log.info("registered with learner epoch %s (policy v%d)%s", msg.epoch, msg.policy_version,
                  "; learner restarted, resending unacknowledged groups" if restarted else "")
+        if restarted:
+            # A new learner (restarted, maybe from an older checkpoint or from scratch): work
+            # queued for the previous one will never be accepted, and its weights, whatever
+            # their version, are not this learner's. Load the learner's own.
+            self.queue.clear()
+            self.required_version, self.refused_version = 0, -1
+            self.foreign_weights = True
+            self.pending_weights = msg.weights
+            return
         if msg.weights is not None:
             self._handle(msg.weights)
 
     def _ask_for_work(self, now: float) -> None:
-        if not self._registered or self.pending_weights is not None or now < self._next_work_request:
+        if (not self._registered or self.pending_weights is not None or self.foreign_weights
+                or now < self._next_work_request):
             return
         if self._work_requested_at is not None and now - self._work_requested_at < 5.0:
             return  # one request outstanding; re-ask only if its reply got lost
@@ -346,6 +359,7 @@ class Actor:
             self._reply_weights(notice.version, False, str(exc), start)
             return
         self.version = notice.version
+        self.foreign_weights = False
         self.stats.weight_loads += 1
         log.info("loaded weights v%d in %.2f s", notice.version, time.monotonic() - start)
         self._reply_weights(notice.version, True, "", start)

@@ -65,8 +65,8 @@ class InProcessRun:
         tokenizer = load_tokenizer(cfg)
         self.run_id = ledger.register_run(cfg.run.name, cfg.model_dump(mode="json"), "bench")
         samples = load_samples(cfg, ledger, self.run_id, tokenizer, read_train(cfg))
-        self.scheduler = Scheduler(cfg, samples)
         self.trainer = Trainer(cfg)
+        self.scheduler = Scheduler(cfg, samples, vocab_size=self.trainer.vocab_size)
         self.prompts = PromptBuilder(tokenizer, cfg.data, cfg.model.max_model_len)
         self.buffer: list[Decision] = []
         self.stats = RunStats()

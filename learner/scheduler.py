@@ -20,16 +20,19 @@ are never guided.
 Arrival. A group is matched to its dispatch record, which is removed on the spot: the
 in-flight table is the only authority on which attempts may still be trained, so a
 re-delivered group (an actor's outbox resends until acked) finds no record and is ignored as
-a duplicate, as is any attempt the table never held. Stale (older than `max_staleness`
-versions) and invalid (actor could not sample it) groups are dropped without touching the
-sample's statistics. Otherwise `learner.algo.sample.observe` updates EMA/progress/status/next
-ratio, and curation decides whether the group enters the batch (`all_correct` / `all_wrong`
-drops).
+a duplicate, as is any attempt the table never held. Attempt ids are 128 random bits per
+item, so no peer can guess another's. Invalid groups (`learner.algo.admit`: nothing sampled,
+or not what was dispatched: sample, actor, prefix, n, lengths, token ids within the
+vocabulary, a version from the future) and stale ones (older than `max_staleness` versions)
+are dropped without touching the sample's statistics, and free their slot; an invalid group
+reaches the ledger emptied, under the dispatched sample, and its problem is logged.
+Otherwise `learner.algo.sample.observe` updates EMA/progress/status/next ratio, and curation
+decides whether the group enters the batch (`all_correct` / `all_wrong` drops).
 
 Resume. All state is plain data, saved in checkpoints (`state_dict` / `load_state_dict`). A
 loaded scheduler starts with an empty in-flight table (work in flight at the checkpoint is
-released, as for a dead actor) and dispatches under a fresh random id prefix, so no attempt of
-the previous process is accepted again; the ledger's unique (run, attempt id) is the last
+released, as for a dead actor) and dispatches under fresh random ids, so no attempt of the
+previous process is accepted again; the ledger's unique (run, attempt id) is the last
 backstop. What the checkpoint keeps of arrivals is bounded: only `step_attempts`, the ids that
 arrived while the current step was running (cleared each time the step moves). With `step` it
 tells `store.rollback` which ledger rows the checkpoint has seen: every group recorded at an
@@ -46,9 +49,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
-from learner.algo import curation, guidance, prefix
+from learner.algo import admit, curation, guidance, prefix
 from learner.algo.prefix import SolutionCuts
 from learner.algo.progress import SampleStats
 from learner.algo.sample import Observation, observe
@@ -113,10 +117,13 @@ class Decision:
 class Scheduler:
     """Serves work and interprets groups; see the module docstring."""
 
-    def __init__(self, cfg: Config, samples: list[SampleEntry]):
+    def __init__(self, cfg: Config, samples: list[SampleEntry], vocab_size: int | None = None):
         if not samples:
             raise ValueError("the scheduler needs at least one sample")
         self.cfg = cfg
+        self.limits = admit.Limits(
+            group_size=cfg.learner.group_size, max_tokens=cfg.actor.sampling.max_tokens,
+            max_prompt_tokens=cfg.data.max_prompt_tokens, vocab_size=vocab_size)
         self.samples = {s.sample_id: s for s in samples}
         self.staleness = StalenessManager.from_config(cfg.learner, cfg.lppo.curation)
         self.inflight: dict[str, Dispatch] = {}
@@ -125,10 +132,6 @@ class Scheduler:
         self.step = 0
         self.dispatched_total = 0
         self.rechecked_total = 0
-        # Unique per learner process: a restarted learner must never reuse an earlier id (the
-        # ledger would skip its group as a duplicate). 64 random bits make that negligible.
-        self._prefix = uuid.uuid4().hex[:16]
-        self._counter = itertools.count()
         self._clock = itertools.count()  # dispatch order (deterministic, unlike time)
         order = sorted(self.samples)
         if cfg.data.shuffle:
@@ -185,7 +188,9 @@ class Scheduler:
         # guided at this ratio, so the ratio keeps rising and a hopeless sample gets parked.
         cut = entry.cuts.prefix(ratio) if ratio > 0 else []
         guided_n = guidance.guided_count(n, pg) if cut else (n if ratio > 0 else 0)
-        attempt_id = f"{self._prefix}-{next(self._counter):07d}"
+        # 128 random bits per item: no peer can guess another's attempt ids, and a restarted
+        # learner never reuses one (the ledger would skip its group as a duplicate).
+        attempt_id = uuid.uuid4().hex
         entry.inflight += 1
         entry.last_dispatch = next(self._clock)
         entry.revisit_at = None
@@ -210,8 +215,13 @@ class Scheduler:
         self.step_attempts.add(group.attempt_id)
         entry = self.samples[dispatch.sample_id]
         entry.inflight = max(0, entry.inflight - 1)
-        reason = self._invalid_reason(group, dispatch)
-        if reason is None and self.staleness.is_stale(group.policy_version):
+        problem = self._reject_reason(group, dispatch, entry)
+        reason = "invalid" if problem else None
+        if problem:
+            log.warning("attempt %s from %s invalid: %s", group.attempt_id, dispatch.actor_id,
+                        problem)
+            group = _emptied(group, dispatch, problem)
+        elif self.staleness.is_stale(group.policy_version):
             reason = "stale"
         if reason is not None:
             self.staleness.on_return(False, reason)
@@ -251,20 +261,12 @@ class Scheduler:
             return self.step + steps
         return None
 
-    def _invalid_reason(self, group: RolloutGroup, dispatch: Dispatch) -> str | None:
-        if group.error or not group.completions:
-            log.warning("attempt %s invalid: %s", group.attempt_id, group.error or "no completions")
-            return "invalid"
-        if group.sample_id != dispatch.sample_id or group.prefix_len != dispatch.prefix_len:
-            log.warning("attempt %s does not match its dispatch", group.attempt_id)
-            return "invalid"
-        unguided = sum(c.unguided for c in group.completions)
-        expected = len(group.completions) - dispatch.guided_n if dispatch.guided_n else 0
-        if dispatch.prefix_len and unguided != max(expected, 0):
-            log.warning("attempt %s: %d completions without the prefix, %d asked",
-                        group.attempt_id, unguided, max(expected, 0))
-            return "invalid"
-        return None
+    def _reject_reason(self, group: RolloutGroup, dispatch: Dispatch,
+                       entry: SampleEntry) -> str | None:
+        cut = entry.cuts.prefix(dispatch.ratio) if entry.cuts and dispatch.ratio > 0 else []
+        return admit.reject_reason(
+            group, sample_id=dispatch.sample_id, actor_id=dispatch.actor_id, prefix=cut,
+            guided_n=dispatch.guided_n, version=self.staleness.version, limits=self.limits)
 
     def on_actor_lost(self, actor_id: str) -> int:
         """Release the work an actor held (it died or restarted); returns how many."""
@@ -329,3 +331,13 @@ class Scheduler:
         self.rechecked_total = state["rechecked_total"]
         self._clock = itertools.count(int(max((e.last_dispatch for e in self.samples.values()),
                                               default=0)) + 1)
+
+
+def _emptied(group: RolloutGroup, dispatch: Dispatch, problem: str) -> RolloutGroup:
+    """What the ledger keeps of an invalid group: the dispatch's sample, actor and version, no
+    completions (nothing a peer sent is trusted), and the problem as its error."""
+    empty = Array.of([], "int32")
+    return msgspec.structs.replace(
+        group, sample_id=dispatch.sample_id, actor_id=dispatch.actor_id,
+        policy_version=dispatch.version, prompt_ids=empty, prefix_ids=empty, prefix_len=0,
+        prefix_ratio=dispatch.ratio, completions=[], error=problem[:500])

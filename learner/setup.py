@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from actor.prompts import PromptBuilder, PromptError
 from learner import checkpoint
 from learner.algo.prefix import prepare_solution
 from learner.certify import certify_cuts
@@ -66,7 +67,10 @@ def read_train(cfg: Config) -> list[SampleRecord]:
 
 def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
                  records: list[SampleRecord]) -> list[SampleEntry]:
-    """Import the training records and return the run's samples with their solution cuts."""
+    """Import the training records and return the run's samples with their solution cuts.
+    Problems whose prompt is longer than `data.max_prompt_tokens` are skipped, with a
+    warning (an actor could not sample them)."""
+    records = fitting(cfg, tokenizer, records)
     result = ledger.import_samples(records)
     ledger.add_to_run(run_id, result.ids)
     entries: dict[int, SampleEntry] = {}
@@ -89,6 +93,26 @@ def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
     return list(entries.values())
 
 
+def fitting(cfg: Config, tokenizer, records: list[SampleRecord]) -> list[SampleRecord]:
+    """The records whose templated prompt fits `data.max_prompt_tokens`; none is an error."""
+    builder = PromptBuilder(tokenizer, cfg.data, cfg.model.max_model_len)
+    kept, skipped = [], []
+    for rec in records:
+        try:
+            n = len(builder.prompt_ids(rec.problem))
+        except PromptError:
+            n = 0
+        (kept if 0 < n <= cfg.data.max_prompt_tokens else skipped).append(rec)
+    if skipped:
+        log.warning("%d training problems skipped: prompt longer than data.max_prompt_tokens=%d "
+                    "(or empty), e.g. %s/%s", len(skipped), cfg.data.max_prompt_tokens,
+                    skipped[0].dataset, skipped[0].source_key)
+    if not kept:
+        raise UserError(f"data.train: no problem's prompt fits data.max_prompt_tokens="
+                        f"{cfg.data.max_prompt_tokens}")
+    return kept
+
+
 def load_tokenizer(cfg: Config):
     """The policy's tokenizer; a path or name that does not load is a user error."""
     from transformers import AutoTokenizer
@@ -107,7 +131,8 @@ def prepare(cfg: Config, resume: bool) -> LearnerSetup:
     run_dir = cfg.run.run_dir
     ckpt = checkpoint.latest(run_dir) if resume else None
     if resume and ckpt is None:
-        log.warning("--resume: no checkpoint in %s; starting from step 0", run_dir)
+        log.warning("--resume: no checkpoint in %s; starting from step 0 (the run's ledger "
+                    "rows are rolled back to none)", run_dir)
     records = read_train(cfg)
     tokenizer = load_tokenizer(cfg)
     save_config(cfg, run_dir / "config.toml")
@@ -118,7 +143,7 @@ def prepare(cfg: Config, resume: bool) -> LearnerSetup:
         samples = load_samples(cfg, ledger, run_id, tokenizer, records)
         model_path = str(ckpt / "model") if ckpt is not None else None
         trainer = Trainer(cfg, model_path=model_path)
-        scheduler = Scheduler(cfg, samples)
+        scheduler = Scheduler(cfg, samples, vocab_size=trainer.vocab_size)
     except BaseException:
         ledger.close()
         raise
@@ -127,6 +152,12 @@ def prepare(cfg: Config, resume: bool) -> LearnerSetup:
                          tokenizer=tokenizer, scheduler=scheduler)
     if ckpt is not None:
         _restore(cfg, setup, ckpt)
+    else:  # version 0 published too: an actor that outlived a learner restart loads it
+        setup.notice = write_weights(trainer.policy_state(), cfg.run.run_dir, 0)
+        if resume:  # an earlier attempt recorded groups and steps that nothing here knows of
+            states = {sid: state_record(e, 1.0, 0) for sid, e in scheduler.samples.items()}
+            removed = rollback_to_checkpoint(ledger, run_id, 0, (), states)
+            log.info("--resume without a checkpoint: ledger rolled back to step 0 (%s)", removed)
     return setup
 
 

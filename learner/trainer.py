@@ -109,6 +109,8 @@ class Trainer:
         )
         self.settings = LossSettings.from_config(lc, cfg.lppo.pg)
         self.aggregation = aggregation_for(lc)
+        self.vocab_size = self.model.get_input_embeddings().num_embeddings
+        """Token ids the model takes: [0, vocab_size)."""
         pad = getattr(self.model.config, "pad_token_id", None)
         eos = getattr(self.model.config, "eos_token_id", None)
         self.pad_id = pad if pad is not None else (eos if isinstance(eos, int) else 0)

@@ -329,7 +329,10 @@ class Ledger:
 
     def _insert_rollouts(self, conn: sa.Connection, rows: list[tuple]) -> None:
         """Bulk insert in `ROLLOUT_COLUMNS` order: COPY on PostgreSQL (several times faster
-        than multi-row INSERTs there), executemany on SQLite (already fast in process)."""
+        than multi-row INSERTs there), executemany on SQLite (already fast in process). No rows
+        (a batch of invalid groups only): nothing to run."""
+        if not rows:
+            return
         if self._pg:
             with conn.connection.dbapi_connection.cursor() as cur, cur.copy(
                 f"COPY rollouts ({', '.join(ROLLOUT_COLUMNS)}) FROM STDIN"

@@ -10,7 +10,8 @@ The resumed learner starts again from S, so in one transaction:
   the checkpoint's `step_attempts` (the ids that arrived while step S was current; every group
   of an earlier step was seen). An actor resending one is answered as a duplicate of nothing
   and the group is simply lost, as work in flight at a crash is;
-- `used_in_step` and the applied `lp_weight` are cleared where the group was used after S
+- `used_in_step` and the applied `lp_weight` and prefix terms are cleared where the group was
+  used after S
   (those groups were waiting in the trainer's buffer, which a checkpoint does not keep);
 - train steps and eval results after S are deleted;
 - every sample's `sample_state` row is rewritten from the checkpoint's scheduler state.
@@ -50,7 +51,8 @@ def rollback_to_checkpoint(
             conn.execute(sa.delete(G).where(G.id.in_(chunk)))
         unused = conn.execute(
             sa.update(G).where(G.run_id == run_id, G.used_in_step > step)
-            .values(used_in_step=None, lp_weight=None)
+            .values(used_in_step=None, lp_weight=None, prefix_term=None,
+                    prefix_advantage=None)
         ).rowcount
         steps = conn.execute(
             sa.delete(TrainStep).where(TrainStep.run_id == run_id, TrainStep.step > step)

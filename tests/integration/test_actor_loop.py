@@ -175,3 +175,28 @@ def test_work_for_newer_weights_waits_until_they_are_loaded(hf_actor, tmp_path):
     learner.gateway.publish(write_weights(state, tmp_path, 1))
     (group,) = learner.collect(1, timeout=120)
     assert group.attempt_id == "late-0" and group.policy_version == 1 and actor.version == 1
+
+
+def test_after_a_learner_restart_the_actor_loads_its_weights_whatever_the_version(hf_actor,
+                                                                                  tmp_path):
+    """An actor that outlives a learner keeps running; the new learner (from an older
+    checkpoint, or from scratch) announces v0 or v2 while the actor runs v3 of the dead one.
+    The actor must load the new learner's weights, not keep its own newer-numbered ones, and
+    drop work queued for the dead learner."""
+    from lppo.weightfiles import write_weights
+
+    learner, actor, engine = hf_actor
+    learner.wait_for(lambda: "actor-h" in learner.gateway.actors, timeout=30)
+    base = {k: v.detach().clone() for k, v in engine.model.state_dict().items()}
+    newer = {k: v + 0.01 for k, v in base.items()}
+    learner.gateway.publish(write_weights(newer, tmp_path / "old", 3))
+    learner.wait_for(lambda: actor.version == 3, timeout=60)
+    learner.restart(down_s=0.5)
+    learner.wait_for(lambda: actor.epoch == learner.gateway.epoch, timeout=60)
+    assert actor.version == 3 and actor.foreign_weights   # registered, nothing announced yet
+    learner.gateway.publish(write_weights(base, tmp_path / "new", 0))  # a fresh learner's v0
+    learner.wait_for(lambda: actor.version == 0 and not actor.foreign_weights, timeout=60)
+    assert all(torch.equal(engine.model.state_dict()[k], base[k]) for k in base)
+    learner.add(item("after-0", "What is 2 + 2?", "4", n=2, sample_id=0))
+    (group,) = learner.collect(1, timeout=120)
+    assert group.attempt_id == "after-0" and group.policy_version == 0

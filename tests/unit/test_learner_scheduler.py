@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -73,8 +74,9 @@ def test_failed_sample_is_guided_with_a_prefix_cut_at_a_line_boundary():
 
 
 def test_all_wrong_and_all_correct_groups_are_dropped_with_their_reason():
-    cfg = Config.model_validate({"learner": {"batch_groups": 4, "max_staleness": 2},
-                                 "lppo": {"curation": {"drop_all_wrong": True}}})
+    cfg = Config.model_validate({
+        "learner": {"batch_groups": 4, "max_staleness": 2, "group_size": 4},
+        "lppo": {"curation": {"drop_all_wrong": True}}})
     s = Scheduler(cfg, _samples(4))
     a, b, c, *_ = s.next_items("a0", 3)
     assert s.on_group(_group(a, correct=0)).reason == "all_wrong"
@@ -107,7 +109,7 @@ def test_lost_actor_releases_its_work():
 
 def test_retired_sample_is_rechecked_at_the_configured_share():
     cfg = Config.model_validate({
-        "learner": {"batch_groups": 8, "max_staleness": 8},
+        "learner": {"batch_groups": 8, "max_staleness": 8, "group_size": 4},
         "lppo": {"curation": {"retire_after": 1, "recheck_fraction": 0.5, "overdispatch": 1.0}},
     })
     s = Scheduler(cfg, _samples(3))
@@ -198,7 +200,7 @@ def test_checkpoint_with_every_seen_attempt_still_loads():
 def test_unguidable_sample_counts_as_guided_so_it_can_be_parked():
     cuts = SolutionCuts.from_token_texts([1, 2], ["The answer is ", "7"], "line", answer="7")
     cfg = Config.model_validate({
-        "learner": {"batch_groups": 8, "max_staleness": 8},
+        "learner": {"batch_groups": 8, "max_staleness": 8, "group_size": 4},
         "lppo": {"curation": {"park_after": 1, "drop_all_wrong": False}},
     })
     s = Scheduler(cfg, _samples(1, cuts=cuts))
@@ -301,3 +303,21 @@ def test_failed_and_guided_samples_come_back_when_due():
     assert due[0].sample_id == first[0].sample_id and due[0].prefix_ratio == 0.5
     state = json.loads(json.dumps(s.state_dict()))
     assert state["samples"][str(first[0].sample_id)]["revisit_at"] is None  # dispatched again
+
+
+def test_an_invalid_group_is_emptied_counted_and_frees_its_slot():
+    s = Scheduler(_cfg(max_staleness=0), _samples(2), vocab_size=50)
+    a, b = s.next_items("a0", 2)
+    assert s.next_items("a0", 1) == []                      # capacity used up
+    forged = msgspec.structs.replace(_group(a, correct=2), sample_id=9999)
+    d = s.on_group(forged)
+    assert d.reason == "invalid" and d.observation is None and not d.accepted
+    assert d.group.sample_id == a.sample_id and d.group.completions == []
+    assert "does not match its dispatch" in d.group.error
+    assert s.staleness.in_flight == 1 and s.staleness.drops == {"invalid": 1}
+    assert len(s.next_items("a0", 1)) == 1                  # the slot came back
+    bad_token = _group(b, correct=2)
+    bad_token.completions[0].token_ids = Array.of([1, 50], "int32")   # vocabulary is 50
+    assert "outside [0, 50)" in s.on_group(bad_token).group.error
+    assert len({i.attempt_id for i in s.next_items("a0", 4)} | {a.attempt_id}) >= 2
+    assert all(len(i.attempt_id) == 32 for i in (a, b))     # 128 random bits each
