@@ -19,6 +19,9 @@ dropped by reason since the previous step, the prefix-guided share, actor counte
 pool verdicts, timeouts, restarts) summed over actors, and timings (waiting for data,
 training, weight sync).
 
+A batch with a non-finite loss or gradient norm changes no weight: it is skipped (its admission
+slots come back) or fails the run (`learner.on_nonfinite`, `learner.max_nonfinite_skips`).
+
 Stops after `learner.max_steps`, or on SIGTERM/SIGINT with a final checkpoint; either way the
 actors are told to shut down and the ledger run is closed with its status.
 """
@@ -41,10 +44,15 @@ from learner.scheduler import Decision
 from learner.setup import LearnerSetup, prepare
 from learner.sinks import MetricSinks
 from lppo.config import Config
+from lppo.errors import one_line
 from lppo.weightfiles import prune_weights, write_weights
 from store.records import StepRecord
 
 log = logging.getLogger(__name__)
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss or gradient norm and may not go on."""
+
 
 PUBLISH_WAIT_S = 5.0
 """Longest wait for the I/O thread to send a weights notice before admission opens."""
@@ -66,6 +74,8 @@ class Learner:
         self.resume = resume
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_skipped = 0
 
     def run(self) -> int:
         self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
@@ -74,7 +84,7 @@ class Learner:
         self.setup = setup
         io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version)
         self.io = io
-        status = "failed"
+        status, reason = "failed", None
         try:
             io.start()
             io.ready.wait()
@@ -83,8 +93,11 @@ class Learner:
                 io.publish(setup.notice)
             self._train(setup, io)
             status = "finished" if setup.step >= self.cfg.learner.max_steps else "stopped"
+        except BaseException as exc:
+            reason = one_line(exc)
+            raise
         finally:
-            self._close(setup, io, status)
+            self._close(setup, io, status, reason)
         return 0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -98,6 +111,10 @@ class Learner:
                 break
             t0 = time.perf_counter()
             stats = setup.trainer.step(inputs.batch.sequences)
+            if not stats.finite:
+                self._skip_nonfinite(setup, inputs, stats)
+                continue
+            self.nonfinite_in_a_row = 0
             setup.step += 1
             setup.version += 1
             # Announce the weights before admitting work for the new version: work handed out
@@ -143,6 +160,22 @@ class Learner:
         wait_s = time.perf_counter() - start
         return StepInputs(got, assemble(got, self.cfg), wait_s, evicted)
 
+    def _skip_nonfinite(self, setup: LearnerSetup, inputs: StepInputs, stats) -> None:
+        """A batch whose loss or gradient norm was not finite: the trainer changed nothing;
+        fail (`learner.on_nonfinite = "fail"`, or too many in a row) or drop the batch."""
+        cfg = self.cfg.learner
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_skipped += 1
+        what = (f"step {setup.step + 1}: non-finite loss ({stats.loss}) or gradient norm "
+                f"({stats.grad_norm}) on {len(inputs.decisions)} groups")
+        if cfg.on_nonfinite == "fail" or self.nonfinite_in_a_row >= cfg.max_nonfinite_skips:
+            raise NonFiniteError(f"{what}; no weights were changed (learner.on_nonfinite = "
+                                 f"{cfg.on_nonfinite!r}, {self.nonfinite_in_a_row} in a row)")
+        log.warning("%s: batch skipped, weights unchanged (%d in a row)", what,
+                    self.nonfinite_in_a_row)
+        with self.lock:  # the batch left the buffer untrained: its admission slots come back
+            setup.scheduler.staleness.on_evicted(len(inputs.decisions))
+
     # -- side effects of a step --------------------------------------------------------------
 
     def _publish(self, setup: LearnerSetup, io: LearnerIO) -> float:
@@ -174,6 +207,7 @@ class Learner:
                                               for c in d.group.completions])),
             **inputs.batch.metrics,
             "batch/evicted_stale": inputs.evicted,
+            "train/nonfinite_skipped": self.nonfinite_skipped,
             **{f"wire/rejected_{k}": v for k, v in self.io.rejected_frames().items()},
             **_sum_actor_metrics(after["actors"]),
         }
@@ -208,20 +242,36 @@ class Learner:
         )
         log.info("checkpoint %s (version %d)", path, setup.version)
 
-    def _close(self, setup: LearnerSetup, io: LearnerIO, status: str) -> None:
+    def _close(self, setup: LearnerSetup, io: LearnerIO, status: str,
+               reason: str | None) -> None:
+        """Checkpoint (when stopped), stop the actors and the I/O thread, flush the ledger and
+        close the run with its status: each part tried on its own, so a failing one (a full
+        disk, a dead writer) still leaves the run marked `failed` with the reason."""
+        errors: list[BaseException] = []
+
+        def attempt(part) -> None:
+            try:
+                part()
+            except Exception as exc:  # kept and re-raised below, after the run is closed
+                log.error("closing the learner: %s", one_line(exc))
+                errors.append(exc)
+
         if self.stop.is_set() and setup.step > 0:
-            self._checkpoint(setup, io)
-        try:
-            io.stop("learner finished" if status == "finished" else "learner stopped")
-            for record in self.evals.finish() if status == "finished" else []:
-                setup.writer.put_eval(record)
-        finally:
-            self.evals.close()
-            self.sinks.close()
-            setup.writer.close()
-            setup.ledger.end_run(setup.run_id, status)
-            setup.ledger.close()
-        log.info("learner %s at step %d (version %d)", status, setup.step, setup.version)
+            attempt(lambda: self._checkpoint(setup, io))
+        attempt(lambda: io.stop("learner finished" if status == "finished"
+                                else "learner stopped"))
+        if status == "finished":
+            attempt(lambda: [setup.writer.put_eval(r) for r in self.evals.finish()])
+        for closer in (self.evals.close, self.sinks.close, setup.writer.close):
+            attempt(closer)
+        if errors and status != "failed":
+            status, reason = "failed", one_line(errors[0])
+        attempt(lambda: setup.ledger.end_run(setup.run_id, status, reason))
+        attempt(setup.ledger.close)
+        log.info("learner %s at step %d (version %d)%s", status, setup.step, setup.version,
+                 f": {reason}" if reason else "")
+        if errors:
+            raise errors[0]
 
 
 def _scalars(r: StepRecord) -> dict[str, float | int | None]:

@@ -24,7 +24,7 @@ from learner.io import state_record
 from learner.scheduler import SampleEntry, Scheduler
 from learner.trainer import Trainer
 from lppo.config import Config, save_config
-from lppo.errors import UserError
+from lppo.errors import UserError, one_line
 from lppo.weightfiles import write_weights
 from lppo.wire import WeightsReady
 from store.datasets import read_dataset
@@ -137,16 +137,26 @@ def prepare(cfg: Config, resume: bool) -> LearnerSetup:
     tokenizer = load_tokenizer(cfg)
     save_config(cfg, run_dir / "config.toml")
     ledger = Ledger.open(cfg)
+    run_id = None
     try:
         run_id = ledger.register_run(cfg.run.name, cfg.model_dump(mode="json"), code_version(),
                                      resume=resume)
-        samples = load_samples(cfg, ledger, run_id, tokenizer, records)
-        model_path = str(ckpt / "model") if ckpt is not None else None
-        trainer = Trainer(cfg, model_path=model_path)
-        scheduler = Scheduler(cfg, samples, vocab_size=trainer.vocab_size)
-    except BaseException:
+        return _build(cfg, ledger, run_id, tokenizer, records, ckpt, resume)
+    except BaseException as exc:
+        if run_id is not None:  # registered, then failed: the run must not stay `running`
+            try:
+                ledger.end_run(run_id, "failed", one_line(exc))
+            except Exception as nested:  # the original error matters more; say both
+                log.error("could not mark run %s failed: %s", run_id, one_line(nested))
         ledger.close()
         raise
+
+
+def _build(cfg: Config, ledger: Ledger, run_id: int, tokenizer, records: list[SampleRecord],
+           ckpt: Path | None, resume: bool) -> LearnerSetup:
+    samples = load_samples(cfg, ledger, run_id, tokenizer, records)
+    trainer = Trainer(cfg, model_path=str(ckpt / "model") if ckpt is not None else None)
+    scheduler = Scheduler(cfg, samples, vocab_size=trainer.vocab_size)
     writer = LedgerWriter.for_config(ledger, run_id, cfg.store)
     setup = LearnerSetup(ledger=ledger, writer=writer, run_id=run_id, trainer=trainer,
                          tokenizer=tokenizer, scheduler=scheduler)

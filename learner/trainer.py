@@ -9,7 +9,9 @@ its loss tokens; Dr.GRPO: completions x max_tokens), so micro-batch losses add u
 batch loss whatever the packing. Each micro-batch: forward, token log-probs of the targets,
 `learner.algo.loss.ppo_loss` against the actor's behaviour log-probs (prefix tokens masked;
 LUFFY-style term on them when configured), backward. Then global gradient-norm clipping,
-AdamW, LR schedule (linear warm-up, then constant / linear / cosine decay).
+AdamW, LR schedule (linear warm-up, then constant / linear / cosine decay). A batch whose loss
+or gradient norm is not finite changes nothing (`StepStats.finite` is False): the learner
+skips it or fails, `learner.on_nonfinite`.
 
 With `tis_cap` the PPO ratio's base is the trainer's own log-probs before the update
 (`old_logp`, one no-grad pass), and the trainer/behaviour ratio is truncated (TIS). With
@@ -46,6 +48,8 @@ class StepStats:
     sequences: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    finite: bool = True
+    """Loss and gradient norm were finite, so the optimizer stepped (else nothing changed)."""
 
 
 def resolve_device(cfg: Config) -> torch.device:
@@ -138,11 +142,16 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v * weight
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learner.grad_clip)
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
+        finite = math.isfinite(total_loss) and math.isfinite(float(grad_norm))
+        if finite:
+            self.optimizer.step()
+            self.scheduler.step()
+        else:  # the weights, the optimizer state and the LR schedule stay as they were
+            self.optimizer.zero_grad(set_to_none=True)
         return StepStats(
             loss=total_loss, grad_norm=float(grad_norm), lr=lr, tokens=tokens,
             sequences=len(seqs), seconds=time.perf_counter() - start, metrics=sums,
+            finite=finite,
         )
 
     def _tensors(self, mb: MicroBatch) -> dict[str, torch.Tensor]:

@@ -13,3 +13,11 @@ class UserError(Exception):
     """A problem in the user's input; its message says what and where."""
 
     exit_code = 2
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line for the ledger and logs: its type and the first line of its
+    message (a full disk says `OSError: [Errno 28] No space left on device`), at most 500
+    characters."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}"[:500] if text else type(exc).__name__

@@ -18,6 +18,7 @@ unnest(arrays)` for groups and states.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -140,12 +141,14 @@ class Ledger:
                  "status": "running", "started_at": now, "updated_at": now},
             )
 
-    def end_run(self, run_id: int, status: str = "finished") -> None:
+    def end_run(self, run_id: int, status: str = "finished", reason: str | None = None) -> None:
+        """Close the run with `status` and, for a failure, a one-line `reason`."""
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(Run).where(Run.id == run_id)
-                .values(status=status, ended_at=now, updated_at=now)
+                .values(status=status, ended_at=now, updated_at=now,
+                        reason=None if reason is None else reason[:500])
             )
 
     # -- samples -----------------------------------------------------------------------------
@@ -344,9 +347,8 @@ class Ledger:
                                               for r in rows])
 
     def _write_steps(self, conn: sa.Connection, run_id: int, steps: Sequence[StepRecord]) -> None:
-        rows = [{"run_id": run_id, **{f: getattr(s, f) for f in STEP_FIELDS}} for s in steps]
-        for row in rows:
-            row["metrics"] = dict(row["metrics"])
+        rows = [{"run_id": run_id, **{f: _finite(getattr(s, f)) for f in STEP_FIELDS}}
+                for s in steps]
         stmt = self._insert(TrainStep)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "step"],
@@ -378,6 +380,16 @@ class Ledger:
                   "created_at": stmt.excluded.created_at},
         )
         conn.execute(stmt, [{"run_id": run_id, **asdict(e)} for e in evals])
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (in a mapping too) replaced by None: a step's
+    numbers stay valid JSON and SQL whatever training produced."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 def _state_defaults() -> dict[str, Any]:

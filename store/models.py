@@ -77,6 +77,8 @@ class Run(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     """Time of the run's last ledger write: a `running` run not updated for long is dead."""
     ended_at: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    """Why a `failed` run failed, in one line (None otherwise)."""
 
 
 class Sample(Base):

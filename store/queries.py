@@ -143,7 +143,7 @@ class LedgerReader:
             info = conn.execute(sa.select(Run).where(Run.id == run_id)).mappings().one()
             out: dict[str, Any] = {k: info[k] for k in
                                    ("id", "name", "status", "code_version", "started_at",
-                                    "updated_at", "ended_at")}
+                                    "updated_at", "ended_at", "reason")}
             counts = {status: n for status, n in conn.execute(
                 sa.select(S.status, sa.func.count()).where(S.run_id == run_id).group_by(S.status)
             )}

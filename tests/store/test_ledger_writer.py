@@ -116,6 +116,18 @@ def test_steps_write_the_lp_weight_they_applied(ledger):
         StepRecord(step=3, policy_version=3, used_attempt_ids=["a3"], used_lp_weights=[1, 1])
 
 
+def test_non_finite_step_numbers_are_stored_as_null_and_valid_json(ledger):
+    run, _ = setup_run(ledger)
+    ledger.record_steps(run, [StepRecord(step=1, policy_version=1, loss=float("nan"),
+                                         grad_norm=float("inf"),
+                                         metrics={"a": float("nan"), "b": 2.0})])
+    with ledger.engine.connect() as conn:
+        loss, grad, metrics = conn.exec_driver_sql(
+            "SELECT loss, grad_norm, metrics FROM train_steps").one()
+    metrics = metrics if isinstance(metrics, dict) else json.loads(metrics)  # strict JSON
+    assert (loss, grad, metrics) == (None, None, {"a": None, "b": 2.0})
+
+
 def test_steps_write_the_prefix_terms_they_applied(ledger):
     run, ids = setup_run(ledger)
     ledger.record_groups(run, [group(f"a{i}", ids[i]) for i in range(3)])

@@ -115,6 +115,12 @@ def _problems(*overrides: str, raw: dict | None = None) -> list[str]:
         ("learner.tis_cap=0.5", "learner.tis_cap: expected float or none > 1, got 0.5"),
         ("transport.work_port=70000", "transport.work_port: expected int >= 1 and <= 65535, got 70000"),
         ("actor.sampling.top_p=0", "actor.sampling.top_p: expected float > 0 and <= 1, got 0"),
+        ("learner.lr=inf", "learner.lr: expected float > 0, got inf"),
+        ("learner.clip_low=nan", "learner.clip_low: expected float >= 0 and < 1, got nan"),
+        ("lppo.pg.sft_coef=inf", "lppo.pg.sft_coef: expected float >= 0, got inf"),
+        ("actor.reward.correct=1.7e308",
+         "actor.reward.correct: expected a finite reward within +-1000, got 1.7e+308"),
+        ("actor.reward.wrong=-inf", "actor.reward.wrong: expected float, got -inf"),
     ],
 )
 def test_bad_values_name_key_and_expectation(override, expected):

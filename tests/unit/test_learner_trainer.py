@@ -130,3 +130,17 @@ def test_micro_batching_does_not_change_the_gradient(trainer):
         grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters()]))
     assert len(pack(seqs, 16)) > 1
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_a_non_finite_batch_changes_nothing(trainer):
+    from dataclasses import replace
+
+    seqs = _batch(trainer)
+    seqs[0] = replace(seqs[0], advantage=float("nan"))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    lr_step = trainer.scheduler.last_epoch
+    stats = trainer.step(seqs)
+    assert not stats.finite
+    assert all(torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters())
+    assert trainer.optimizer.state == {} and trainer.scheduler.last_epoch == lr_step
+    assert trainer.step(_batch(trainer)).finite  # the next good batch trains as usual

@@ -12,6 +12,7 @@
   stay NULL: those runs predate the record.
 - `rollouts.with_prefix`: the completion was sampled with its group's prefix. Backfilled from
   the group (`prefix_len > 0`).
+- `runs.reason`: why a failed run failed, in one line (issue 17). NULL for older runs.
 
 Revision ID: 0003
 Revises: 0002
@@ -37,6 +38,7 @@ def upgrade() -> None:
                   sa.Column("unguided_correct", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("rollout_groups", sa.Column("prefix_term", sa.String(32), nullable=True))
     op.add_column("rollout_groups", sa.Column("prefix_advantage", sa.Float(), nullable=True))
+    op.add_column("runs", sa.Column("reason", sa.String(500), nullable=True))
     op.add_column("rollouts", sa.Column("with_prefix", sa.Boolean(), nullable=False,
                                         server_default=sa.false()))
     op.execute("UPDATE rollout_groups SET guided_n = n WHERE prefix_ratio > 0")
@@ -52,6 +54,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("rollouts") as batch:
         batch.drop_column("with_prefix")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("reason")
     with op.batch_alter_table("rollout_groups") as batch:
         batch.drop_column("prefix_advantage")
         batch.drop_column("prefix_term")
