@@ -24,6 +24,7 @@ What it decides: nothing about *which* work to hand out (that is the scheduler's
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,15 @@ from lppo.wire import (
 log = logging.getLogger(__name__)
 
 WorkSource = Callable[[str, int], list[WorkItem]]
+METRIC_PREFIXES = ("actor/", "reward/")
+"""The metric names an actor may report; the learner's own (`train/`, `batch/`, ...) are not
+an actor's to set."""
+
+
+def actor_metrics(reported: dict[str, float]) -> dict[str, float]:
+    """An actor's heartbeat metrics, keeping only its own namespaces and finite numbers."""
+    return {k: float(v) for k, v in reported.items()
+            if k.startswith(METRIC_PREFIXES) and math.isfinite(v)}
 
 
 @dataclass
@@ -74,8 +84,12 @@ class ActorGateway:
         heartbeat_s: float = 5.0,
         republish_s: float = 1.0,
         policy_version: int = 0,
+        max_slots: int = 32,
     ):
         self.socks = sockets
+        self.max_slots = max_slots
+        """Most work items one actor may hold (`actor.slots`): a peer registering or asking
+        for more gets this many, so no peer can take every admission slot."""
         self.work_source = work_source
         self.peer_timeout_s = peer_timeout_s
         self.heartbeat_s = heartbeat_s
@@ -126,12 +140,12 @@ class ActorGateway:
         info = self.actors[actor_id]
         info.last_seen = time.monotonic()
         if isinstance(msg, WorkRequest):
-            items = self.work_source(actor_id, msg.slots)
+            items = self.work_source(actor_id, min(msg.slots, info.capacity))
             info.inflight += len(items)
             self._send(info, Work(items=items, policy_version=self.policy_version))
         elif isinstance(msg, Heartbeat):
             info.inflight = msg.inflight
-            info.metrics = dict(msg.metrics)
+            info.metrics = actor_metrics(msg.metrics)
             self._send(info, Ack())
         elif isinstance(msg, WeightsLoaded):
             self._on_weights_loaded(info, msg)
@@ -140,9 +154,9 @@ class ActorGateway:
 
     def _register(self, peer: bytes, msg) -> None:
         actor_id = msg.actor_id
-        info = ActorInfo(actor_id=actor_id, peer=peer)
-        if isinstance(msg, Register):
-            info.engine, info.capacity = msg.engine, msg.capacity
+        info = ActorInfo(actor_id=actor_id, peer=peer, capacity=self.max_slots)
+        if isinstance(msg, Register):  # else known from another message: the usual share
+            info.engine, info.capacity = msg.engine, min(msg.capacity, self.max_slots)
         if actor_id in self.actors:
             log.info("actor %s registered again (restarted or reconnected)", actor_id)
             self._lost.append(actor_id)

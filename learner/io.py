@@ -130,6 +130,7 @@ class LearnerIO(threading.Thread):
             gateway = ActorGateway(
                 socks, self._work_source, peer_timeout_s=self.cfg.transport.peer_timeout_s,
                 heartbeat_s=self.cfg.transport.heartbeat_s, policy_version=self.policy_version,
+                max_slots=self.cfg.actor.slots,
             )
             self.ready.set()
             self._serve(gateway)
@@ -151,9 +152,10 @@ class LearnerIO(threading.Thread):
                 time.sleep(0.2)  # let the shutdown frames leave before LINGER 0 closes
                 return
             groups = gateway.poll(timeout_ms=20)
-            for actor_id in gateway.take_lost():
-                with self.lock:
+            with self.lock:
+                for actor_id in gateway.take_lost():
                     self.scheduler.on_actor_lost(actor_id)
+                self.scheduler.expire(self.cfg.transport.work_timeout_s)
             if groups:
                 self._record(groups)
                 gateway.ack(groups)

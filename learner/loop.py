@@ -198,6 +198,7 @@ class Learner:
         with self.lock:
             counts = setup.scheduler.status_counts()
         metrics = {
+            **_sum_actor_metrics(after["actors"]),  # first: an actor's names cannot replace ours
             **{f"train/{k}": v for k, v in stats.metrics.items()},
             **{f"dropped/{k}": v for k, v in drops.items()},
             "batch/guided_share": guided / len(inputs.decisions),
@@ -209,7 +210,6 @@ class Learner:
             "batch/evicted_stale": inputs.evicted,
             "train/nonfinite_skipped": self.nonfinite_skipped,
             **{f"wire/rejected_{k}": v for k, v in self.io.rejected_frames().items()},
-            **_sum_actor_metrics(after["actors"]),
         }
         return StepRecord(
             step=setup.step, policy_version=setup.version, loss=stats.loss,

@@ -95,6 +95,8 @@ class Dispatch:
     recheck: bool
     guided_n: int = 0
     """Completions asked to see the prefix (the rest of a mixed group do not); 0: unguided."""
+    dispatched_at: float = 0.0
+    """`time.monotonic()` when it was handed out (`expire`)."""
 
 
 @dataclass
@@ -142,8 +144,10 @@ class Scheduler:
     # -- dispatch ----------------------------------------------------------------------------
 
     def next_items(self, actor_id: str, slots: int) -> list[WorkItem]:
-        """Up to `slots` work items for `actor_id`, within admission capacity."""
-        k = min(slots, self.staleness.capacity())
+        """Up to `slots` work items for `actor_id`, within admission capacity and within the
+        `actor.slots` one actor may hold."""
+        held = sum(1 for d in self.inflight.values() if d.actor_id == actor_id)
+        k = min(slots, self.staleness.capacity(), self.cfg.actor.slots - held)
         if k <= 0:
             return []
         cur = self.cfg.lppo.curation
@@ -197,7 +201,7 @@ class Scheduler:
         self.inflight[attempt_id] = Dispatch(
             attempt_id=attempt_id, sample_id=entry.sample_id, actor_id=actor_id, ratio=ratio,
             prefix_len=len(cut), version=self.staleness.version, recheck=recheck,
-            guided_n=guided_n,
+            guided_n=guided_n, dispatched_at=time.monotonic(),
         )
         return WorkItem(
             attempt_id=attempt_id, sample_id=entry.sample_id, prompt=entry.problem,
@@ -268,15 +272,26 @@ class Scheduler:
             group, sample_id=dispatch.sample_id, actor_id=dispatch.actor_id, prefix=cut,
             guided_n=dispatch.guided_n, version=self.staleness.version, limits=self.limits)
 
+    def expire(self, timeout_s: float, now: float | None = None) -> int:
+        """Release work handed out more than `timeout_s` ago (`transport.work_timeout_s`): a
+        peer that never returns an item, or only returns what is rejected before it reaches
+        the scheduler, does not keep its slot. Returns how many."""
+        cutoff = (time.monotonic() if now is None else now) - timeout_s
+        return self._release([a for a, d in self.inflight.items() if d.dispatched_at < cutoff],
+                             "not returned within transport.work_timeout_s")
+
     def on_actor_lost(self, actor_id: str) -> int:
         """Release the work an actor held (it died or restarted); returns how many."""
-        lost = [a for a, d in self.inflight.items() if d.actor_id == actor_id]
+        return self._release([a for a, d in self.inflight.items() if d.actor_id == actor_id],
+                             f"held by {actor_id}, which is gone")
+
+    def _release(self, lost: list[str], why: str) -> int:
         for attempt_id in lost:
             d = self.inflight.pop(attempt_id)
             self.samples[d.sample_id].inflight = max(0, self.samples[d.sample_id].inflight - 1)
         if lost:
             self.staleness.on_lost(len(lost))
-            log.info("released %d work items held by %s", len(lost), actor_id)
+            log.info("released %d work items: %s", len(lost), why)
         return len(lost)
 
     def set_version(self, version: int, step: int) -> None:

@@ -102,6 +102,11 @@ class Received:
     peer: bytes | None = None
 
 
+FRAME_SLACK = 4096
+"""Bytes a message may exceed the frame limit by at the socket (envelope parts); the decoder
+still holds every frame to the limit itself."""
+
+
 class Channel:
     """One ZeroMQ socket that sends and receives `lppo.wire` messages."""
 
@@ -128,6 +133,9 @@ class Channel:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
+        # A peer whose message is larger than a frame may be is cut off by ZeroMQ before the
+        # message is buffered (the frame check after decoding comes too late for memory).
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes + FRAME_SLACK)
         self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
         self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
         if identity is not None:

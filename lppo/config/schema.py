@@ -404,6 +404,9 @@ class TransportConfig(Section):
     """Actor heartbeat interval."""
     peer_timeout_s: float = Field(30.0, gt=0.0)
     """An actor silent this long is considered gone; its in-flight work is released."""
+    work_timeout_s: float = Field(600.0, gt=0.0)
+    """A work item not returned this long after it was handed out is released (its slot
+    comes back; a group that arrives later is ignored as a duplicate)."""
 
     @model_validator(mode="after")
     def _loopback_and_ports(self) -> TransportConfig:

@@ -50,6 +50,7 @@ class ScriptedLearner:
         self.gateway = ActorGateway(
             self.socks, self._serve, peer_timeout_s=self.cfg.transport.peer_timeout_s,
             heartbeat_s=self.cfg.transport.heartbeat_s, republish_s=0.5,
+            max_slots=self.cfg.actor.slots,
         )
 
     def _serve(self, actor_id: str, slots: int) -> list[WorkItem]:

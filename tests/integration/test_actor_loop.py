@@ -122,6 +122,17 @@ def test_gateway_welcomes_unknown_actors_and_answers_heartbeats(tiny_model, tmp_
         dealer.send(Heartbeat(actor_id="ghost", policy_version=0))
         assert isinstance(_reply(learner, dealer), Ack)
         assert "someone-else" not in learner.gateway.actors
+        # An actor reports its own metrics only: not the learner's names, nothing non-finite.
+        dealer.send(Heartbeat(actor_id="ghost", policy_version=0, metrics={
+            "train/loss": 0.0, "batch/pass_rate": 1.0, "actor/tokens": 5.0,
+            "reward/items": float("nan")}))
+        assert isinstance(_reply(learner, dealer), Ack)
+        assert learner.gateway.actors["ghost"].metrics == {"actor/tokens": 5.0}
+        # A peer cannot register for more work than an actor may hold (`actor.slots`).
+        dealer.send(Register(actor_id="ghost", engine="x", capacity=10**9))
+        while not isinstance(_reply(learner, dealer), Welcome):
+            pass  # an Ack still on its way
+        assert learner.gateway.actors["ghost"].capacity == learner.cfg.actor.slots
 
 
 def test_gateway_republishes_weights_until_loaded_and_expires_silent_actors(tiny_model, tmp_path):

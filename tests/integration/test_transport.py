@@ -128,3 +128,29 @@ def test_recv_times_out_without_peers():
         assert pull.recv(timeout_ms=200) is None
         assert 0.15 < time.monotonic() - start < 2
     ctx.term()
+
+
+def test_a_message_larger_than_a_frame_is_refused_by_the_socket():
+    """ZMQ_MAXMSGSIZE: an oversized message is cut off before it is buffered whole (the
+    decoder's frame check alone came after a 400 MiB frame had been received)."""
+    (port,) = free_ports(1)
+    ctx = zmq.Context()
+    limit = 1 << 20
+    pull = Channel(ctx, zmq.PULL, bind=f"tcp://127.0.0.1:{port}", max_frame_bytes=limit,
+                   name="pull")
+    try:
+        assert pull.sock.getsockopt(zmq.MAXMSGSIZE) > limit
+        big = ctx.socket(zmq.PUSH)
+        big.connect(f"tcp://127.0.0.1:{port}")
+        big.send(b"x" * (4 * limit))
+        assert pull.recv(timeout_ms=1500) is None
+        big.close(linger=0)
+        small = ctx.socket(zmq.PUSH)
+        small.connect(f"tcp://127.0.0.1:{port}")
+        small.send(encode(Heartbeat(actor_id="a", policy_version=0)))
+        got = pull.recv(timeout_ms=5000)
+        assert got is not None and isinstance(got.msg, Heartbeat)  # the socket still serves
+        small.close(linger=0)
+    finally:
+        pull.close()
+        ctx.term()

@@ -321,3 +321,20 @@ def test_an_invalid_group_is_emptied_counted_and_frees_its_slot():
     assert "outside [0, 50)" in s.on_group(bad_token).group.error
     assert len({i.attempt_id for i in s.next_items("a0", 4)} | {a.attempt_id}) >= 2
     assert all(len(i.attempt_id) == 32 for i in (a, b))     # 128 random bits each
+
+
+def test_one_actor_holds_at_most_its_slots_and_stale_work_expires():
+    cfg = Config.model_validate({
+        "learner": {"batch_groups": 64, "group_size": 4, "max_staleness": 2},
+        "actor": {"slots": 3},
+        "lppo": {"curation": {"overdispatch": 1.0, "recheck_fraction": 0.0}},
+    })
+    s = Scheduler(cfg, _samples(20))
+    greedy = s.next_items("greedy", 10**9)
+    assert len(greedy) == 3 and s.next_items("greedy", 5) == []   # its share, no more
+    assert len(s.next_items("fair", 5)) == 3                        # the others still get work
+    assert s.expire(600.0) == 0
+    assert s.expire(600.0, now=10.0**9) == 6                        # handed out long ago
+    assert s.staleness.in_flight == 0 and len(s.next_items("greedy", 5)) == 3
+    late = s.on_group(_group(greedy[0], correct=2))
+    assert late.duplicate                                           # released: not trained
