@@ -11,11 +11,12 @@ Errors in user input (`UserError`) end as one message on stderr and exit status 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 
-from lppo.errors import UserError
+from lppo.errors import UserError, one_line
 
 # Modules under lppo.commands, in the order `lppo --help` lists them.
 COMMANDS = ("demo", "run", "config", "learner", "actor", "eval", "sql", "ledger", "dashboard")
@@ -45,6 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"lppo {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        full = _disk_full(exc)
+        if full is None:
+            raise  # a bug: its traceback is what a maintainer needs
+        print(f"lppo {args.command}: error: {one_line(full)}: free some space, then run "
+              "again (with --resume to continue a run)", file=sys.stderr)
+        return 1
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The `No space left on device` (or quota) error behind `exc`, if that is what it is."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _version() -> str:

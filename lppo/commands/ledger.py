@@ -6,6 +6,8 @@
   fails with its file, line and reason before anything is written) and imports them into the
   run's ledger in one transaction, reporting duplicates and overlaps between data sets.
 - `summary RUN_DIR_OR_URL [--run NAME]` prints a run's summary as JSON.
+- `check RUN_DIR_OR_URL [--run NAME]` checks a run's rows (`store.check`): one line per
+  violation and exit status 1, or `0 violations`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     summary.add_argument("target", metavar="RUN_DIR_OR_URL")
     summary.add_argument("--run", default=None, help="run name (default: the latest run)")
     summary.set_defaults(handler=run_summary)
+    check = actions.add_parser("check", help="check a run's rows for consistency (exit 1 on "
+                                             "any violation)")
+    check.add_argument("target", metavar="RUN_DIR_OR_URL")
+    check.add_argument("--run", default=None, help="run name (default: the latest run)")
+    check.set_defaults(handler=run_check)
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
@@ -76,3 +83,16 @@ def run_summary(args: argparse.Namespace) -> int:
     json.dump(summary, sys.stdout, indent=1, default=str)
     sys.stdout.write("\n")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from store.check import check_run
+    from store.queries import LedgerReader
+
+    with LedgerReader(args.target) as reader:
+        violations = check_run(reader, args.run)
+        name = reader.summary(args.run)["name"]
+    for v in violations:
+        print(f"{v.rule}: {v.detail}")
+    print(f"run {name}: {len(violations)} violations")
+    return 1 if violations else 0

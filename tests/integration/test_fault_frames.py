@@ -17,6 +17,7 @@ import zmq
 from lppo.config import load_config
 from lppo.transport import Endpoints
 from lppo.wire import Array, Heartbeat, RolloutGroup, WorkRequest, encode
+from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
 from tests.integration.run_files import small_run_config, write_task
@@ -116,3 +117,4 @@ def test_learner_survives_garbage_on_every_socket_while_training(tiny_model, tmp
         trained = reader.sql("SELECT COUNT(*) FROM rollout_groups WHERE used_in_step IS NOT NULL "
                              "AND actor_id = 'fuzz'").rows[0][0]
         assert trained == 0
+        assert check_run(reader, "it") == []

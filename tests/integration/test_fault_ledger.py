@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
 from tests.integration.run_files import small_run_config, write_task
@@ -67,3 +68,4 @@ def test_locked_ledger_is_retried_and_nothing_is_lost(tiny_model, tmp_path):
                                "used_in_step IS NOT NULL GROUP BY used_in_step").rows)
         assert used == {r[0]: r[1] for r in rows}
         assert reader.sql("SELECT status FROM runs").rows[0][0] == "finished"
+        assert check_run(reader) == []

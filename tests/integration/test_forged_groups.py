@@ -24,6 +24,7 @@ from lppo.wire import (
     decode,
     encode,
 )
+from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
 from tests.integration.run_files import small_run_config, write_task
@@ -119,6 +120,7 @@ def test_forged_groups_are_invalid_drops_and_training_goes_on(tiny_model, tmp_pa
             "SELECT attempt_id, dropped_reason, n, sample_id FROM rollout_groups "
             "WHERE actor_id = 'forger'").rows}
         samples = {sid for (sid,) in reader.sql("SELECT sample_id FROM sample_state").rows}
+        assert check_run(reader, "it") == []
         stored = reader.sql("SELECT COUNT(*) FROM rollouts r JOIN rollout_groups g ON "
                             "g.id = r.group_id WHERE g.actor_id = 'forger'").rows[0][0]
     assert set(rows) == set(sent)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
 from tests.integration.run_files import ledger_steps, small_run_config, write_task
@@ -61,6 +62,7 @@ def _check_ledger(root: Path, steps: int) -> None:
         states = reader.sql("SELECT COUNT(*) FROM sample_state WHERE attempts + "
                             "guided_attempts > 0").rows[0][0]
         assert states > 0
+        assert check_run(reader) == []
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from learner.setup import prepare
 from lppo.config import load_config
+from store.check import check_run
 from store.queries import LedgerReader
 from store.records import StepRecord
 from tests.integration.run_files import small_run_config, write_task
@@ -14,7 +15,7 @@ from tests.store.helpers import group
 
 def _close(setup) -> None:
     setup.writer.close()
-    setup.ledger.end_run(setup.run_id, "failed")
+    setup.ledger.end_run(setup.run_id, "failed", "closed by the test")
     setup.ledger.close()
 
 
@@ -39,6 +40,7 @@ def test_resume_without_a_checkpoint_rolls_the_ledger_back(tiny_model, tmp_path)
         assert reader.sql("SELECT COUNT(*) FROM rollout_groups").rows[0][0] == 0
         assert reader.sql("SELECT COUNT(*) FROM train_steps").rows[0][0] == 0
         attempts = reader.sql("SELECT SUM(attempts) FROM sample_state").rows[0][0]
+        assert check_run(reader) == []
     assert attempts == 0
 
 

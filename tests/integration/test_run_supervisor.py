@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
 from tests.integration.run_files import ledger_steps, small_run_config, write_task
@@ -70,3 +71,4 @@ def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
                           "GROUP BY attempt_id HAVING COUNT(*) > 1) d").rows[0][0] == 0
         status = reader.sql("SELECT status FROM runs WHERE name = 'it'").rows[0][0]
         assert status == "finished"
+        assert check_run(reader, "it") == []

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from store.db import LedgerError
 from store.ledger import Ledger
-from store.records import EvalRecord, SampleRecord, SampleStateRecord, StepRecord
+from store.records import EvalRecord, GroupRecord, SampleRecord, SampleStateRecord, StepRecord
 from tests.store.helpers import count, group, samples, setup_run
 
 
@@ -221,3 +221,16 @@ def test_wire_groups_convert_and_record(ledger):
             "FROM rollout_groups ORDER BY attempt_id").all()
     assert rows == [("w-1", 3, 1, 6, "actor-3", 1.2, None), ("w-2", 0, 0, 0, "actor-3", None,
                                                               "invalid")]
+
+
+def test_a_batch_of_invalid_groups_only_is_written(ledger):
+    """Groups with nothing sampled (a prompt too long, a forged group emptied by the learner):
+    no rollouts to insert, and that must not fail the batch (it killed the learner once)."""
+    run, ids = setup_run(ledger)
+    empty = [GroupRecord(attempt_id=f"x{i}", sample_id=ids[i], actor_id="a", step_seen=1,
+                         policy_version=0, rollouts=[], dropped_reason="invalid")
+             for i in range(3)]
+    assert ledger.record_groups(run, empty) == 3
+    with ledger.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT n, dropped_reason FROM rollout_groups").all()
+    assert rows == [(0, "invalid")] * 3

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
+
 from tests.conftest import ROOT, run_cli
 
 
@@ -66,3 +68,27 @@ def test_cli_import_does_not_load_torch_or_vllm():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_full_disk_is_one_line_not_a_traceback(monkeypatch, capsys):
+    import errno
+
+    from lppo import cli
+
+    def full(args):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:  # as the ledger writer reports it: chained
+            raise RuntimeError("ledger writer failed") from exc
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["config", "show", "configs/demo.toml"])
+    args.handler = full
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {
+        "parse_args": lambda self, argv: args})())
+    assert cli.main([]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    args.handler = lambda a: 1 / 0  # anything else is a bug: it propagates
+    with pytest.raises(ZeroDivisionError):
+        cli.main([])
