@@ -85,6 +85,7 @@ class ActorGateway:
         republish_s: float = 1.0,
         policy_version: int = 0,
         max_slots: int = 32,
+        weights: WeightsReady | None = None,
     ):
         self.socks = sockets
         self.max_slots = max_slots
@@ -97,7 +98,9 @@ class ActorGateway:
         self.epoch = uuid.uuid4().hex[:12]
         self.policy_version = policy_version
         self.actors: dict[str, ActorInfo] = {}
-        self.latest: WeightsReady | None = None
+        self.latest: WeightsReady | None = weights
+        """The newest weights: sent in every Welcome (an actor that outlived the previous
+        learner loads them whatever their version) and republished until loaded."""
         self._last_publish = 0.0
         self._lost: list[str] = []
         self.weight_refusals = 0

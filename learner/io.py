@@ -65,9 +65,12 @@ class LearnerIO(threading.Thread):
     """See the module docstring. Start it, read `accepted`, call `publish`, then `stop()`."""
 
     def __init__(self, cfg: Config, scheduler: Scheduler, lock: threading.Lock,
-                 writer: LedgerWriter, policy_version: int = 0):
+                 writer: LedgerWriter, policy_version: int = 0,
+                 weights: WeightsReady | None = None):
         super().__init__(name="learner-io", daemon=True)
         self.cfg = cfg
+        self.weights = weights
+        """The weights in use at start: in every Welcome from the first one on."""
         self.scheduler = scheduler
         self.lock = lock
         self.writer = writer
@@ -130,7 +133,7 @@ class LearnerIO(threading.Thread):
             gateway = ActorGateway(
                 socks, self._work_source, peer_timeout_s=self.cfg.transport.peer_timeout_s,
                 heartbeat_s=self.cfg.transport.heartbeat_s, policy_version=self.policy_version,
-                max_slots=self.cfg.actor.slots,
+                max_slots=self.cfg.actor.slots, weights=self.weights,
             )
             self.ready.set()
             self._serve(gateway)

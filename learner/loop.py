@@ -82,7 +82,8 @@ class Learner:
         setup = prepare(self.cfg, self.resume)
         self.evals = PeriodicEval(self.cfg, self.cfg.run.run_dir / "config.toml")
         self.setup = setup
-        io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version)
+        io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version,
+                       weights=setup.notice)
         self.io = io
         status, reason = "failed", None
         try:

@@ -14,7 +14,7 @@ import zmq
 from learner.gateway import ActorGateway
 from lppo.config import Config, save_config
 from lppo.transport import Endpoints, LearnerSockets
-from lppo.wire import Array, RolloutGroup, WorkItem
+from lppo.wire import Array, RolloutGroup, WeightsReady, WorkItem
 from store.testing import free_ports
 
 
@@ -40,6 +40,8 @@ class ScriptedLearner:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.ends = Endpoints.from_config(cfg.transport, cfg.run.run_dir)
+        self.initial = initial_weights(cfg)
+        """Version 0 (the model's own weights), announced as a real learner does."""
         self.items: deque[WorkItem] = deque()
         self.received: list[RolloutGroup] = []
         self.ctx = zmq.Context()
@@ -50,7 +52,7 @@ class ScriptedLearner:
         self.gateway = ActorGateway(
             self.socks, self._serve, peer_timeout_s=self.cfg.transport.peer_timeout_s,
             heartbeat_s=self.cfg.transport.heartbeat_s, republish_s=0.5,
-            max_slots=self.cfg.actor.slots,
+            max_slots=self.cfg.actor.slots, weights=self.initial,
         )
 
     def _serve(self, actor_id: str, slots: int) -> list[WorkItem]:
@@ -112,6 +114,17 @@ def zmq_context() -> Iterator[zmq.Context]:
         yield ctx
     finally:
         ctx.destroy(linger=0)
+
+
+def initial_weights(cfg: Config) -> WeightsReady:
+    """The model's own weights written as version 0 (once per run directory)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lppo.weightfiles import write_weights
+
+    model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32)
+    return write_weights(model.state_dict(), cfg.run.run_dir / "stub", 0)
 
 
 def item(attempt_id: str, prompt: str, answer: str, n: int = 4, prefix_ids=None,

@@ -202,11 +202,9 @@ def test_after_a_learner_restart_the_actor_loads_its_weights_whatever_the_versio
     newer = {k: v + 0.01 for k, v in base.items()}
     learner.gateway.publish(write_weights(newer, tmp_path / "old", 3))
     learner.wait_for(lambda: actor.version == 3, timeout=60)
-    learner.restart(down_s=0.5)
-    learner.wait_for(lambda: actor.epoch == learner.gateway.epoch, timeout=60)
-    assert actor.version == 3 and actor.foreign_weights   # registered, nothing announced yet
-    learner.gateway.publish(write_weights(base, tmp_path / "new", 0))  # a fresh learner's v0
-    learner.wait_for(lambda: actor.version == 0 and not actor.foreign_weights, timeout=60)
+    learner.restart(down_s=0.5)  # a fresh learner: its Welcome announces its v0
+    learner.wait_for(lambda: actor.epoch == learner.gateway.epoch and actor.version == 0
+                     and not actor.foreign_weights, timeout=60)
     assert all(torch.equal(engine.model.state_dict()[k], base[k]) for k in base)
     learner.add(item("after-0", "What is 2 + 2?", "4", n=2, sample_id=0))
     (group,) = learner.collect(1, timeout=120)
