@@ -33,7 +33,9 @@ def certify_cuts(tokenizer, solutions: Sequence[tuple[str, SolutionCuts]],
     """(cuts, how many were shortened) for `(gold answer, cuts)` pairs, in order."""
     if not solutions:
         return [], 0
-    with RewardPool(reward) as pool:
+    # Read every prefix as loosely as the verifier can (no marker needed): a prefix whose last
+    # expression already equals the answer leaks it even if a run only rewards marked answers.
+    with RewardPool(reward.model_copy(update={"require_anchor": False})) as pool:
         futures = []
         for answer, cuts in solutions:
             lengths = [k for k in cuts.candidates() if k > 0]

@@ -15,7 +15,8 @@ bounded number of steps however large the set. Each item carries the sample's cu
 (`learner.algo.prefix`: PG-sampling's ratio, capped by the annealed largest ratio, cut at a
 line/sentence boundary of the expert solution, never stating the final answer) and, for a
 mixed group (`pg.guided_share` < 1), how many completions see it; samples without a solution
-are never guided.
+are never guided, and no group is guided by an empty prefix (a ratio below the solution's
+first boundary rises to it if the annealed cap allows, else the group goes unguided).
 
 Arrival. A group is matched to its dispatch record, which is removed on the spot: the
 in-flight table is the only authority on which attempts may still be trained, so a
@@ -187,11 +188,11 @@ class Scheduler:
 
     def _dispatch(self, entry: SampleEntry, actor_id: str, recheck: bool) -> WorkItem:
         pg, n = self.cfg.lppo.pg, self.cfg.learner.group_size
-        ratio = min(entry.ratio, self.max_ratio()) if pg.enabled and entry.cuts else 0.0
-        # The cut may be empty (no boundary before the answer). The group still counts as
-        # guided at this ratio, so the ratio keeps rising and a hopeless sample gets parked.
-        cut = entry.cuts.prefix(ratio) if ratio > 0 else []
-        guided_n = guidance.guided_count(n, pg) if cut else (n if ratio > 0 else 0)
+        ratio, cut = 0.0, []
+        if pg.enabled and entry.cuts:  # an empty cut is no guidance: ratio 0 then
+            top = self.max_ratio()
+            ratio, cut = entry.cuts.guided(min(entry.ratio, top), top)
+        guided_n = guidance.guided_count(n, pg) if cut else 0
         # 128 random bits per item: no peer can guess another's attempt ids, and a restarted
         # learner never reuses one (the ledger would skip its group as a duplicate).
         attempt_id = uuid.uuid4().hex

@@ -90,6 +90,12 @@ def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
     lengths = {e.sample_id: len(e.cuts.token_ids) for e in guided}
     ledger.set_solution_tokens(lengths)
     log.info("%d training samples (%d with expert solutions)", len(entries), len(lengths))
+    unguidable = [e for e in guided if not any(k > 0 for k in e.cuts.candidates())]
+    for entry in unguidable:  # no line/sentence ends before the answer: nothing to show
+        entry.cuts = None
+    if unguidable:
+        log.info("%d expert solutions state their answer before any boundary: those samples "
+                 "are never guided (e.g. sample %d)", len(unguidable), unguidable[0].sample_id)
     return list(entries.values())
 
 

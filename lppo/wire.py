@@ -162,7 +162,8 @@ class Completion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     text: str
     finish_reason: Literal["stop", "length", "abort"]
     reward: float
-    verdict: Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error"]
+    verdict: Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error",
+                     "unfinished"]
     unguided: bool = False
     """Sampled without the group's prefix: the unguided part of a mixed group."""
 

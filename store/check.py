@@ -17,6 +17,7 @@ violation names what is wrong and where. The fault tests run it after every faul
 | `used_not_dropped` | no used group has a drop reason |
 | `used_step_exists` | every `used_in_step` is a recorded step |
 | `staleness_bound` | a group used at step s was sampled by version s-1-k, 0 <= k <= max_staleness |
+| `guided_has_prefix` | a group with a prefix ratio has a non-empty prefix (invalid ones aside) |
 | `states_count_groups` | a sample's attempts count its observed groups (a mixed group twice) |
 | `finite_json` | step metrics and run configs are JSON without NaN or infinities |
 | `run_status` | an ended run is not `running`; a `failed` run says why |
@@ -77,6 +78,9 @@ def _rules(run: int, max_staleness: int) -> dict[str, str]:
               AND g.used_in_step IS NOT NULL
               AND (g.used_in_step - 1 - g.policy_version < 0
                    OR g.used_in_step - 1 - g.policy_version > {int(max_staleness)})""",
+        "guided_has_prefix": f"SELECT g.id, g.prefix_ratio FROM {g} AND g.prefix_ratio > 0 "
+                             "AND g.prefix_len = 0 AND COALESCE(g.dropped_reason, '') "
+                             "<> 'invalid'",
         "states_count_groups": f"""
             SELECT st.sample_id, st.attempts + st.guided_attempts, COALESCE(o.seen, 0)
             FROM sample_state st LEFT JOIN (

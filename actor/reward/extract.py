@@ -14,6 +14,22 @@ outputs before they cross to a worker.
 - `sanitize_text(text)`: NUL bytes and lone surrogates removed, `\\fbox{` read as `\\boxed{`.
 - `clean_output(text, limit)`: sanitized, then cut to the last `limit` characters (answers
   come last); says whether it cut.
+- `marked_answer(text)`: the answer an output marks, as the verifier should read it, or None
+  (below).
+
+Marked answers. A reward that takes "the last number of the output" is one a policy learns to
+game: a rambling completion that restates a number from the problem scores. So by default an
+answer counts only where the output marks it, and only the marked part is parsed:
+
+1. an output with a closed `\\boxed{...}` as it is: math-verify reads its boxes before
+   anything else, all of them (hedging between two boxes is a set, not the answer), else
+2. the last marker among `####` (GSM8K), "final answer ... is" / "final answer:", "answer is"
+   and "answer:", followed by the rest of its line (or the next non-empty line when the
+   marker ends its line), at most `MARKED_CHARS` characters.
+
+math-verify's own anchors are looser ("answer" followed within 50 characters by a number, so
+"from above answer, 4%" yields 4), which is why the marker is found here. A clock time in the
+marked text (`7:12`) is kept whole, so that it is never read as the number before its colon.
 """
 
 from __future__ import annotations
@@ -25,6 +41,16 @@ _BRACE_TOKENS = re.compile(r"\\.|[{}]", re.DOTALL)
 _BARE_ARGUMENT = re.compile(r"[ \t]+([^\s$]+)")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _MATH_DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+_MARKERS = re.compile(
+    r"^[ \t>*]*####"
+    r"|\bfinal\s+answer\b[^\n]{0,40}?(?:\bis\b|:)"
+    r"|\banswer\s+is\b"
+    r"|\banswer\b\W{0,3}:",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CLOCK = re.compile(r"(?<![\d.:])(\d{1,2}:\d{2})(?![\d:])")
+MARKED_CHARS = 200
+"""Most characters read after a phrase marker: an answer, not a paragraph."""
 
 
 def brace_pairs(text: str) -> dict[int, int]:
@@ -145,3 +171,20 @@ def clean_output(text: str, limit: int) -> tuple[str, bool]:
 def has_boxed_answer(text: str) -> bool:
     """The format check: a closed, non-empty `\\boxed{}` answer is present."""
     return bool(extract_boxed(text))
+
+
+def marked_answer(text: str) -> str | None:
+    """The answer `text` marks (see the module docstring), ready for the verifier; else None."""
+    if extract_boxed(text):
+        return text  # math-verify reads every box first: hedging between boxes is a set
+    last = None
+    for last in _MARKERS.finditer(text):
+        pass
+    if last is None:
+        return None
+    rest = text[last.end() :]
+    line, _, after = rest.partition("\n")
+    if not line.strip(" \t*:$"):
+        line = next((ln for ln in after.split("\n") if ln.strip()), "")
+    line = line.strip(" \t*:")[:MARKED_CHARS]
+    return _CLOCK.sub(r"$\\text{\1}$", line) if line else None

@@ -8,7 +8,8 @@ math-verify loaded) and reused. Each worker stops itself at 80% of `timeout_s` w
 can reach the work; the parent holds every item to `timeout_s` regardless:
 
     verify_group(gold, outputs, finish_reasons)          one call per rollout group
-      clean + bound outputs (tail kept, cut recorded)
+      clean + bound outputs (tail kept, cut recorded); unfinished ones -> `unfinished`
+        unless `judge_unfinished`
       take an idle worker  ->  Group(gold, outputs)        one round trip per group
       <- GoldParsed, then ItemDone per output               each within timeout_s of the last
       late: SIGKILL the worker, item -> timeout; dead worker: item -> error
@@ -116,7 +117,13 @@ class RewardPool:
             )
         start = time.perf_counter()
         cleaned = [clean_output(text, self.cfg.max_output_chars) for text in outputs]
-        outcomes = self._outcomes(sanitize_text(gold), [text for text, _ in cleaned])
+        judged = [i for i, reason in enumerate(finish_reasons)
+                  if reason == FINISHED or self.cfg.judge_unfinished]
+        outcomes = [_Outcome(Verdict.UNFINISHED)] * len(outputs)
+        if judged:
+            got = self._outcomes(sanitize_text(gold), [cleaned[i][0] for i in judged])
+            for i, outcome in zip(judged, got, strict=True):
+                outcomes[i] = outcome
         scored = [
             self._score(outcome, reason, text, cut)
             for outcome, reason, (text, cut) in zip(outcomes, finish_reasons, cleaned, strict=True)

@@ -31,6 +31,9 @@ class Verdict(StrEnum):
     """Verification ran past its deadline (the worker stopped itself or was killed)."""
     ERROR = "error"
     """The verifier failed (exception, dead worker); the message is in `Scored.detail`."""
+    UNFINISHED = "unfinished"
+    """The completion did not finish (max_tokens or abort) and was not judged
+    (`RewardConfig.judge_unfinished` off)."""
 
 
 FINISHED = "stop"
@@ -58,11 +61,11 @@ class Scored:
 def reward_for(cfg: RewardConfig, verdict: Verdict, finish_reason: str, format_ok: bool) -> float:
     """Reward of one completion: table value for (verdict, finished?) plus the format bonus.
 
-    A completion that did not finish (`length` or `abort`) takes, in order of precedence,
-    `truncated_overrides[verdict]`, then `truncated`, then the plain table value.
+    A judged completion that did not finish (`length` or `abort`) takes, in order of
+    precedence, `truncated_overrides[verdict]`, then `truncated`, then the plain table value.
     """
     reward = getattr(cfg, verdict.value)
-    if finish_reason != FINISHED:
+    if finish_reason != FINISHED and verdict != Verdict.UNFINISHED:
         if verdict.value in cfg.truncated_overrides:
             reward = cfg.truncated_overrides[verdict.value]
         elif cfg.truncated is not None:

@@ -12,8 +12,11 @@ cannot interrupt work inside C code (a 370-million-digit integer power, a regex)
 why the parent also enforces a hard deadline by killing the worker.
 
 Gold answers are parsed as `\\boxed{answer}` with LaTeX and plain-expression extraction, as
-AReaL's MathVerifyWorker does. Outputs are parsed with `\\boxed{}` matched first and
-`first_match` mode: the answer the model marked is its answer, even if it does not parse.
+AReaL's MathVerifyWorker does. Outputs: by default only the answer the output marks is read
+(`actor.reward.extract.marked_answer`: the last `\\boxed{}`, else the text after the last
+`####` / "final answer" / "answer is" / "answer:"); then math-verify parses it with `\\boxed{}`
+first and `first_match` mode: the answer the model marked is its answer, even if it does not
+parse.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import math_verify.grader
 import math_verify.parser
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from actor.reward.extract import clean_output, gold_to_latex
+from actor.reward.extract import clean_output, gold_to_latex, marked_answer
 from actor.reward.verdict import Verdict
 
 GOLD_TARGETS = (LatexExtractionConfig(), ExprExtractionConfig())
@@ -58,13 +61,11 @@ def soft_deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def pred_targets(require_anchor: bool) -> tuple[LatexExtractionConfig, ExprExtractionConfig]:
-    """Extraction targets for model outputs: `\\boxed{}` first; anchors optional."""
-    free = not require_anchor
-    return (
-        LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=free),
-        ExprExtractionConfig(try_extract_without_anchor=free),
-    )
+PRED_TARGETS = (
+    LatexExtractionConfig(boxed_match_priority=0),
+    ExprExtractionConfig(),
+)
+"""Extraction targets for the text that is read as the answer: `\\boxed{}` first."""
 
 
 def parse_gold(answer: str) -> list:
@@ -77,11 +78,18 @@ def parse_gold(answer: str) -> list:
     )
 
 
-def judge(gold: list, output: str, targets: tuple) -> Verdict:
-    """Verdict for one (already cleaned and bounded) output against a parsed gold answer."""
+def judge(gold: list, output: str, require_anchor: bool) -> Verdict:
+    """Verdict for one (already cleaned and bounded) output against a parsed gold answer.
+
+    With `require_anchor`, only the answer the output marks is read (`marked_answer`), and an
+    output that marks none has `no_answer`; without, math-verify reads the whole output.
+    """
+    text = marked_answer(output) if require_anchor else output
+    if text is None:
+        return Verdict.NO_ANSWER
     pred = parse(
-        output,
-        extraction_config=targets,
+        text,
+        extraction_config=PRED_TARGETS,
         fallback_mode="first_match",
         extraction_mode="first_match",
         parsing_timeout=None,
@@ -92,7 +100,7 @@ def judge(gold: list, output: str, targets: tuple) -> Verdict:
 
 
 def judge_text(
-    gold_answer: str, output: str, require_anchor: bool = False, max_chars: int = 20_000
+    gold_answer: str, output: str, require_anchor: bool = True, max_chars: int = 20_000
 ) -> Verdict:
     """Gold string and output in, verdict out, in this process and without deadlines.
 
@@ -103,4 +111,4 @@ def judge_text(
     gold = parse_gold(gold_answer)
     if not gold:
         return Verdict.UNPARSABLE_GOLD
-    return judge(gold, clean_output(output, max_chars)[0], pred_targets(require_anchor))
+    return judge(gold, clean_output(output, max_chars)[0], require_anchor)

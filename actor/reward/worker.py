@@ -107,7 +107,6 @@ def serve(conn: Connection, require_anchor: bool, deadline_s: float, memory_mb: 
     from actor.reward import verify
 
     verify.silence_timeout_warnings()
-    targets = verify.pred_targets(require_anchor)
     verify.judge_text("\\frac{1}{2}", "so \\boxed{0.5}")  # warm caches before taking work
     _limit_memory(memory_mb)
     conn.send_bytes(encode(Ready(pid=os.getpid())))
@@ -120,10 +119,11 @@ def serve(conn: Connection, require_anchor: bool, deadline_s: float, memory_mb: 
         msg = TO_WORKER.decode(frame)
         if isinstance(msg, Stop):
             return
-        _serve_group(conn, msg, targets, soft, verify)
+        _serve_group(conn, msg, require_anchor, soft, verify)
 
 
-def _serve_group(conn: Connection, group: Group, targets: tuple, soft: float, verify) -> None:
+def _serve_group(conn: Connection, group: Group, require_anchor: bool, soft: float,
+                 verify) -> None:
     try:
         with verify.soft_deadline(soft):
             gold = verify.parse_gold(group.gold)
@@ -141,7 +141,7 @@ def _serve_group(conn: Connection, group: Group, targets: tuple, soft: float, ve
         detail = ""
         try:
             with verify.soft_deadline(soft):
-                verdict = verify.judge(gold, output, targets).value
+                verdict = verify.judge(gold, output, require_anchor).value
         except verify.DeadlineExceeded:
             verdict, detail = "timeout", f"stopped by the worker at {soft:.2f} s"
         except Exception as exc:

@@ -263,6 +263,24 @@ class SolutionCuts:
         """The prefix token ids for `ratio` (`cut_prefix`)."""
         return cut_prefix(self.token_ids, ratio, self.boundaries, self.answer_start)
 
+    def guided(self, ratio: float, top: float) -> tuple[float, list[int]]:
+        """(ratio, prefix) a group asked to be guided at `ratio` gets, never an empty prefix.
+
+        Where `ratio` cuts before the first boundary, the ratio rises to that of the shortest
+        prefix if it is within `top` (the annealed largest ratio); else the group goes
+        unguided, `(0.0, [])`. A group whose prefix is empty is unguided, whatever its ratio.
+        """
+        if ratio <= 0.0:
+            return 0.0, []
+        cut = self.prefix(ratio)
+        if cut:
+            return ratio, cut
+        shortest = next((k for k in self.candidates() if k > 0), None)
+        if shortest is None or shortest / len(self.token_ids) > top:
+            return 0.0, []
+        ratio = shortest / len(self.token_ids)
+        return ratio, self.prefix(ratio)
+
     def candidates(self) -> list[int]:
         """Every prefix length a cut can produce (boundaries up to `answer_start`)."""
         return [k for k in self.boundaries if k <= self.answer_start]

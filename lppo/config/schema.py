@@ -142,15 +142,17 @@ MAX_REWARD = 1e3
 """Largest reward magnitude the table accepts: far above any useful reward, far below where
 group statistics and the loss overflow."""
 REWARD_KEYS = ("correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error",
-               "truncated")
+               "unfinished", "truncated")
 
 
 class RewardConfig(Section):
     """Verdict-to-reward table (PipelineRL's RewardTable) and the verifier pool's limits.
 
-    A completion's reward is the value of its verdict; one that did not finish (finish reason
-    `length` or `abort`) takes `truncated_overrides[verdict]`, else `truncated`, else that same
-    value; `format_weight` is added when the output holds a closed `\\boxed{}` answer.
+    A completion's reward is the value of its verdict; `format_weight` is added when the output
+    holds a closed `\\boxed{}` answer. A completion that did not finish (finish reason `length`
+    or `abort`) is by default not judged: its verdict is `unfinished`, never correct, whatever
+    its last number. With `judge_unfinished` it is judged and takes
+    `truncated_overrides[verdict]`, else `truncated`, else its verdict's value.
     """
 
     correct: float = 1.0
@@ -165,13 +167,19 @@ class RewardConfig(Section):
     """Reward when verification ran past its deadline."""
     error: float = 0.0
     """Reward when the verifier failed."""
+    unfinished: float = 0.0
+    """Reward of a completion that did not finish when `judge_unfinished` is off."""
+    judge_unfinished: bool = False
+    """Judge completions cut by max_tokens (or aborted) like finished ones. Off: they are not
+    verified and their verdict is `unfinished` (a cut-off completion's answer is rarely its
+    own: a policy rewarded for it learns to ramble)."""
     truncated: float | None = None
-    """If set, reward of any completion cut by max_tokens (or aborted), whatever its verdict."""
+    """With `judge_unfinished`: reward of any unfinished completion, whatever its verdict."""
     truncated_overrides: dict[
         Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error"], float
     ] = Field(default_factory=dict)
-    """Per-verdict rewards of unfinished completions, e.g. `{correct = 0.5, no_answer = -0.5}`;
-    they take precedence over `truncated` for the verdicts they name."""
+    """With `judge_unfinished`: per-verdict rewards of unfinished completions, e.g.
+    `{correct = 0.5, no_answer = -0.5}`; they take precedence over `truncated`."""
 
     @model_validator(mode="after")
     def _bounded_rewards(self) -> RewardConfig:
@@ -181,12 +189,18 @@ class RewardConfig(Section):
             if value is not None and not (math.isfinite(value) and abs(value) <= MAX_REWARD):
                 raise ValueError(f"actor.reward.{name}: expected a finite reward within "
                                  f"+-{MAX_REWARD:g}, got {value}")
+        if not self.judge_unfinished and (self.truncated is not None or self.truncated_overrides):
+            raise ValueError("actor.reward.truncated and truncated_overrides reward judged "
+                             "unfinished completions: set actor.reward.judge_unfinished = true, "
+                             "or set actor.reward.unfinished (the reward of an unjudged one)")
         return self
     format_weight: float = Field(0.0, ge=0.0)
     """Weight of the optional format reward (answer in `\\boxed{}`); 0 turns it off."""
-    require_anchor: bool = False
-    """Only accept answers the output marks (`\\boxed{}`, "answer is", "final answer"); off:
-    the last formula or number of the output counts when nothing is marked."""
+    require_anchor: bool = True
+    """Only read the answer the output marks: the last `\\boxed{}`, else the rest of the line
+    after the last `####`, "final answer ... is", "answer is" or "answer:"; an output that
+    marks none has `no_answer`. Off: math-verify reads the whole output, and the last formula
+    or number counts when nothing is marked (a reward a rambling policy can game)."""
     workers: int = Field(2, ge=1, le=64)
     """Verifier worker processes per actor (also the most groups verified at once)."""
     timeout_s: float = Field(5.0, ge=0.1, le=600.0)

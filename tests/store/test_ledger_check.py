@@ -50,9 +50,11 @@ def test_each_rule_finds_what_breaks_it(ledger, ledger_url):
         if ledger.engine.dialect.name == "sqlite":  # PostgreSQL's JSON cannot hold NaN
             conn.execute(sa.text("""UPDATE train_steps SET metrics = '{"x": NaN}'"""))
         conn.execute(sa.text(f"UPDATE runs SET status = 'failed', ended_at = 1 WHERE id = {run}"))
+        conn.execute(sa.text("UPDATE rollout_groups SET prefix_ratio = 0.5, prefix_len = 0 "
+                             "WHERE attempt_id = 'a0'"))
     found = _rules(ledger_url)
     expected = {"rollouts_match_group", "used_not_dropped", "used_match_steps",
-                "staleness_bound", "run_status"}
+                "staleness_bound", "run_status", "guided_has_prefix"}
     if ledger.engine.dialect.name == "sqlite":
         expected.add("finite_json")
     assert expected <= found, found

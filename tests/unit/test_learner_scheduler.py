@@ -197,21 +197,30 @@ def test_checkpoint_with_every_seen_attempt_still_loads():
     assert t.step_attempts == set()
 
 
-def test_unguidable_sample_counts_as_guided_so_it_can_be_parked():
-    cuts = SolutionCuts.from_token_texts([1, 2], ["The answer is ", "7"], "line", answer="7")
-    cfg = Config.model_validate({
-        "learner": {"batch_groups": 8, "max_staleness": 8, "group_size": 4},
-        "lppo": {"curation": {"park_after": 1, "drop_all_wrong": False}},
-    })
-    s = Scheduler(cfg, _samples(1, cuts=cuts))
-    for _ in range(8):
-        items = s.next_items("a0", 1)
-        if not items:
-            break
-        assert items[0].prefix_ids is None  # nothing to show before the answer
-        s.on_group(_group(items[0], correct=0))
-    assert s.samples[0].status == "parked"
-    assert np.isclose(s.samples[0].stats.last_ratio, cfg.lppo.pg.max_ratio)
+def test_no_group_is_guided_by_an_empty_prefix():
+    # "The answer is 7": no boundary before the answer, so no ratio gives a prefix.
+    unguidable = SolutionCuts.from_token_texts([1, 2], ["The answer is ", "7"], "line",
+                                               answer="7")
+    s = Scheduler(_cfg(max_staleness=8), _samples(1, cuts=unguidable))
+    for _ in range(3):
+        (item,) = s.next_items("a0", 1)
+        assert item.prefix_ids is None and item.prefix_ratio == 0.0 and item.guided is None
+        s.on_group(_group(item, correct=0))
+        assert s.inflight == {}
+    assert s.samples[0].stats.last_ratio == 0.0  # observed as unguided, every time
+
+
+def test_a_ratio_below_the_first_boundary_rises_to_it_within_the_cap():
+    # "aaaaaaaa\n" is 9 of 12 tokens: ratio 0.5 cuts nothing, 0.75 cuts the first line.
+    texts = ["a"] * 8 + ["\n", "The answer is ", "7", "."]
+    cuts = SolutionCuts.from_token_texts(list(range(12)), texts, "line", answer="7")
+    assert cuts.prefix(0.5) == []
+    assert cuts.guided(0.5, top=0.9) == (0.75, list(range(9)))
+    assert cuts.guided(0.5, top=0.7) == (0.0, [])    # the first cut is past the cap
+    assert cuts.guided(0.0, top=0.9) == (0.0, [])
+    s = Scheduler(_cfg_with(), _samples(1, cuts=cuts))
+    item = _guided(s)
+    assert item.prefix_ratio == 0.75 and item.prefix_ids.tolist() == list(range(9))
 
 
 def test_no_samples_is_an_error():

@@ -141,11 +141,11 @@ def test_empty_gold_is_unparsable(gold):
     assert judge_text(gold, "\\boxed{5}") == Verdict.UNPARSABLE_GOLD
 
 
-def test_require_anchor_ignores_unmarked_numbers():
+def test_unmarked_numbers_are_no_answer_unless_anchors_are_off():
     output = "We compute 3 + 4 and get 7"
-    assert judge_text("7", output) == Verdict.CORRECT
-    assert judge_text("7", output, require_anchor=True) == Verdict.NO_ANSWER
-    assert judge_text("7", "so the answer is $7$", require_anchor=True) == Verdict.CORRECT
+    assert judge_text("7", output) == Verdict.NO_ANSWER
+    assert judge_text("7", output, require_anchor=False) == Verdict.CORRECT
+    assert judge_text("7", "so the answer is $7$") == Verdict.CORRECT
 
 
 def test_hedging_between_boxed_answers_is_wrong():

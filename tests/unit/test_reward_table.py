@@ -20,24 +20,36 @@ def test_verdicts_are_the_wire_literals():
 
 def test_reward_table_plain():
     cfg = RewardConfig(correct=1.0, wrong=-0.5, no_answer=-1.0, timeout=0.1, error=0.2,
-                       unparsable_gold=0.3)
+                       unparsable_gold=0.3, unfinished=-0.7)
     expected = {"correct": 1.0, "wrong": -0.5, "no_answer": -1.0, "timeout": 0.1, "error": 0.2,
-                "unparsable_gold": 0.3}
+                "unparsable_gold": 0.3, "unfinished": -0.7}
     for verdict in Verdict:
         assert reward_for(cfg, verdict, "stop", False) == expected[verdict.value]
 
 
 @pytest.mark.parametrize("reason", ["length", "abort"])
 def test_unfinished_completions(reason):
-    cfg = RewardConfig(truncated=-1.0, truncated_overrides={"correct": 0.5})
+    cfg = RewardConfig(judge_unfinished=True, truncated=-1.0,
+                       truncated_overrides={"correct": 0.5})
     assert reward_for(cfg, Verdict.CORRECT, reason, False) == 0.5
     assert reward_for(cfg, Verdict.WRONG, reason, False) == -1.0
     assert reward_for(cfg, Verdict.CORRECT, "stop", False) == 1.0
 
 
-def test_unfinished_without_overrides_uses_the_table():
-    cfg = RewardConfig()
+def test_judged_unfinished_without_overrides_uses_the_table():
+    cfg = RewardConfig(judge_unfinished=True)
     assert reward_for(cfg, Verdict.CORRECT, "length", False) == 1.0
+
+
+def test_an_unjudged_unfinished_completion_takes_its_own_reward():
+    assert reward_for(RewardConfig(), Verdict.UNFINISHED, "length", False) == 0.0
+    assert reward_for(RewardConfig(unfinished=-0.5), Verdict.UNFINISHED, "abort", False) == -0.5
+
+
+@pytest.mark.parametrize("bad", [{"truncated": -1.0}, {"truncated_overrides": {"wrong": -1.0}}])
+def test_truncation_rewards_need_judged_unfinished_completions(bad):
+    with pytest.raises(ValidationError, match="judge_unfinished = true"):
+        RewardConfig(**bad)
 
 
 def test_format_reward_is_off_by_default_and_additive():
