@@ -12,6 +12,30 @@ without it vLLM silently keeps the old output layer.
 
 from __future__ import annotations
 
+import logging
+
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+"""vLLM's layer-wise reloader, which warns "<Layer>: Failed to load weights" for every layer
+that holds tensors but received none."""
+
+
+class _ComputedBuffers(logging.Filter):
+    """Drops the reloader's warning for rotary embeddings: their tensor is a cos/sin table
+    computed from the config, never a weight, so "failed to load" on each reload is expected
+    (the reload is exact: tests/integration compare log-probs after it). Every other layer's
+    warning still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and record.args
+                    and str(record.args[0]).endswith("RotaryEmbedding"))
+
+
+def quiet_computed_buffers() -> None:
+    """Install `_ComputedBuffers` on the reloader's logger (once per process)."""
+    logger = logging.getLogger(RELOAD_LOGGER)
+    if not any(isinstance(f, _ComputedBuffers) for f in logger.filters):
+        logger.addFilter(_ComputedBuffers())
+
 
 class ReloadExtension:
     """Mixed into vLLM's worker class; `self.model_runner` is the worker's model runner."""
@@ -19,6 +43,7 @@ class ReloadExtension:
     def lppo_reload_weights(self, path: str) -> int:
         from safetensors import safe_open
 
+        quiet_computed_buffers()  # in the worker process, where the reload logs
         with safe_open(path, framework="pt", device="cpu") as fh:
             names = list(fh.keys())
             if "lm_head.weight" not in names:

@@ -27,7 +27,8 @@ STEP_METRICS = ("loss", "kl", "entropy", "grad_norm", "lr", "mean_staleness", "t
                 "samples_parked", "train_s", "gen_wait_s", "sync_s", "created_at")
 FROM_METRICS = {"batch/lp_weight_std": "lp_weight_std",
                 "batch/lp_weight_not_one": "lp_weight_not_one",
-                "batch/prefix_taught": "prefix_taught"}
+                "batch/prefix_taught": "prefix_taught",
+                "train/kl_ref": "kl_ref"}
 """Per-step numbers kept in `train_steps.metrics` that the overview draws (NaN where a step,
 e.g. of an older run, did not record them)."""
 

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from learner.algo.loss import LossSettings, aggregation_for, loss_normalizer, ppo_loss
+from learner.algo.loss import (
+    COUNT_METRICS,
+    LossSettings,
+    aggregation_for,
+    loss_normalizer,
+    ppo_loss,
+)
 from learner.batch import MicroBatch, TrainSequence, collate, pack
 from lppo.config import Config
 
@@ -139,7 +145,7 @@ class Trainer:
             total_loss += loss
             weight = mb.loss_tokens / max(1, tokens)
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v * weight
+                sums[k] = sums.get(k, 0.0) + (v if k in COUNT_METRICS else v * weight)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learner.grad_clip)
         lr = self.scheduler.get_last_lr()[0]
         finite = math.isfinite(total_loss) and math.isfinite(float(grad_norm))

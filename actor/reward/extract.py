@@ -177,9 +177,7 @@ def marked_answer(text: str) -> str | None:
     """The answer `text` marks (see the module docstring), ready for the verifier; else None."""
     if extract_boxed(text):
         return text  # math-verify reads every box first: hedging between boxes is a set
-    last = None
-    for last in _MARKERS.finditer(text):
-        pass
+    last = max(_MARKERS.finditer(text), key=lambda m: m.start(), default=None)
     if last is None:
         return None
     rest = text[last.end() :]

@@ -20,7 +20,10 @@ CURVES = {
                               "unguided_pass_rate": "unguided pass rate",
                               "guided_pass_rate": "guided pass rate"}, None),
     "Loss": ({"loss": "loss"}, None),
-    "KL to reference": ({"kl": "kl"}, None),
+    # `kl` is the step's approximate KL between the trained policy and the policy that sampled
+    # (ratio - 1 - log ratio); `kl_ref` is recorded only when a reference model is loaded.
+    "KL of the trained policy": ({"kl": "to the sampling policy",
+                                  "kl_ref": "to the reference model"}, None),
     "Entropy": ({"entropy": "entropy"}, None),
     "Prefix-guided share of groups": ({"guided_share": "guided share"}, ".0%"),
     "LP weights in the batch": ({"lp_weight_std": "spread (std)",

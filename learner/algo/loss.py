@@ -138,6 +138,11 @@ def _masked_mean(x: Tensor, mask: Tensor, n: Tensor) -> Tensor:
     return torch.where(mask, x, torch.zeros_like(x)).sum() / n.clamp(min=1)
 
 
+COUNT_METRICS = frozenset({"tokens", "off_policy_tokens", "sft_tokens"})
+"""Metrics that count tokens: a batch's value is the sum over its micro-batches (the others
+are means, which a trainer averages weighted by each micro-batch's tokens)."""
+
+
 def _metrics(ratio: Tensor, log_ratio: Tensor, adv: Tensor, pg: Tensor, mask: Tensor,
              s: LossSettings) -> dict[str, Tensor]:
     n = mask.sum()

@@ -2,15 +2,17 @@
 
 A thin wrapper over `streamlit run dashboard/app.py -- RUN_DIR_OR_URL --refresh S`: it first
 opens the ledger read-only (a missing or unreadable ledger is one clear message, not a page
-of Streamlit output), then runs Streamlit in a child process on `--host`/`--port` (loopback
-by default) with usage statistics off and no e-mail prompt, and returns its exit status.
+of Streamlit output), then becomes Streamlit (`os.execv`, same process id) serving on
+`--host`/`--port` (loopback by default) with usage statistics off and no e-mail prompt. No
+child process: a SIGTERM or SIGINT sent to `lppo dashboard` reaches Streamlit itself, which
+stops serving, so nothing is left behind on the port.
 The dashboard only reads the ledger; while a run is live it refreshes every `--refresh` s.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -56,4 +58,6 @@ def run(args: argparse.Namespace) -> int:
     with LedgerReader(args.target):  # fail here, clearly, if the ledger cannot be read
         pass
     print(f"lppo dashboard: http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    return subprocess.call(streamlit_command(args))
+    sys.stderr.flush()
+    command = streamlit_command(args)
+    os.execv(command[0], command)  # returns only by raising OSError

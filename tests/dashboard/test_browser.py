@@ -12,6 +12,11 @@ demo run).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from dashboard.browser import find_chromium
-from dashboard.screenshots import CHROMIUM_MISSING, capture, serve, showcase_sample
+from dashboard.screenshots import CHROMIUM_MISSING, capture, serve, showcase_sample, wait_healthy
 from store.ledger import Ledger
 from store.queries import LedgerReader
 from store.simulate import simulated_run
+from store.testing import free_ports
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +56,30 @@ def test_lppo_dashboard_serves_on_loopback(server):
         assert r.read().strip() == b"ok"
     with urllib.request.urlopen(server, timeout=5) as r:
         assert r.status == 200 and b'id="root"' in r.read()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_lppo_dashboard_stops_the_server(ledger, tmp_path, signum):
+    """The signal goes to the `lppo dashboard` process alone (not its group, as a supervisor
+    or `kill PID` sends it): nothing may keep serving the port afterwards."""
+    (port,) = free_ports(1)
+    log = tmp_path / "dashboard.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lppo.cli", "dashboard", str(ledger), "--port", str(port),
+             "--no-browser"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, log, timeout=60)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=30) in (0, -signum), log.read_text()
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+        stray = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
+        assert stray.stdout.strip() == "", f"left behind: {stray.stdout}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_lppo_dashboard_refuses_a_missing_ledger(tmp_path):

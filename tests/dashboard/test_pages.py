@@ -57,13 +57,15 @@ def test_overview_numbers_and_curves(open_app, rich_ledger):
     assert metrics["Samples"] == "200"
     assert metrics["Rollouts"] == f"{summary['groups']['rollouts']:,}"
     titles = chart_titles(at)
-    for expected in ("Reward and pass rate", "Loss", "KL to reference", "Entropy",
+    for expected in ("Reward and pass rate", "Loss", "KL of the trained policy", "Entropy",
                      "Prefix-guided share of groups", "Staleness (policy versions)",
                      "Throughput", "Groups per step: used, dropped by reason",
                      "Samples by curation status", "Evaluations"):
         assert expected in titles
     loss = chart_data(charts(at)[titles.index("Loss")])[0]
     assert len(loss) == 40 and set(loss["series"]) == {"loss"}
+    kl = chart_data(charts(at)[titles.index("KL of the trained policy")])[0]
+    assert set(kl["series"]) == {"to the sampling policy"}  # no reference model in this run
     weights = chart_data(charts(at)[titles.index("LP weights in the batch")])[0]
     assert set(weights["series"]) == {"spread (std)", "share of groups re-weighted"}
     with LedgerReader(str(rich_ledger)) as reader:

@@ -15,7 +15,8 @@ from lppo.config.schema import RewardConfig
 @pytest.fixture(scope="module")
 def pool():
     with RewardPool(RewardConfig(workers=2, timeout_s=5.0, max_output_chars=2_000,
-                                 truncated=-0.5, format_weight=0.1)) as p:
+                                 judge_unfinished=True, truncated=-0.5,
+                                 format_weight=0.1)) as p:
         yield p
 
 
@@ -29,7 +30,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_group_verdicts_and_rewards_in_order(pool):
-    outputs = ["so \\boxed{0.5}", "\\boxed{1/3}", "no idea", "then 1/2", "\\boxed{\\frac{1}{2}}"]
+    outputs = ["so \\boxed{0.5}", "\\boxed{1/3}", "no idea", "the answer is 1/2",
+               "\\boxed{\\frac{1}{2}}"]
     reasons = ["stop", "stop", "stop", "stop", "length"]
     scored = pool.verify_group("\\frac{1}{2}", outputs, reasons)
     assert [s.verdict for s in scored] == [
@@ -39,6 +41,20 @@ def test_group_verdicts_and_rewards_in_order(pool):
     assert [s.format_ok for s in scored] == [True, True, False, False, True]
     assert [s.finish_reason for s in scored] == reasons
     assert all(s.seconds > 0 and s.detail == "" for s in scored)
+
+
+def test_by_default_only_marked_answers_of_finished_completions_are_judged():
+    outputs = ["we get 1/2", "so the answer is 1/2", "\\boxed{1/2}", "the answer is 1/2",
+               "the answer is 1/3"]
+    reasons = ["stop", "stop", "stop", "length", "abort"]
+    with RewardPool(RewardConfig(workers=1, unfinished=-0.25)) as default:
+        scored = default.verify_group("\\frac{1}{2}", outputs, reasons)
+        metrics = default.metrics()
+    assert [s.verdict for s in scored] == [Verdict.NO_ANSWER, Verdict.CORRECT, Verdict.CORRECT,
+                                           Verdict.UNFINISHED, Verdict.UNFINISHED]
+    assert [s.reward for s in scored] == [0.0, 1.0, 1.0, -0.25, -0.25]
+    assert [s.seconds > 0 for s in scored] == [True, True, True, False, False]  # not verified
+    assert metrics["reward/verdict_unfinished"] == 2 and metrics["reward/unfinished"] == 2
 
 
 def test_empty_group_and_mismatched_lengths(pool):

@@ -138,3 +138,29 @@ def test_prune_keeps_every_nth_version_when_asked(tmp_path):
         write_weights({"w": torch.zeros(2)}, tmp_path, v)
     prune_weights(tmp_path, keep_from=5, keep_every=2)
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["v0", "v2", "v4", "v5", "v6"]
+
+
+def test_the_reload_warning_for_computed_rotary_tables_is_dropped_and_no_other():
+    import logging
+
+    from actor.weights import RELOAD_LOGGER, quiet_computed_buffers
+
+    logger = logging.getLogger(RELOAD_LOGGER)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        quiet_computed_buffers()
+        quiet_computed_buffers()  # once per process, however often a reload runs
+        logger.warning("%s: Failed to load weights", "RotaryEmbedding")
+        logger.warning("%s: Failed to load weights", "Llama3RotaryEmbedding")
+        logger.warning("%s: Failed to load weights", "QKVParallelLinear")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["QKVParallelLinear: Failed to load weights"]
+    assert len(logger.filters) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import msgspec
-import numpy as np
 import pytest
 
 from learner.algo.prefix import SolutionCuts

@@ -115,6 +115,9 @@ def test_one_step_changes_every_parameter_and_lowers_the_loss(trainer):
     assert unchanged == []
     assert _surrogate(trainer, seqs) < loss_before - 1e-3
     assert 0.0 <= stats.metrics["clip_frac"] <= 1.0 and "entropy" in stats.metrics
+    # several micro-batches: token counts add up (the step row and train/tokens agree)
+    assert len(pack(seqs, trainer.cfg.learner.micro_batch_tokens)) > 1
+    assert stats.metrics["tokens"] == stats.tokens
 
 
 def test_micro_batching_does_not_change_the_gradient(trainer):

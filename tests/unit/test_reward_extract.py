@@ -13,6 +13,7 @@ from actor.reward.extract import (
     extract_hash_answer,
     gold_to_latex,
     has_boxed_answer,
+    marked_answer,
     strip_math_delimiters,
 )
 from tests.conftest import ROOT
@@ -115,6 +116,37 @@ def test_clean_output_removes_nul_and_surrogates_and_reads_fbox():
 )
 def test_has_boxed_answer(text, ok):
     assert has_boxed_answer(text) is ok
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("so 5 + 2 = 7.\n#### 7", "7"),
+        ("Final Answer: The final answer is $7$. I hope it is correct.",
+         "$7$. I hope it is correct."),                         # the last marker wins
+        ("The answer is:\n\n$$18$$", "$$18$$"),                  # answer on the next line
+        ("**Answer:** 18 dollars", "18 dollars"),
+        ("The correct answer is 12.", "12."),
+        ("the final answer: 3/4 of a cup", "3/4 of a cup"),
+        ("The answer is 7:12 pm.", "$\\text{7:12}$ pm."),        # a clock time stays whole
+        ("It is \\boxed{3}, or maybe \\boxed{7}", "It is \\boxed{3}, or maybe \\boxed{7}"),
+        ("The answer is " + "9" * 500, "9" * 200),               # bounded
+    ],
+)
+def test_marked_answer(text, expected):
+    assert marked_answer(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "The solution is from above answer, 4%.",    # "answer" without "is" or ":"
+    "She needs to save that 7:12 ... Crazy car drivers hit Oklahoma * West to",
+    "We compute 3 + 4 and get 7",
+    "The answer is",                             # a marker and nothing after it
+    "\\boxed{5",                                  # an unclosed box marks nothing
+    "",
+])
+def test_marked_answer_none(text):
+    assert marked_answer(text) is None
 
 
 def test_importing_the_package_stays_light():
