@@ -29,7 +29,8 @@ answer counts only where the output marks it, and only the marked part is parsed
 
 math-verify's own anchors are looser ("answer" followed within 50 characters by a number, so
 "from above answer, 4%" yields 4), which is why the marker is found here. A clock time in the
-marked text (`7:12`) is kept whole, so that it is never read as the number before its colon.
+marked text (`7:12`) is kept whole, so that it is never read as the number before its colon,
+and "the answer is not 2" marks nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _MATH_DELIMS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 _MARKERS = re.compile(
     r"^[ \t>*]*####"
-    r"|\bfinal\s+answer\b[^\n]{0,40}?(?:\bis\b|:)"
-    r"|\banswer\s+is\b"
+    r"|\bfinal\s+answer\b[^\n]{0,40}?(?:\bis\b(?!\s+not\b)|:)"
+    r"|\banswer\s+is\b(?!\s+not\b)"
     r"|\banswer\b\W{0,3}:",
     re.IGNORECASE | re.MULTILINE,
 )

@@ -142,6 +142,7 @@ def test_marked_answer(text, expected):
     "She needs to save that 7:12 ... Crazy car drivers hit Oklahoma * West to",
     "We compute 3 + 4 and get 7",
     "The answer is",                             # a marker and nothing after it
+    "Since 13-2 = 8 lego sets are left, the answer is not 2.",   # a negation marks nothing
     "\\boxed{5",                                  # an unclosed box marks nothing
     "",
 ])
