@@ -28,6 +28,7 @@ def test_config_show_prints_resolved_toml_with_overrides():
 
 def test_config_show_docs_comments_every_key_and_stays_the_same_toml():
     args = ("config", "show", "configs/demo.toml", "--set", "lppo.pg.sft_coef=0.5",
+            "--set", "actor.reward.judge_unfinished=true",
             "--set", "actor.reward.truncated_overrides={correct = 0.5}")
     plain, documented = run_cli(*args), run_cli(*args, "--docs")
     assert documented.returncode == 0, documented.stderr
