@@ -83,7 +83,9 @@ def test_eval_checkpoint_prints_table_and_records_results(setup):
         for p in b["problems"]:
             assert len(p["verdicts"]) == K == len(p["texts"]) == len(p["finish_reasons"])
             assert set(p["verdicts"]) <= {"correct", "wrong", "no_answer", "unparsable_gold",
-                                          "timeout", "error"}
+                                          "timeout", "error", "unfinished"}
+            assert all((v == "unfinished") == (f != "stop")  # cut-off completions: not judged
+                       for v, f in zip(p["verdicts"], p["finish_reasons"], strict=True))
             assert all(n <= 16 for n in p["lengths"])
         expected = _expected(b["problems"])
         assert b["metrics"] == pytest.approx(expected)

@@ -36,7 +36,9 @@ def tokenizer(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool():
-    with RewardPool(RewardConfig(workers=2, timeout_s=10.0)) as p:
+    """The verifier reading outputs as loosely as it can (no answer marker needed), as the
+    learner's own check does: a prefix must not state the answer in any form it reads."""
+    with RewardPool(RewardConfig(workers=2, timeout_s=10.0, require_anchor=False)) as p:
         yield p
 
 
