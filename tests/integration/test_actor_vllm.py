@@ -85,7 +85,8 @@ def test_groups_carry_behaviour_logprobs_matching_transformers(session):
     for comp in g.completions:
         assert 0 < len(comp.token_ids.tolist()) <= 12
         assert comp.finish_reason in ("stop", "length")
-        assert comp.verdict in ("wrong", "no_answer", "correct")
+        assert comp.verdict in (("wrong", "no_answer", "correct") if comp.finish_reason == "stop"
+                                else ("unfinished",))
     assert _max_logprob_error(session.model, g) < LOGPROB_ATOL
 
 
