@@ -9,23 +9,33 @@ Two independent guards keep a query from writing:
    `mode=ro`, a PostgreSQL session in read-only transactions. A write that slips past the
    first guard (a data-modifying CTE, `EXPLAIN ANALYZE DELETE ...`) still fails.
 
-`run_sql` also applies the row limit (rows beyond it are not fetched) and turns a statement
-cancelled by the timeout into a `QueryError` that names the limit.
+On SQLite the statement also runs under `store.sqlguard`: an authorizer that allows reads and
+an allow-list of SQL functions (no `fts3_tokenizer`, `load_extension`, ...) and a limit on the
+size of any value it builds. `run_sql` applies the row limit and a byte limit on what comes back
+(rows beyond either are not fetched), and turns a refusal, an oversized value, bad text and a
+statement cancelled by the timeout into a one-line `QueryError` that names the limit.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from lppo.errors import UserError
 from store.db import is_timeout, short_error
+from store.sqlguard import MAX_VALUE_BYTES, Guard, guarded
 
 ALLOWED = ("SELECT", "WITH", "EXPLAIN", "VALUES")
+MAX_RESULT_BYTES = 16 << 20
+"""Most bytes of values a console query returns (strings and blobs by length, others 8)."""
+_FETCH = 4
+"""Rows fetched at a time (and the driver's buffer): few, as one row may hold megabytes."""
 
 
 class QueryError(UserError):
@@ -37,11 +47,14 @@ class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     truncated: bool
-    """True when the query had more rows than the limit."""
+    """True when the query had more rows than came back."""
+    stopped_by: Literal["rows", "bytes"] | None = None
+    """Which limit stopped it: the row limit, or `MAX_RESULT_BYTES`."""
 
 
 def check_read_only(statement: str) -> str:
     """The statement without a trailing `;`; raises `QueryError` unless it is one read."""
+    _check_text(statement)
     code, last = _code_only(statement)
     parts = [p for p in code.split(";") if p.strip()]
     if not parts:
@@ -56,6 +69,17 @@ def check_read_only(statement: str) -> str:
             f"only {', '.join(ALLOWED)} queries run"
         )
     return statement[:last].rstrip().rstrip(";").rstrip()
+
+
+def _check_text(statement: str) -> None:
+    """Text a database driver can take: no NUL character, no lone surrogate."""
+    if "\x00" in statement:
+        raise QueryError(f"the query holds a NUL character (at character {statement.index(chr(0))})")
+    try:
+        statement.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryError(f"the query holds a character that is not valid text (at character "
+                         f"{exc.start}: {statement[exc.start]!a})") from None
 
 
 def _code_only(statement: str) -> tuple[str, int]:
@@ -103,23 +127,60 @@ def _code_only(statement: str) -> tuple[str, int]:
     return "".join(out), last
 
 
-def run_sql(engine: Engine, statement: str, row_limit: int, timeout_s: float) -> QueryResult:
-    """Run one read-only statement on a reader engine; at most `row_limit` rows come back."""
+def run_sql(engine: Engine, statement: str, row_limit: int, timeout_s: float,
+            max_bytes: int = MAX_RESULT_BYTES) -> QueryResult:
+    """Run one read-only statement on a reader engine; at most `row_limit` rows and about
+    `max_bytes` of values come back."""
     sql = check_read_only(statement)
     if engine.dialect.name == "postgresql":
         sql = sql.replace("%", "%%")  # psycopg reads % as a placeholder even without params
+    guard = Guard()
     try:
-        with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).exec_driver_sql(sql)
+        with engine.connect() as conn, _console(conn) as guard:
+            result = conn.execution_options(stream_results=True,
+                                            max_row_buffer=_FETCH).exec_driver_sql(sql)
             if not result.returns_rows:
                 return QueryResult([], [], False)
             columns = list(result.keys())
-            rows = [tuple(r) for r in result.fetchmany(row_limit + 1)]
+            rows, stopped = _fetch(result, row_limit, max_bytes)
             result.close()
     except sa.exc.DBAPIError as exc:
-        if is_timeout(exc):
-            raise QueryError(f"query cancelled after the statement timeout of {timeout_s:g} s "
-                             "(store.statement_timeout_s, --timeout)") from None
-        raise QueryError(f"query failed: {short_error(exc).partition(': ')[2]}") from None
-    return QueryResult(columns, rows[:row_limit], len(rows) > row_limit)
+        raise _query_error(exc, guard, timeout_s) from None
+    return QueryResult(columns, rows, stopped is not None, stopped)
 
+
+@contextmanager
+def _console(conn: Connection) -> Iterator[Guard]:
+    """The SQLite guard on `conn`'s driver connection (a no-op guard on PostgreSQL)."""
+    raw = conn.connection.driver_connection
+    with guarded(raw) if conn.dialect.name == "sqlite" else nullcontext(Guard()) as guard:
+        yield guard
+
+
+def _fetch(result, row_limit: int, max_bytes: int) -> tuple[list[tuple], str | None]:
+    """Rows in chunks until the result ends or a limit is passed; which limit, if one."""
+    rows: list[tuple] = []
+    size = 0
+    while chunk := result.fetchmany(_FETCH):
+        for row in chunk:
+            if len(rows) == row_limit:
+                return rows, "rows"
+            size += sum(len(v) if isinstance(v, str | bytes) else 8 for v in row)
+            if size > max_bytes:
+                return rows, "bytes"
+            rows.append(tuple(row))
+    return rows, None
+
+
+def _query_error(exc: sa.exc.DBAPIError, guard: Guard, timeout_s: float) -> QueryError:
+    name = getattr(exc.orig, "sqlite_errorname", "")
+    if guard.denied:  # the authorizer refused part of it: that is why it failed
+        return QueryError(f"refused: {guard.denied} is not allowed in the read-only console "
+                          "(reads and common SQL functions only)")
+    if name == "SQLITE_TOOBIG":
+        return QueryError(f"query stopped: a value would exceed {MAX_VALUE_BYTES:,} bytes "
+                          "(the console's limit on one string or blob)")
+    if is_timeout(exc):
+        return QueryError(f"query cancelled after the statement timeout of {timeout_s:g} s "
+                          "(store.statement_timeout_s, --timeout)")
+    return QueryError(f"query failed: {short_error(exc).partition(': ')[2]}")

@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import data, examples
 from dashboard.context import Ctx, show
 from lppo.errors import UserError
+from store.sql import MAX_RESULT_BYTES
 
 OWN = "(your own query)"
 TEXT_KEY = "sql_text"
@@ -41,7 +42,7 @@ def run_query(ctx: Ctx, statement: str, limit: int) -> None:
         st.session_state[RESULT_KEY] = {"error": str(exc)}
         return
     st.session_state[RESULT_KEY] = {
-        "frame": pd.DataFrame(res.rows, columns=res.columns), "truncated": res.truncated,
+        "frame": pd.DataFrame(res.rows, columns=res.columns), "stopped_by": res.stopped_by,
         "seconds": time.perf_counter() - start, "limit": limit,
     }
 
@@ -54,7 +55,9 @@ def result() -> None:
         st.error(out["error"], icon=":material/block:")
         return
     df = out["frame"]
-    note = f" (stopped at the row limit of {out['limit']:,})" if out["truncated"] else ""
+    note = {"rows": f" (stopped at the row limit of {out['limit']:,})",
+            "bytes": f" (stopped at {MAX_RESULT_BYTES:,} bytes of values, the console's limit)",
+            None: ""}[out["stopped_by"]]
     st.caption(f"{len(df):,} rows{note} in {out['seconds'] * 1e3:.0f} ms")
     st.dataframe(df, hide_index=True, width="stretch", height=min(600, 38 + 35 * len(df)))
     st.download_button("Download CSV", df.to_csv(index=False).encode("utf-8"),

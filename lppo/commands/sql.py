@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lppo.errors import UserError
     from store.queries import LedgerReader
+    from store.sql import MAX_RESULT_BYTES
 
     if args.limit < 1 or args.timeout <= 0:
         raise UserError("--limit and --timeout must be positive")
@@ -65,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
         out.write(format_table(result.columns, result.rows))
         n = len(result.rows)
         out.write(f"({n} row{'s' if n != 1 else ''})\n")
-    if result.truncated:
+    if result.stopped_by == "rows":
         print(f"lppo sql: stopped at the row limit of {args.limit} (--limit to change)",
               file=sys.stderr)
+    elif result.stopped_by == "bytes":
+        print(f"lppo sql: stopped at {MAX_RESULT_BYTES:,} bytes of values (the console's "
+              "limit); select fewer or shorter columns", file=sys.stderr)
     return 0
 
 
