@@ -8,6 +8,7 @@ side is in tests/dashboard/test_pages.py."""
 from __future__ import annotations
 
 import hashlib
+import re
 import resource
 import subprocess
 import sys
@@ -119,3 +120,36 @@ def test_postgresql_runs_console_queries_read_only_with_a_timeout(ledger_url):
             reader.sql("SELECT pg_sleep(5)")
         result = reader.sql("SELECT repeat('x', 4000000) FROM generate_series(1, 20)")
         assert result.stopped_by == "bytes" and len(result.rows) == MAX_RESULT_BYTES // 4000000
+
+
+def test_the_readme_select_only_role_reads_and_cannot_write(ledger_url):
+    """The README's role, created as written (placeholders filled), on the private cluster."""
+    if not ledger_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    import psycopg
+    import sqlalchemy as sa
+
+    with Ledger(ledger_url) as ledger:
+        setup_run(ledger)
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```sql\n(.*?)```", readme, re.S) if "lppo_reader" in b]
+    url = sa.make_url(ledger_url)
+    role = f"lppo_reader_{url.database}"
+    sql = (block.replace("lppo_reader", role).replace("'...'", "'pw'")
+           .replace("DATABASE ledger", f'DATABASE "{url.database}"')
+           .replace("FOR ROLE lppo ", "FOR ROLE postgres "))
+    dsn = f"host={url.host} port={url.port} user=postgres dbname={url.database}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for statement in filter(str.strip, sql.split(";")):
+            conn.execute(statement)
+    reader_url = url.set(username=role, password="pw").render_as_string(hide_password=False)
+    with LedgerReader(reader_url) as reader:
+        assert reader.sql("SELECT count(*) FROM runs").rows == [(1,)]
+    engine = sa.create_engine(reader_url)
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="permission denied|read-only"), \
+                engine.begin() as conn:
+            conn.exec_driver_sql("SET default_transaction_read_only = off")
+            conn.exec_driver_sql("DELETE FROM runs")
+    finally:
+        engine.dispose()
