@@ -38,6 +38,8 @@ from learner.algo.loss import (
     aggregation_for,
     loss_normalizer,
     ppo_loss,
+    token_entropy,
+    token_logprobs,
 )
 from learner.batch import MicroBatch, TrainSequence, collate, pack
 from lppo.config import Config
@@ -166,12 +168,13 @@ class Trainer:
             "behaviour_logprobs", "advantages", "sft_weights")}
 
     def _logp(self, model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probs of the targets (with grad) and entropies (without), through the
+        loss module's `token_logprobs` / `token_entropy`: the functions its tests cover."""
         logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
-        logits = logits[:, :-1].float()
-        logp = torch.log_softmax(logits, dim=-1)
-        token_logp = logp.gather(-1, t["targets"].unsqueeze(-1)).squeeze(-1)
+        logits = logits[:, :-1]
+        token_logp = token_logprobs(logits, t["targets"])
         with torch.no_grad():
-            entropy = -(logp.exp() * logp).sum(-1)
+            entropy = token_entropy(logits)
         return token_logp, entropy
 
     @torch.no_grad()
