@@ -18,8 +18,8 @@ With `tis_cap` the PPO ratio's base is the trainer's own log-probs before the up
 `kl_coef > 0` a frozen copy of the initial model gives the reference log-probs.
 
 Device: CUDA when available and allowed (`learner.device`), else CPU; bf16 weights on CUDA
-where supported with `model.dtype = "auto"`, fp32 on CPU. Multi-GPU (FSDP2 under torchrun)
-wraps the same model; see learner/distributed.py.
+where supported with `model.dtype = "auto"`, fp32 on CPU. One learner process trains on one
+device: training across several is not built yet.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ not msgpack, truncated, unknown `kind`, other `v`, a missing or mistyped field, 
 byte length does not match its dtype and shape) raises the one exception `WireError`, whose
 `reason` says which; receivers count it, log it and carry on.
 
-Message flow (DESIGN.md 2 and 4):
+Message flow (docs/design.md, "Processes and data flow"):
 
     actor  --DEALER->  learner ROUTER   Register, WorkRequest, Heartbeat, WeightsLoaded
     actor <-DEALER--   learner ROUTER   Welcome, Work, Ack, Shutdown

@@ -1,4 +1,4 @@
-"""The ledger's tables (DESIGN.md 4), as SQLAlchemy 2.0 declarative models.
+"""The ledger's tables (docs/queries.md describes them), as SQLAlchemy 2.0 declarative models.
 
 These classes are the schema's single description in code; the Alembic revisions under
 `store/migrations/versions/` create exactly this schema (a test compares them). Change a model

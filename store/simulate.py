@@ -2,7 +2,8 @@
 dashboard development, without a model.
 
 `simulate_steps` plays a toy policy whose skill grows each step against samples of graded
-difficulty, and applies the method's bookkeeping the way DESIGN.md 5 describes it (EMA of the
+difficulty, and applies the method's bookkeeping the way docs/design.md ("The method")
+describes it (EMA of the
 unguided pass rate, progress, LP weight, prefix ratio up/down, curation of all-correct and
 all-wrong groups, retiring and parking). It yields, per step, the `GroupRecord`s and the
 `StepRecord` a learner would hand to the ledger. `populate` writes a whole run.
@@ -163,7 +164,7 @@ def _mean_staleness(groups: list[GroupRecord], step: int) -> float | None:
 
 
 def _next_state(st: SampleStateRecord, rate: float, step: int) -> SampleStateRecord:
-    """The bookkeeping of DESIGN.md 5 after one group with pass rate `rate`."""
+    """The method's bookkeeping (docs/design.md) after one group with pass rate `rate`."""
     if st.prefix_ratio > 0:  # guided: guided statistics and the prefix ratio only
         ratio = st.prefix_ratio
         if rate == 0:

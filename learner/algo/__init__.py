@@ -1,4 +1,4 @@
-"""The learner's pure algorithm units (DESIGN.md 5 and 8, issue 6).
+"""The learner's pure algorithm units (docs/design.md, "The method").
 
 Each module is one rule of the method as small pure functions (or a small class with
 serialisable state), independent of sockets, the ledger and the wire format:

@@ -1,4 +1,4 @@
-"""Advantage estimators on groups of rewards, and LP weights applied to them (DESIGN.md 5).
+"""Advantage estimators on groups of rewards, and LP weights applied to them (docs/design.md).
 
 Rules, for group g with rewards r_g1..r_gn (one per completion of one prompt):
 

@@ -1,4 +1,4 @@
-"""Online curation: which groups enter a batch, and each sample's status (DESIGN.md 5).
+"""Online curation: which groups enter a batch, and each sample's status (docs/design.md).
 
 Rules.
 1. Drop. A group whose completions are all correct (`all_correct`) or all wrong

@@ -1,4 +1,4 @@
-"""Token-level PPO clipped loss against the actor's behaviour log-probs (DESIGN.md 5).
+"""Token-level PPO clipped loss against the actor's behaviour log-probs (docs/design.md).
 
 Rule, per policy token t of a completion with advantage A (mask `loss_mask` = 1):
 

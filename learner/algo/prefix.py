@@ -1,6 +1,7 @@
 """PG-sampling: which prefix ratio a sample gets, and where the expert solution is cut.
 
-Rule (DESIGN.md 5). A sample whose last unguided group had pass rate 0 is dispatched with a
+Rule (docs/design.md, "Prefix-guided sampling"). A sample whose last unguided group had pass
+rate 0 is dispatched with a
 prefix: the first `r` of its expert solution's tokens, cut back to the last line (or sentence)
 boundary at or before that point, never including the final answer. After each guided group
 with pass rate p:

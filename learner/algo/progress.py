@@ -1,4 +1,4 @@
-"""Per-sample statistics, learning progress and LP weights (LPPO's LP-weighting, DESIGN.md 5).
+"""Per-sample statistics, learning progress and LP weights (LPPO's LP-weighting; docs/design.md).
 
 Rule. Every sample keeps an exponential moving average of its *unguided* group pass rate:
 

@@ -1,13 +1,13 @@
 """The typed configuration tree shared by every process.
 
-One pydantic v2 model per section of DESIGN.md 4 (`run`, `model`, `data`, `actor`, `learner`,
+One pydantic v2 model per config section (`run`, `model`, `data`, `actor`, `learner`,
 `lppo`, `store`, `transport`). Every field has a description and a default a practitioner would
 start from; unknown keys are errors (`extra="forbid"`), so a typo never silently falls back to
 a default. Rules that involve more than one field live in `model_validator`s next to the fields
 they relate, and name the keys in their message.
 
-The method's constants (DESIGN.md 5) are defaults here, not literals in the learner: every rule
-of LPPO reads its numbers from `LPPOConfig`.
+The method's constants (docs/design.md, "The method") are defaults here, not literals in the
+learner: every rule of LPPO reads its numbers from `LPPOConfig`.
 """
 
 from __future__ import annotations

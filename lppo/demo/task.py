@@ -1,6 +1,6 @@
 """The demo's synthetic arithmetic task: graded problems with written-out expert solutions.
 
-Why: the embedded demo (DESIGN.md 7) needs a task with verifiable answers, expert solutions to
+Why: the embedded demo needs a task with verifiable answers, expert solutions to
 take prefixes from, and a difficulty ladder a tiny model climbs in minutes on a CPU: easy
 problems it mostly solves after a short warm start, hard ones it solves only with a hint.
 

@@ -1,7 +1,7 @@
 """The demo's warm start: a short supervised phase on the tiny model, cached by content hash.
 
 Why: a randomly initialised model never produces a correct answer, so RL has no signal. The
-demo (DESIGN.md 7) first teaches the tiny Qwen2 (`lppo.demo.tiny`) the solution format and
+demo first teaches the tiny Qwen2 (`lppo.demo.tiny`) the solution format and
 the arithmetic with a few minutes of supervised fine-tuning on a CPU: a plain PyTorch loop,
 AdamW, loss on the solution tokens only, prompts in the demo's `plain` format
 (`Question: {problem}\\nAnswer: `, then the expert solution and EOS).

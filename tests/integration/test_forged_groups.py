@@ -1,7 +1,7 @@
 """Wire-valid but wrong rollout groups from a registered peer, during a real training run
 (learner process + vLLM actor): each is an `invalid` drop that frees its slot, recorded under
 the sample it was dispatched for, its problem logged; the learner trains on, and the ledger
-holds nothing the peer made up (issue 17: these used to crash the learner)."""
+holds nothing the peer made up (these used to crash the learner)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the learner builds before its first step (learner/setup.py), on a tiny model: the
 published version 0, over-long prompts skipped at import, and `--resume` with no checkpoint
-rolling the run's ledger back to none (issue 17: it used to keep the first attempt's rows)."""
+rolling the run's ledger back to none (it used to keep the first attempt's rows)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""No answer leaks through a prefix (issue 16): for the first 200 expert solutions of every
+"""No answer leaks through a prefix: for the first 200 expert solutions of every
 shipped data set and of the demo's task, at every ratio and in both boundary modes, the prefix
 the learner cuts holds no answer marker, and the real verifier (math-verify, through the reward
 pool) scores an empty or a garbage completion after it as not correct, even when it is shown the

@@ -1,9 +1,12 @@
-"""House rules from DESIGN.md 8, checked: modules under ~600 lines, functions under ~80; the
-product packages and the benchmarks never import from `tests`."""
+"""House rules, checked: modules under ~600 lines, functions under ~80; the
+product packages and the benchmarks never import from `tests`; code cites only files of the
+repository (no design document outside it, no issue numbers, no paths that do not exist)."""
 
 from __future__ import annotations
 
 import ast
+import re
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -49,3 +52,20 @@ def test_nothing_outside_tests_imports_from_tests():
              for name in _imported_modules(ast.parse(path.read_text()))
              if name == "tests" or name.startswith("tests.")]
     assert found == []
+
+
+CITED_PATH = re.compile(r"\b((?:actor|learner|store|dashboard|lppo|bench|tests|docs|configs|data|"
+                        r"scripts)/[\w/.-]+\.(?:py|md|toml|jsonl|sh))")
+
+
+def test_code_cites_only_files_of_the_repository():
+    bad = []
+    for path in [*_sources(), *sorted((ROOT / "tests").rglob("*.py"))]:
+        text = path.read_text()
+        where = path.relative_to(ROOT)
+        bad += [f"{where}: cites {m.group()}" for m in re.finditer(r"\bDESIGN[.]md", text)
+                if path != Path(__file__)]
+        bad += [f"{where}: cites {m.group()}" for m in re.finditer(r"\bissue \d+", text)]
+        bad += [f"{where}: cites {m.group(1)}, which does not exist"
+                for m in CITED_PATH.finditer(text) if not (ROOT / m.group(1)).exists()]
+    assert bad == []

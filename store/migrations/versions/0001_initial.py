@@ -1,4 +1,4 @@
-"""Initial ledger schema: the tables of DESIGN.md 4.
+"""Initial ledger schema: the first version of the tables in store/models.py.
 
 Revision ID: 0001
 Revises:

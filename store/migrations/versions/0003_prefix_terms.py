@@ -1,4 +1,4 @@
-"""What each guided group taught about its prefix; which completions saw it (issue 16).
+"""What each guided group taught about its prefix; which completions saw it.
 
 - `rollout_groups.guided_n`: completions sampled with the prefix (the rest of a mixed group
   were sampled without it); 0 for an unguided group. Old rows: every completion of a group
@@ -12,7 +12,7 @@
   stay NULL: those runs predate the record.
 - `rollouts.with_prefix`: the completion was sampled with its group's prefix. Backfilled from
   the group (`prefix_len > 0`).
-- `runs.reason`: why a failed run failed, in one line (issue 17). NULL for older runs.
+- `runs.reason`: why a failed run failed, in one line. NULL for older runs.
 
 Revision ID: 0003
 Revises: 0002
