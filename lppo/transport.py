@@ -197,16 +197,17 @@ class Channel:
         try:
             if self._routed:
                 if len(parts) != 2:
-                    raise WireError(f"expected 2 frames (identity, message), got {len(parts)}")
+                    raise WireError(f"expected 2 frames (identity, message), got {len(parts)}",
+                                    "framing")
                 peer = parts[0].bytes
                 payload = parts[1]
             else:
                 if len(parts) != 1:
-                    raise WireError(f"expected 1 frame, got {len(parts)}")
+                    raise WireError(f"expected 1 frame, got {len(parts)}", "framing")
                 payload = parts[0]
             msg = decode(payload.buffer, max_bytes=self.max_frame_bytes)
         except WireError as exc:
-            bucket = _reason_class(exc.reason)
+            bucket = exc.kind
             self.rejected[bucket] += 1
             count = self.rejected[bucket]
             if count <= LOG_FIRST_REJECTS or count % LOG_EVERY_REJECTS == 0:
@@ -229,23 +230,6 @@ class Channel:
 
 def _peer(peer: bytes | None) -> str:
     return "" if peer is None else f" from {peer!r}"
-
-
-def _reason_class(reason: str) -> str:
-    """Coarse bucket of a rejection reason, for counters (`size`, `syntax`, `kind`, ...)."""
-    for key, bucket in (
-        ("exceeds the limit", "size"),
-        ("not a msgpack", "syntax"),
-        ("unknown message kind", "kind"),
-        ("has no 'kind'", "kind"),
-        ("schema version", "version"),
-        ("frame", "framing"),
-        ("array", "array"),
-        ("dimension", "array"),
-    ):
-        if key in reason:
-            return bucket
-    return "field"
 
 
 # --------------------------------------------------------------------------------------------

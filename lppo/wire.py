@@ -46,12 +46,17 @@ Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
-class WireError(ValueError):
-    """A frame was rejected; `reason` says why (size, syntax, kind, version, field, array)."""
+RejectKind = Literal["size", "syntax", "kind", "version", "framing", "array", "field"]
+"""Why a frame was rejected, in one word: the bucket of the receivers' counters."""
 
-    def __init__(self, reason: str):
+
+class WireError(ValueError):
+    """A frame was rejected: `reason` says why in words, `kind` in one (`RejectKind`)."""
+
+    def __init__(self, reason: str, kind: RejectKind = "field"):
         super().__init__(reason)
         self.reason = reason
+        self.kind: RejectKind = kind
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,14 +86,15 @@ class Array(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def check(self, where: str, kind: Literal["int", "float"] | None = None, ndim: int = 1) -> None:
         """Raise `WireError` unless the bytes match dtype x shape (and the expected kind/ndim)."""
         if kind is not None and not self.dtype.startswith(kind):
-            raise WireError(f"{where}: expected an {kind} array, got dtype {self.dtype}")
+            raise WireError(f"{where}: expected an {kind} array, got dtype {self.dtype}", "array")
         if len(self.shape) != ndim:
-            raise WireError(f"{where}: expected {ndim} dimension(s), got shape {self.shape}")
+            raise WireError(f"{where}: expected {ndim} dimension(s), got shape {self.shape}",
+                            "array")
         expected = math.prod(self.shape) * DTYPES[self.dtype].itemsize
         if len(self.data) != expected:
             raise WireError(
                 f"{where}: array of dtype {self.dtype} and shape {self.shape} needs "
-                f"{expected} bytes, got {len(self.data)}"
+                f"{expected} bytes, got {len(self.data)}", "array"
             )
 
 
@@ -258,35 +264,38 @@ def encode(msg: Message) -> bytes:
 def decode(frame: bytes | memoryview, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Message:
     """Parse and check one frame. Raises `WireError` with the reason for any bad frame."""
     if len(frame) > max_bytes:
-        raise WireError(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
+        raise WireError(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}", "size")
     try:
         msg = _decoder.decode(frame)
     except msgspec.ValidationError as exc:
-        raise WireError(_explain(frame, str(exc))) from None
+        raise WireError(*_explain(frame, str(exc))) from None
     except msgspec.DecodeError as exc:
-        raise WireError(f"not a msgpack frame: {exc}") from None
+        raise WireError(f"not a msgpack frame: {exc}", "syntax") from None
     except UnicodeDecodeError as exc:
         # msgspec raises this (not DecodeError) for invalid UTF-8 in a tag or key.
-        raise WireError(f"invalid UTF-8 in frame: {exc.reason} at byte {exc.start}") from None
+        raise WireError(f"invalid UTF-8 in frame: {exc.reason} at byte {exc.start}",
+                        "syntax") from None
     if msg.v != SCHEMA_VERSION:
-        raise WireError(f"schema version {msg.v} of {type(msg).__name__} is not {SCHEMA_VERSION}")
+        raise WireError(f"schema version {msg.v} of {type(msg).__name__} is not {SCHEMA_VERSION}",
+                        "version")
     _check_arrays(msg)
     return msg
 
 
-def _explain(frame: bytes | memoryview, detail: str) -> str:
-    """Turn a validation failure into a reason that leads with kind/version problems."""
+def _explain(frame: bytes | memoryview, detail: str) -> tuple[str, RejectKind]:
+    """Turn a validation failure into a reason (and its kind) that leads with kind/version
+    problems."""
     try:
         env = _envelope_decoder.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return f"invalid message: {detail}"
+        return f"invalid message: {detail}", "field"
     if env.kind is None:
-        return "message has no 'kind'"
+        return "message has no 'kind'", "kind"
     if not isinstance(env.kind, str) or env.kind not in KINDS:
-        return f"unknown message kind {env.kind!r}"
+        return f"unknown message kind {env.kind!r}", "kind"
     if env.v != SCHEMA_VERSION:
-        return f"schema version {env.v!r} of {env.kind!r} is not {SCHEMA_VERSION}"
-    return f"invalid {env.kind!r} message: {detail}"
+        return f"schema version {env.v!r} of {env.kind!r} is not {SCHEMA_VERSION}", "version"
+    return f"invalid {env.kind!r} message: {detail}", "field"
 
 
 def _check_arrays(msg: Message) -> None:
@@ -319,4 +328,5 @@ def _check_arrays(msg: Message) -> None:
                     f"{where}: {comp.token_ids.shape} token ids but {comp.logprobs.shape} logprobs"
                 )
     elif isinstance(msg, Welcome) and msg.weights is not None and msg.weights.v != SCHEMA_VERSION:
-        raise WireError(f"welcome.weights: schema version {msg.weights.v} is not {SCHEMA_VERSION}")
+        raise WireError(f"welcome.weights: schema version {msg.weights.v} is not {SCHEMA_VERSION}",
+                        "version")

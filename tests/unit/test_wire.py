@@ -237,3 +237,24 @@ def test_any_envelope_values_are_rejected_cleanly(kind, version, extra):
         decode(frame)
     except WireError as exc:
         assert exc.reason
+
+
+def test_each_rejection_says_its_kind():
+    """The receivers count rejected frames by `WireError.kind`, never by their wording."""
+    bad_len = _raw(_group())
+    bad_len["prompt_ids"]["data"] = bad_len["prompt_ids"]["data"][:-1]
+    cases = [
+        (encode(Shutdown(reason="x" * 2000)), "size"),
+        (b"\xc1", "syntax"),
+        (msgspec.msgpack.encode({"kind": "exec", "v": 1}), "kind"),
+        (msgspec.msgpack.encode({"v": 1, "actor_id": "a"}), "kind"),
+        (msgspec.msgpack.encode({**_raw(Heartbeat(actor_id="a", policy_version=0)), "v": 2}),
+         "version"),
+        (msgspec.msgpack.encode(bad_len), "array"),
+        (msgspec.msgpack.encode(_raw(_group(prompt_ids=Array.of([[1, 2]], "int32")))), "array"),
+        (msgspec.msgpack.encode({"kind": "heartbeat", "v": 1}), "field"),
+    ]
+    for frame, kind in cases:
+        with pytest.raises(WireError) as info:
+            decode(frame, max_bytes=1000)
+        assert info.value.kind == kind, (info.value.reason, kind)
