@@ -235,10 +235,7 @@ class Learner:
         path = checkpoint.save(
             self.cfg.run.run_dir, setup.step, setup.trainer.model, setup.tokenizer,
             setup.trainer.state_dict(),
-            {"version": setup.version, "scheduler": sched, "buffered": buffered,
-             "notice": None if setup.notice is None else {
-                 "version": setup.notice.version, "uri": setup.notice.uri,
-                 "sha256": setup.notice.sha256}},
+            {"version": setup.version, "scheduler": sched, "buffered": buffered},
             keep=self.cfg.learner.keep_checkpoints,
         )
         log.info("checkpoint %s (version %d)", path, setup.version)

@@ -15,9 +15,9 @@ pairs of `lppo.transport`, in the order a run uses them:
     WeightsLoaded     -->
                       <--                   Shutdown (on ROUTER and PUB)
 
-It is what `lppo demo` runs until the full pipeline exists, and what the transport integration
-tests run over tcp:// and ipc://. The payloads are deterministic functions of the work so the
-learner side can check every array that crossed the process boundary.
+The transport integration tests run it over tcp:// and ipc://. The payloads are deterministic
+functions of the work so the learner side can check every array that crossed the process
+boundary.
 """
 
 from __future__ import annotations

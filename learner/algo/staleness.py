@@ -12,8 +12,8 @@ after the policy that generated it, and little generation is wasted on groups th
 too old. Pacing is not a proof: a straggler (a slow actor, a slot refilled after a drop at the
 same version, out-of-order arrivals) can still come back late. So the bound is enforced twice:
 on arrival a group whose `policy_version < v - s` is stale (dropped; the caller records the
-reason `stale`), and when the trainer assembles a batch it re-checks `is_stale` (taking the
-oldest policy versions first) and calls `on_evicted` for what it throws away.
+reason `stale`), and when the trainer assembles a batch it re-checks `is_stale` (groups are
+taken in arrival order) and calls `on_evicted` for what it throws away.
 
 Over-dispatch lives here. Curation drops all-correct / all-wrong groups on arrival, so a
 dispatched group yields only ~1/f accepted ones (`f = curation.overdispatch`). We count an

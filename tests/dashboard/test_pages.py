@@ -146,7 +146,9 @@ def test_trajectory_shows_curves_solution_and_rollouts(open_app, rich_ledger):
     traj = chart_data(chart)[0]
     assert len(traj) == n_groups and traj["guided"].any()
     html = texts(at)
-    assert f"Problem {sid - 1}:" in html or "Problem" in html
+    with LedgerReader(str(rich_ledger)) as reader:
+        (problem,) = reader.sql(f"SELECT problem FROM samples WHERE id = {sid}").rows[0]
+    assert problem.startswith("Problem ") and problem in html
     assert "<mark" in html and "Highlighted: the prefix" in html
     assert len(at.expander) == min(10, n_groups)
     assert "correct" in at.expander[0].label and "step" in at.expander[0].label
