@@ -82,7 +82,6 @@ class LearnerIO(threading.Thread):
         self._commands: queue.Queue = queue.Queue()
         self._halt = threading.Event()
         self._actor_metrics: dict[str, dict[str, float]] = {}
-        self._versions: dict[str, int] = {}
         self._rejected: dict[str, int] = {}
 
     # -- main-thread API ---------------------------------------------------------------------
@@ -111,9 +110,10 @@ class LearnerIO(threading.Thread):
         with self.lock:
             return dict(self._rejected)
 
-    def actor_versions(self) -> dict[str, int]:
+    def dropped(self) -> dict[str, int]:
+        """Groups dropped so far, by reason (a copy, taken under the lock)."""
         with self.lock:
-            return dict(self._versions)
+            return dict(self.counters.dropped)
 
     def check(self) -> None:
         """Raise in the main thread if the I/O thread died."""
@@ -164,7 +164,6 @@ class LearnerIO(threading.Thread):
                 gateway.ack(groups)
             with self.lock:
                 self._actor_metrics = {a.actor_id: a.metrics for a in gateway.actors.values()}
-                self._versions = gateway.versions()
                 self._rejected = {}
                 for ch in (gateway.socks.work, gateway.socks.rollouts):
                     for reason, count in ch.rejected.items():
@@ -198,7 +197,8 @@ class LearnerIO(threading.Thread):
                 self.counters.duplicates += 1
                 continue
             if d.reason is not None:
-                self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
+                with self.lock:  # the main thread reads the counts through `dropped()`
+                    self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
             # `lp_weight` stays empty here: the train step that uses the group writes the
             # weight it applied (renormalised over its batch), see `learner.loop`.
             self.writer.put_group(group_from_wire(

@@ -282,7 +282,7 @@ def _scalars(r: StepRecord) -> dict[str, float | int | None]:
 
 
 def _snapshot(io: LearnerIO) -> dict:
-    return {"dropped": dict(io.counters.dropped), "actors": io.actor_metrics()}
+    return {"dropped": io.dropped(), "actors": io.actor_metrics()}
 
 
 def _sum_actor_metrics(actors: dict[str, dict[str, float]]) -> dict[str, float]:
