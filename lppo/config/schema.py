@@ -322,8 +322,9 @@ class LearnerConfig(Section):
     """Recompute activations in backward to save memory."""
     publish_every: int = Field(1, ge=1)
     """Publish weights to actors every k steps."""
-    weights_backend: Literal["filesystem", "nccl"] = "filesystem"
-    """How actors receive weights."""
+    weights_backend: Literal["filesystem"] = "filesystem"
+    """How actors receive weights: safetensors files under the run folder, announced on the
+    wire (lppo/weightfiles.py). The only backend built; any other value is rejected."""
     checkpoint_every: int = Field(50, ge=1)
     """Checkpoint every N steps (and at a clean stop)."""
     keep_checkpoints: int = Field(2, ge=1)

@@ -3,7 +3,7 @@
 Real libraries, no mocks: the folder built by `lppo.demo.tiny.build_tiny_model` is loaded by
 transformers and by vLLM (in a child process, as actors do), and vLLM's log-probs of its own
 greedy tokens are checked against a transformers forward pass, which catches a wrongly tied
-output layer (the silent pitfall of shared/notes/vllm-cpu.md).
+output layer (the silent pitfall lppo/weightfiles.py guards against).
 """
 
 from __future__ import annotations

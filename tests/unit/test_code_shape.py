@@ -66,6 +66,8 @@ def test_code_cites_only_files_of_the_repository():
         bad += [f"{where}: cites {m.group()}" for m in re.finditer(r"\bDESIGN[.]md", text)
                 if path != Path(__file__)]
         bad += [f"{where}: cites {m.group()}" for m in re.finditer(r"\bissue \d+", text)]
+        bad += [f"{where}: cites {m.group()}, which users do not have"
+                for m in re.finditer(r"\bshared/notes\b", text) if path != Path(__file__)]
         bad += [f"{where}: cites {m.group(1)}, which does not exist"
                 for m in CITED_PATH.finditer(text) if not (ROOT / m.group(1)).exists()]
     assert bad == []

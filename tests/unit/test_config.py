@@ -121,6 +121,8 @@ def _problems(*overrides: str, raw: dict | None = None) -> list[str]:
         ("actor.reward.correct=1.7e308",
          "actor.reward.correct: expected a finite reward within +-1000, got 1.7e+308"),
         ("actor.reward.wrong=-inf", "actor.reward.wrong: expected float, got -inf"),
+        ("learner.weights_backend=nccl",  # not built: rejected, never silently ignored
+         "learner.weights_backend: expected one of 'filesystem', got 'nccl'"),
     ],
 )
 def test_bad_values_name_key_and_expectation(override, expected):
