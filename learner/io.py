@@ -188,17 +188,17 @@ class LearnerIO(threading.Thread):
             return self.scheduler.next_items(actor_id, slots)
 
     def _record(self, groups) -> None:
-        with self.lock:
+        with self.lock:  # the main thread reads the drop counts through `dropped()`
             decisions = [self.scheduler.on_group(g) for g in groups]
             step = self.scheduler.step
+            for d in decisions:
+                if d.reason is not None and not d.duplicate:
+                    self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
         for d in decisions:
             self.counters.received += 1
             if d.duplicate:
                 self.counters.duplicates += 1
                 continue
-            if d.reason is not None:
-                with self.lock:  # the main thread reads the counts through `dropped()`
-                    self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
             # `lp_weight` stays empty here: the train step that uses the group writes the
             # weight it applied (renormalised over its batch), see `learner.loop`.
             self.writer.put_group(group_from_wire(
