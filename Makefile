@@ -30,7 +30,7 @@ test: $(STAMP) system-deps
 
 # The README's dashboard screenshots, from the ledger of the last `make demo` (runs/demo).
 screenshots: $(STAMP) system-deps
-	$(BIN)/python -m dashboard.screenshots runs/demo docs/screenshots
+	$(BIN)/python -m lppo.testing.screenshots runs/demo docs/screenshots
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

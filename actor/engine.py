@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from lppo.config import Config
+    from lppo.core.config import Config
 
 
 @dataclass(frozen=True)

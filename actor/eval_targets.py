@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lppo.config.schema import DataConfig, DatasetSpec
-from lppo.errors import UserError
+from lppo.core.config.schema import DataConfig, DatasetSpec
+from lppo.core.errors import UserError
 
 STATE_FILE = "state.json"
 """The learner's checkpoint state (its `step` is the step the weights belong to)."""

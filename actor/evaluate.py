@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from actor.engine import GenRequest, GenSample, create_engine
 from actor.prompts import PromptBuilder, PromptError
 from actor.reward import RewardPool, Scored, Verdict
-from lppo.config.schema import Config, DatasetSpec
+from lppo.core.config.schema import Config, DatasetSpec
 from store.records import EvalRecord, SampleRecord
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ class Evaluator:
 
     def load_weights(self, path: str | Path) -> None:
         """Load new weights in place: a safetensors file, or a `weights/vN/` folder."""
-        from lppo.weightfiles import FILENAME
+        from lppo.core.weightfiles import FILENAME
 
         path = Path(path)
         file = path / FILENAME if path.is_dir() else path

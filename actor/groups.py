@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from actor.engine import GenRequest, GenResult, GenSample
-from lppo.wire import Array, Completion, RolloutGroup, WorkItem
+from lppo.core.wire import Array, Completion, RolloutGroup, WorkItem
 
 UNGUIDED_SUFFIX = "/unguided"
 """Engine request id suffix of a mixed group's completions sampled without the prefix."""

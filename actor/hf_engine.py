@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from actor.engine import GenRequest, GenResult, GenSample
 
 if TYPE_CHECKING:
-    from lppo.config import Config
+    from lppo.core.config import Config
 
 
 MAX_ROWS = 512
@@ -127,7 +127,7 @@ class HFEngine:
         return len(tokens)
 
     def load_weights(self, path: str) -> None:
-        from lppo.weightfiles import load_state
+        from lppo.core.weightfiles import load_state
 
         state = load_state(path)
         missing, unexpected = self.model.load_state_dict(state, strict=False)

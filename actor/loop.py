@@ -41,10 +41,10 @@ from actor.engine import Engine, GenResult
 from actor.groups import engine_requests, rollout_group, samples_of
 from actor.outbox import Outbox, backoff_delay
 from actor.prompts import PromptBuilder, PromptError
-from lppo.config import Config
-from lppo.transport import ActorSockets
-from lppo.weightfiles import WeightsError, verified_path
-from lppo.wire import (
+from lppo.core.config import Config
+from lppo.core.transport import ActorSockets
+from lppo.core.weightfiles import WeightsError, verified_path
+from lppo.core.wire import (
     Ack,
     Array,
     Heartbeat,

@@ -13,8 +13,8 @@ import logging
 
 import zmq
 
-from lppo.config import Config
-from lppo.transport import ActorSockets, Endpoints
+from lppo.core.config import Config
+from lppo.core.transport import ActorSockets, Endpoints
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def run_actor(cfg: Config, actor_id: str, learner: str | None = None) -> int:
     from actor.engine import create_engine
     from actor.loop import Actor
     from actor.reward import RewardPool
-    from lppo.signals import stop_on_signals
+    from lppo.core.signals import stop_on_signals
 
     if learner:
         ends = Endpoints.for_learner(learner, cfg.transport)

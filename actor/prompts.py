@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lppo.config import DataConfig
-    from lppo.wire import WorkItem
+    from lppo.core.config import DataConfig
+    from lppo.core.wire import WorkItem
 
 
 class PromptError(ValueError):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from actor.engine import GenRequest, GenResult, GenSample, normalize_finish_reason
 
 if TYPE_CHECKING:
-    from lppo.config import Config
+    from lppo.core.config import Config
 
 log = logging.getLogger(__name__)
 

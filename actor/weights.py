@@ -6,7 +6,7 @@ the file itself (a path crosses the RPC boundary in every vLLM mode; lists of te
 and hands the tensors to the model runner's `reload_weights`, which maps checkpoint names onto
 vLLM's fused layers. No engine restart, no re-allocation of the KV cache.
 
-The file must contain `lm_head.weight` even for tied embeddings (lppo.weightfiles writes it):
+The file must contain `lm_head.weight` even for tied embeddings (lppo.core.weightfiles writes it):
 without it vLLM silently keeps the old output layer.
 """
 
@@ -49,7 +49,7 @@ class ReloadExtension:
             if "lm_head.weight" not in names:
                 raise ValueError(
                     f"{path}: no lm_head.weight; vLLM would keep the old output layer "
-                    "(write weights with lppo.weightfiles.write_weights)"
+                    "(write weights with lppo.core.weightfiles.write_weights)"
                 )
             items = [(name, fh.get_tensor(name)) for name in names]
         self.model_runner.reload_weights(weights_iterator=iter(items))

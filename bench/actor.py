@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _config(model_dir: Path, run_dir: Path, args) -> dict:
-    from store.testing import free_ports
+    from lppo.testing.postgres import free_ports
 
     work, rollouts, weights = free_ports(3)
     return {
@@ -60,7 +60,7 @@ def bare_main(cfg_path: str, n: int, out_path: str) -> None:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from lppo.config import load_config
+    from lppo.core.config import load_config
 
     cfg = load_config(cfg_path)
     llm = LLM(model=cfg.model.path, dtype="float32", max_model_len=cfg.model.max_model_len,
@@ -94,9 +94,9 @@ def run_actor(cfg, cfg_path: Path, n: int) -> dict:
     from transformers import AutoModelForCausalLM
 
     from learner.gateway import ActorGateway
-    from lppo.transport import Endpoints, LearnerSockets
-    from lppo.weightfiles import write_weights
-    from lppo.wire import WorkItem
+    from lppo.core.transport import Endpoints, LearnerSockets
+    from lppo.core.weightfiles import write_weights
+    from lppo.core.wire import WorkItem
 
     ends = Endpoints.from_config(cfg.transport, cfg.run.run_dir)
     ctx = zmq.Context()
@@ -174,7 +174,7 @@ def main() -> None:
         bare_main(args.bare_child[0], int(args.bare_child[1]), args.bare_child[2])
         return
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from lppo.config import save_config, validate_config
+    from lppo.core.config import save_config, validate_config
     from lppo.demo.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lppo.config import Config
+    from lppo.core.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.toml"
@@ -88,10 +88,10 @@ def demo_config(output_dir: Path, name: str, overrides: Sequence[str] = ()) -> C
     """The demo config for one benchmark run: `overrides` first, then what a bench must own
     (run directory under `output_dir`, free ports, nothing else on the machine touched).
     Processes started from here on never reach a model hub (`HF_HUB_OFFLINE`)."""
-    from lppo.config import load_config
+    from lppo.core.config import load_config
     from lppo.demo.pipeline import with_assets
     from lppo.demo.warmstart import DemoRecipe
-    from store.testing import free_ports
+    from lppo.testing.postgres import free_ports
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     work, rollouts, weights = free_ports(3)

@@ -4,7 +4,7 @@
     .venv/bin/python bench/dashboard.py --ledger /tmp/big.db # build once there, reuse after
     .venv/bin/python bench/dashboard.py --quick              # 1,000 samples, 50,000 rollouts
 
-The ledger is written through the store's writer API by `store.simulate.simulated_run` (a
+The ledger is written through the store's writer API by `lppo.testing.simulate.simulated_run` (a
 simulated clock: 3 actors, 200-character completion texts). Each page of `dashboard/app.py`
 is then rendered with Streamlit's `AppTest` (the script runs in this process exactly as it
 does for a browser session, minus the websocket) and timed:
@@ -20,7 +20,7 @@ With `--browser` (needs Debian chromium), the same pages are also timed as a use
 `lppo dashboard` serves the ledger on 127.0.0.1, headless Chromium opens the SQL page, then
 switches pages with the sidebar links, timing each from the click until the page has
 rendered (its last section's text is there, the script is done, every chart and table has
-drawn: `dashboard/browser.py`). First visits find nothing cached; revisits come back
+drawn: `lppo/testing/browser.py`). First visits find nothing cached; revisits come back
 from the SQL page, with cached queries.
 """
 
@@ -60,8 +60,8 @@ def pages() -> dict[str, str]:
 
 def build(path: Path, samples: int, rollouts: int) -> float:
     """Write the big ledger at `path`; return the rollouts written per second."""
+    from lppo.testing.simulate import simulated_run
     from store.ledger import Ledger
-    from store.simulate import simulated_run
 
     batch = max(16, samples // 20)
     steps = max(10, rollouts // (batch * 3 // 2 * 8) + 1)
@@ -116,7 +116,7 @@ def browser_times(path: Path, repeat: int) -> dict[str, tuple[list[float], list[
     """page -> (first-visit seconds, revisit seconds) in headless Chromium, switching pages
     with the sidebar links in one session as a user does. First visits run in a fresh
     server (nothing cached yet); each revisit comes back from the SQL page."""
-    from dashboard.browser import Browser, find_chromium
+    from lppo.testing.browser import Browser, find_chromium
 
     binary = find_chromium()
     if binary is None:
@@ -152,7 +152,7 @@ class _server:
     """`lppo dashboard PATH --no-browser` on a free loopback port, as a context manager."""
 
     def __init__(self, path: Path):
-        from store.testing import free_port
+        from lppo.testing.postgres import free_port
 
         self.path, self.port = path, free_port()
 

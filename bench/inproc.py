@@ -34,8 +34,8 @@ from learner.io import state_record
 from learner.scheduler import Decision, Scheduler
 from learner.setup import load_samples, load_tokenizer, read_train
 from learner.trainer import Trainer
-from lppo.config import Config
-from lppo.weightfiles import local_path, write_weights
+from lppo.core.config import Config
+from lppo.core.weightfiles import local_path, write_weights
 from store.records import StepRecord, group_from_wire
 
 log = logging.getLogger(__name__)

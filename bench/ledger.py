@@ -18,7 +18,7 @@ Two measurements per backend, side by side in one run:
    the same writer API in large batches: one sample's trajectory (random samples), the sample
    table (top 100 by progress), the run summary, and the per-step curves.
 
-PostgreSQL runs on a private cluster started here (`store.testing.PgCluster`, durable
+PostgreSQL runs on a private cluster started here (`lppo.testing.postgres.PgCluster`, durable
 settings: fsync and synchronous_commit on) unless `--pg-url` names a server.
 """
 
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from lppo.testing.simulate import simulate_steps, synthetic_samples  # noqa: E402
 from store.ledger import Ledger  # noqa: E402
 from store.queries import LedgerReader  # noqa: E402
-from store.simulate import simulate_steps, synthetic_samples  # noqa: E402
 from store.writer import LedgerWriter  # noqa: E402
 
 
@@ -196,7 +196,7 @@ def _urls(args, tmp: Path, cluster_box: list) -> dict[str, tuple[str, str]]:
         if args.pg_url:
             urls["postgresql"] = (args.pg_url, args.pg_url)
         else:
-            from store.testing import PG_MISSING, PgCluster, find_pg_bin
+            from lppo.testing.postgres import PG_MISSING, PgCluster, find_pg_bin
 
             bin_dir = find_pg_bin()
             if bin_dir is None:

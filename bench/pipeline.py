@@ -65,7 +65,7 @@ from bench.common import fmt, system_parser  # noqa: E402 - after the path is se
 def bare_main(cfg_path: str, contexts_path: str, out_path: str) -> None:
     """Child process: the actor's vLLM engine on the system's contexts, two ways."""
     from actor.vllm_engine import VLLMEngine
-    from lppo.config import load_config
+    from lppo.core.config import load_config
 
     cfg = load_config(cfg_path)
     engine = VLLMEngine(cfg)  # sets the actor's VLLM_* environment before vLLM starts

@@ -132,7 +132,7 @@ class Probe:
         return {"guided_pass": float(np.mean(passed)), "trained_groups": len(decisions)}
 
     def _group(self, i: int, samples: list, guided: int):
-        from lppo.wire import Array, Completion, RolloutGroup
+        from lppo.core.wire import Array, Completion, RolloutGroup
 
         prompt, prefix, _ = self.train_ids[i]
         answer = self.train[i].answer

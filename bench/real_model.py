@@ -33,11 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lppo.config import save_config  # noqa: E402
-from lppo.config.loader import apply_override, read_toml, validate_config  # noqa: E402
+from lppo.core.config import save_config  # noqa: E402
+from lppo.core.config.loader import apply_override, read_toml, validate_config  # noqa: E402
 from lppo.demo.smollm2 import build_smollm2  # noqa: E402
+from lppo.testing.postgres import free_ports  # noqa: E402
 from store.queries import LedgerReader  # noqa: E402
-from store.testing import free_ports  # noqa: E402
 
 RELOAD = re.compile(r"loaded weights v(\d+) in ([0-9.]+) s")
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sql_console.py [--samples 2000] [--steps 200] [--repeats 5]
 
-Builds a simulated SQLite ledger (`store.simulate.simulated_run`: samples, steps of 32 groups
+Builds a simulated SQLite ledger (`lppo.testing.simulate.simulated_run`: samples, steps of 32 groups
 x 8 rollouts with texts), then runs every query of docs/queries.md through the console
 (`store.sql.run_sql`: authorizer, value limits, byte-capped fetch) and through the same reader
 engine without any of it (one `exec_driver_sql` + `fetchall`), alternating, `--repeats` times
@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lppo.testing.simulate import simulated_run  # noqa: E402
 from store.ledger import Ledger  # noqa: E402
 from store.queries import LedgerReader  # noqa: E402
-from store.simulate import simulated_run  # noqa: E402
 from store.sql import run_sql  # noqa: E402
 
 

@@ -77,7 +77,7 @@ def problems():
 
 def config(model_dir: Path, lr: float, seed: int, pg: dict):
     """The learner settings of one arm: the demo's model, rate and group size; LP off."""
-    from lppo.config import Config
+    from lppo.core.config import Config
 
     return Config.model_validate({
         "run": {"seed": seed}, "model": {"path": str(model_dir), "dtype": "float32",

@@ -72,7 +72,7 @@ def bench_in_process(groups: list[tuple[str, list[str]]]) -> dict:
 
 def bench_pool(groups: list[tuple[str, list[str]]], workers: int, start_method: str) -> dict:
     from actor.reward import RewardPool
-    from lppo.config.schema import RewardConfig
+    from lppo.core.config.schema import RewardConfig
 
     cfg = RewardConfig(workers=workers, timeout_s=10.0, start_method=start_method)
     t_start = time.perf_counter()

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dashboard import data
-from lppo.errors import UserError
+from lppo.core.errors import UserError
 
 APP = Path(__file__).with_name("app.py").resolve()
 VIEWS = {  # page -> (title, icon); the page's script is views/<page>.py, its URL /<page>

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import frames, queries
-from lppo.config.schema import StoreConfig
+from lppo.core.config.schema import StoreConfig
 from store.queries import LedgerReader
 
 RUNS_TTL_S = 2.0

@@ -26,7 +26,8 @@ from learner.algo.guidance import NONE, PrefixSignal, prefix_signal
 from learner.algo.progress import batch_weights
 from learner.batch import TrainSequence
 from learner.scheduler import Decision
-from lppo.config import Config
+from lppo.core.config import Config
+from lppo.core.vocab import Verdict
 
 NOT_ONE = 0.01
 """An applied LP weight further than this from 1 counts as re-weighting its group."""
@@ -76,7 +77,7 @@ def assemble(decisions: Sequence[Decision], cfg: Config) -> Batch:
         if any(saw):
             signal = prefix_signal(
                 cfg.lppo.pg, reward_correct=correct, baseline=d.observation.baseline,
-                guided_correct=sum(c.verdict == "correct" for c, s in zip(group.completions, saw,
+                guided_correct=sum(c.verdict == Verdict.CORRECT for c, s in zip(group.completions, saw,
                                                                         strict=True) if s),
                 group_advantage_of_correct=adv.of_reward(g, correct), lp_weight=float(weights[g]))
         signals.append(signal)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from actor.reward import RewardPool, Verdict
 from learner.algo.prefix import SolutionCuts
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lppo.transport import LearnerSockets
-from lppo.wire import (
+from lppo.core.transport import LearnerSockets
+from lppo.core.wire import (
     Ack,
     Heartbeat,
     Register,

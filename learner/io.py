@@ -8,12 +8,15 @@ are not thread-safe: they are created, used and closed here only):
     loop:
         commands from the main thread      publish weights, shut actors down
         gateway.poll()                     Register/WorkRequest/Heartbeat/WeightsLoaded
-                                           (work comes from the scheduler, under its lock)
-        arrived groups -> scheduler.on_group (under the lock) -> GroupRecords -> ledger
+                                           (work comes from `scheduler.next_items`)
+        arrived groups -> scheduler.on_groups -> GroupRecords -> ledger
         flush the ledger writer, then ack  (a group is acknowledged once it is durable)
         accepted groups -> the trainer's queue
 
-The scheduler is shared with the main thread (version bumps, checkpoints) through `lock`.
+The scheduler is shared with the main thread (version bumps, checkpoints) and guards itself
+(`learner/scheduler.py`, "Threads"). What this thread counts (drops, actors' metrics, rejected
+frames) it guards with its own lock; the main thread reads copies through `dropped()`,
+`actor_metrics()` and `rejected_frames()`.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from dataclasses import dataclass
 import zmq
 
 from learner.gateway import ActorGateway
-from learner.scheduler import Decision, SampleEntry, Scheduler
-from lppo.config import Config
-from lppo.transport import Endpoints, LearnerSockets
-from lppo.wire import WeightsReady
-from store.records import SampleStateRecord, group_from_wire
+from learner.scheduler import Decision, Scheduler
+from lppo.core.config import Config
+from lppo.core.transport import Endpoints, LearnerSockets
+from lppo.core.wire import WeightsReady
+from store.records import group_from_wire
 from store.writer import LedgerWriter
 
 log = logging.getLogger(__name__)
@@ -48,35 +51,24 @@ class IOCounters:
         self.dropped = self.dropped or {}
 
 
-def state_record(entry: SampleEntry, weight: float, step: int) -> SampleStateRecord:
-    """A sample's state as the ledger stores it (`weight`: LP weight of its last group)."""
-    st = entry.stats
-    return SampleStateRecord(
-        attempts=st.attempts, guided_attempts=st.guided_attempts, pass_rate=st.last_pass_rate,
-        guided_pass_rate=st.last_guided_pass_rate, ema=st.ema, ema_prev=st.prev_ema,
-        progress=st.progress, weight=weight, prefix_ratio=entry.ratio,
-        prefix_len=len(entry.cuts.prefix(entry.ratio)) if entry.cuts and entry.ratio > 0 else 0,
-        status=entry.status, status_since_step=entry.status_since, last_seen_step=step,
-        solved_streak=st.consecutive_solved, failed_streak=st.consecutive_failed_at_max,
-    )
-
-
 class LearnerIO(threading.Thread):
     """See the module docstring. Start it, read `accepted`, call `publish`, then `stop()`."""
 
-    def __init__(self, cfg: Config, scheduler: Scheduler, lock: threading.Lock,
-                 writer: LedgerWriter, policy_version: int = 0,
+    def __init__(self, cfg: Config, scheduler: Scheduler, writer: LedgerWriter,
+                 policy_version: int = 0,
                  weights: WeightsReady | None = None):
         super().__init__(name="learner-io", daemon=True)
         self.cfg = cfg
         self.weights = weights
         """The weights in use at start: in every Welcome from the first one on."""
         self.scheduler = scheduler
-        self.lock = lock
+        self._lock = threading.Lock()
+        """Guards what this thread counts and the main thread reads: `_counters`,
+        `_actor_metrics`, `_rejected`."""
         self.writer = writer
         self.policy_version = policy_version
         self.accepted: queue.Queue[Decision] = queue.Queue()
-        self.counters = IOCounters()
+        self._counters = IOCounters()
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._commands: queue.Queue = queue.Queue()
@@ -102,18 +94,18 @@ class LearnerIO(threading.Thread):
             raise RuntimeError("learner I/O thread failed") from self.error
 
     def actor_metrics(self) -> dict[str, dict[str, float]]:
-        with self.lock:
+        with self._lock:
             return {k: dict(v) for k, v in self._actor_metrics.items()}
 
     def rejected_frames(self) -> dict[str, int]:
         """Frames rejected so far on the learner's sockets, by reason (`size`, `syntax`, ...)."""
-        with self.lock:
+        with self._lock:
             return dict(self._rejected)
 
     def dropped(self) -> dict[str, int]:
         """Groups dropped so far, by reason (a copy, taken under the lock)."""
-        with self.lock:
-            return dict(self.counters.dropped)
+        with self._lock:
+            return dict(self._counters.dropped)
 
     def check(self) -> None:
         """Raise in the main thread if the I/O thread died."""
@@ -155,14 +147,13 @@ class LearnerIO(threading.Thread):
                 time.sleep(0.2)  # let the shutdown frames leave before LINGER 0 closes
                 return
             groups = gateway.poll(timeout_ms=20)
-            with self.lock:
-                for actor_id in gateway.take_lost():
-                    self.scheduler.on_actor_lost(actor_id)
-                self.scheduler.expire(self.cfg.transport.work_timeout_s)
+            for actor_id in gateway.take_lost():
+                self.scheduler.on_actor_lost(actor_id)
+            self.scheduler.expire(self.cfg.transport.work_timeout_s)
             if groups:
                 self._record(groups)
                 gateway.ack(groups)
-            with self.lock:
+            with self._lock:
                 self._actor_metrics = {a.actor_id: a.metrics for a in gateway.actors.values()}
                 self._rejected = {}
                 for ch in (gateway.socks.work, gateway.socks.rollouts):
@@ -184,30 +175,25 @@ class LearnerIO(threading.Thread):
                 reason = arg
 
     def _work_source(self, actor_id: str, slots: int):
-        with self.lock:
-            return self.scheduler.next_items(actor_id, slots)
+        return self.scheduler.next_items(actor_id, slots)
 
     def _record(self, groups) -> None:
-        with self.lock:  # the main thread reads the drop counts through `dropped()`
-            decisions = [self.scheduler.on_group(g) for g in groups]
-            step = self.scheduler.step
+        decisions, step = self.scheduler.on_groups(groups)
+        with self._lock:
+            c = self._counters
+            c.received += len(decisions)
+            c.duplicates += sum(d.duplicate for d in decisions)
+            c.accepted += sum(d.accepted for d in decisions)
             for d in decisions:
                 if d.reason is not None and not d.duplicate:
-                    self.counters.dropped[d.reason] = self.counters.dropped.get(d.reason, 0) + 1
+                    c.dropped[d.reason] = c.dropped.get(d.reason, 0) + 1
         for d in decisions:
-            self.counters.received += 1
-            if d.duplicate:
-                self.counters.duplicates += 1
-                continue
-            # `lp_weight` stays empty here: the train step that uses the group writes the
-            # weight it applied (renormalised over its batch), see `learner.loop`.
-            self.writer.put_group(group_from_wire(
-                d.group, step_seen=step, dropped_reason=d.reason,
-                state=(state_record(d.entry, d.observation.weight, step)
-                       if d.observation else None),
-            ))
+            if not d.duplicate:
+                # `lp_weight` stays empty here: the train step that uses the group writes the
+                # weight it applied (renormalised over its batch), see `learner.loop`.
+                self.writer.put_group(group_from_wire(
+                    d.group, step_seen=step, dropped_reason=d.reason, state=d.state))
         self.writer.flush()  # durable before the actors are told they may forget the groups
         for d in decisions:
             if d.accepted:
-                self.counters.accepted += 1
                 self.accepted.put(d)

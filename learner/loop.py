@@ -43,9 +43,10 @@ from learner.periodic_eval import PeriodicEval
 from learner.scheduler import Decision
 from learner.setup import LearnerSetup, prepare
 from learner.sinks import MetricSinks
-from lppo.config import Config
-from lppo.errors import one_line
-from lppo.weightfiles import prune_weights, write_weights
+from lppo.core.config import Config
+from lppo.core.errors import one_line
+from lppo.core.vocab import Verdict
+from lppo.core.weightfiles import prune_weights, write_weights
 from store.records import StepRecord
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,19 @@ class Learner:
         self.cfg = cfg
         self.resume = resume
         self.stop = threading.Event()
-        self.lock = threading.Lock()
         self.nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
+        # Built by `run()`, in this order (a missing tracker package fails before the model
+        # loads); None until then.
+        self.sinks: MetricSinks | None = None
+        self.evals: PeriodicEval | None = None
+        self.io: LearnerIO | None = None
 
     def run(self) -> int:
         self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
         setup = prepare(self.cfg, self.resume)
         self.evals = PeriodicEval(self.cfg, self.cfg.run.run_dir / "config.toml")
-        self.setup = setup
-        io = LearnerIO(self.cfg, setup.scheduler, self.lock, setup.writer, setup.version,
+        io = LearnerIO(self.cfg, setup.scheduler, setup.writer, setup.version,
                        weights=setup.notice)
         self.io = io
         status, reason = "failed", None
@@ -122,8 +126,7 @@ class Learner:
             # afterwards says this version, and actors wait for these weights to sample it.
             published = setup.step % cfg.publish_every == 0
             sync_s = self._publish(setup, io) if published else 0.0
-            with self.lock:
-                setup.scheduler.set_version(setup.version, setup.step)
+            setup.scheduler.set_version(setup.version, setup.step)
             counters = _snapshot(io)
             record = self._step_record(setup, inputs, stats, counters_before, counters,
                                        train_s=time.perf_counter() - t0 - sync_s, sync_s=sync_s)
@@ -150,11 +153,7 @@ class Learner:
                 decision = io.accepted.get(timeout=0.2)
             except queue.Empty:
                 continue
-            with self.lock:
-                stale = setup.scheduler.staleness.is_stale(decision.group.policy_version)
-                if stale:
-                    setup.scheduler.staleness.on_evicted(1)
-            if stale:
+            if setup.scheduler.evict_if_stale(decision.group.policy_version):
                 evicted += 1
                 continue
             got.append(decision)
@@ -174,8 +173,7 @@ class Learner:
                                  f"{cfg.on_nonfinite!r}, {self.nonfinite_in_a_row} in a row)")
         log.warning("%s: batch skipped, weights unchanged (%d in a row)", what,
                     self.nonfinite_in_a_row)
-        with self.lock:  # the batch left the buffer untrained: its admission slots come back
-            setup.scheduler.staleness.on_evicted(len(inputs.decisions))
+        setup.scheduler.release_buffered(len(inputs.decisions))
 
     # -- side effects of a step --------------------------------------------------------------
 
@@ -196,8 +194,7 @@ class Learner:
                  for k in after["dropped"]}
         staleness = [setup.version - 1 - d.group.policy_version for d in inputs.decisions]
         guided = sum(1 for d in inputs.decisions if d.group.prefix_len > 0)
-        with self.lock:
-            counts = setup.scheduler.status_counts()
+        counts = setup.scheduler.status_counts()
         metrics = {
             **_sum_actor_metrics(after["actors"]),  # first: an actor's names cannot replace ours
             **{f"train/{k}": v for k, v in stats.metrics.items()},
@@ -205,7 +202,7 @@ class Learner:
             "batch/guided_share": guided / len(inputs.decisions),
             "batch/reward_mean": float(np.mean([c.reward for d in inputs.decisions
                                                 for c in d.group.completions])),
-            "batch/pass_rate": float(np.mean([c.verdict == "correct" for d in inputs.decisions
+            "batch/pass_rate": float(np.mean([c.verdict == Verdict.CORRECT for d in inputs.decisions
                                               for c in d.group.completions])),
             **inputs.batch.metrics,
             "batch/evicted_stale": inputs.evicted,
@@ -229,8 +226,7 @@ class Learner:
 
     def _checkpoint(self, setup: LearnerSetup, io: LearnerIO) -> None:
         setup.writer.flush()
-        with self.lock:
-            sched = setup.scheduler.state_dict()
+        sched = setup.scheduler.state_dict()
         buffered = io.accepted.qsize()
         path = checkpoint.save(
             self.cfg.run.run_dir, setup.step, setup.trainer.model, setup.tokenizer,

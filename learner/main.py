@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from lppo.config import Config
+from lppo.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ def run_learner(cfg: Config, resume: bool = False) -> int:
     from transformers.utils import logging as hf_logging
 
     from learner.loop import Learner
-    from lppo.signals import stop_on_signals
+    from lppo.core.signals import stop_on_signals
 
     hf_logging.disable_progress_bar()
     cfg.run.run_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lppo.config import Config
+from lppo.core.config import Config
 from store.records import EvalRecord
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,14 @@
 """Which sample an actor samples next, with which prefix; what an arrived group means.
 
     items = scheduler.next_items(actor_id, slots)    # Work for an actor (admission-paced)
-    decision = scheduler.on_group(group)             # stale / invalid / dropped / accepted,
-                                                     # and the sample's new state
+    decisions, step = scheduler.on_groups(groups)    # stale / invalid / dropped / accepted,
+                                                     # and each sample's new state
+
+Threads. The learner's I/O thread dispatches work and interprets arrivals; its main thread
+bumps the version, evicts stale buffered groups and takes checkpoints. The scheduler owns the
+lock that orders them: every public method is one atomic event under it, and nothing outside
+reads its samples or its staleness manager (a `Decision` carries copies: the observation, a
+frozen value, and the sample's state as the ledger stores it).
 
 Selection. Work is paced by `StalenessManager.capacity()` (AReaL admission with curation's
 over-dispatch). Of k items, `recheck_count` are drawn from solved/parked samples (rechecks),
@@ -45,6 +51,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -58,8 +65,10 @@ from learner.algo.prefix import SolutionCuts
 from learner.algo.progress import SampleStats
 from learner.algo.sample import Observation, observe
 from learner.algo.staleness import StalenessManager
-from lppo.config import Config
-from lppo.wire import Array, RolloutGroup, WorkItem
+from lppo.core.config import Config
+from lppo.core.vocab import DropReason, SampleStatus, Verdict
+from lppo.core.wire import Array, RolloutGroup, WorkItem
+from store.records import SampleStateRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +82,7 @@ class SampleEntry:
     answer: str
     cuts: SolutionCuts | None = None
     stats: SampleStats = field(default_factory=SampleStats)
-    status: curation.Status = "active"
+    status: SampleStatus = SampleStatus.ACTIVE
     status_since: int = 0
     ratio: float = 0.0
     """Prefix ratio of the sample's next group."""
@@ -109,7 +118,8 @@ class Decision:
     reason: str | None
     """None: accepted into the batch; else `stale`, `invalid`, `all_correct`, `all_wrong`."""
     observation: Observation | None = None
-    entry: SampleEntry | None = None
+    state: SampleStateRecord | None = None
+    """The sample's state after an observed group, as the ledger stores it (a copy)."""
     duplicate: bool = False
 
     @property
@@ -123,6 +133,7 @@ class Scheduler:
     def __init__(self, cfg: Config, samples: list[SampleEntry], vocab_size: int | None = None):
         if not samples:
             raise ValueError("the scheduler needs at least one sample")
+        self._lock = threading.Lock()
         self.cfg = cfg
         self.limits = admit.Limits(
             group_size=cfg.learner.group_size, max_tokens=cfg.actor.sampling.max_tokens,
@@ -147,6 +158,10 @@ class Scheduler:
     def next_items(self, actor_id: str, slots: int) -> list[WorkItem]:
         """Up to `slots` work items for `actor_id`, within admission capacity and within the
         `actor.slots` one actor may hold."""
+        with self._lock:
+            return self._next_items(actor_id, slots)
+
+    def _next_items(self, actor_id: str, slots: int) -> list[WorkItem]:
         held = sum(1 for d in self.inflight.values() if d.actor_id == actor_id)
         k = min(slots, self.staleness.capacity(), self.cfg.actor.slots - held)
         if k <= 0:
@@ -168,7 +183,8 @@ class Scheduler:
         if k <= 0:
             return []
         if recheck:
-            pool = [s for s in self.samples.values() if s.status != "active" and not s.inflight]
+            pool = [s for s in self.samples.values()
+                    if s.status != SampleStatus.ACTIVE and not s.inflight]
         else:
             pool = [s for s in self.samples.values()
                     if curation.is_dispatchable(s.status) or not self.cfg.lppo.curation.enabled]
@@ -212,8 +228,17 @@ class Scheduler:
 
     # -- arrival -----------------------------------------------------------------------------
 
+    def on_groups(self, groups: list[RolloutGroup]) -> tuple[list[Decision], int]:
+        """Interpret arrived groups in order (see the module docstring), with the step they
+        were seen at."""
+        with self._lock:
+            return [self._on_group(g) for g in groups], self.step
+
     def on_group(self, group: RolloutGroup) -> Decision:
-        """Interpret an arrived group (see the module docstring)."""
+        """Interpret one arrived group."""
+        return self.on_groups([group])[0][0]
+
+    def _on_group(self, group: RolloutGroup) -> Decision:
         dispatch = self.inflight.pop(group.attempt_id, None)
         if dispatch is None:  # re-delivered, or dispatched before a restart: never twice
             return Decision(group, None, reason=None, duplicate=True)
@@ -221,16 +246,16 @@ class Scheduler:
         entry = self.samples[dispatch.sample_id]
         entry.inflight = max(0, entry.inflight - 1)
         problem = self._reject_reason(group, dispatch, entry)
-        reason = "invalid" if problem else None
+        reason = DropReason.INVALID if problem else None
         if problem:
             log.warning("attempt %s from %s invalid: %s", group.attempt_id, dispatch.actor_id,
                         problem)
             group = _emptied(group, dispatch, problem)
         elif self.staleness.is_stale(group.policy_version):
-            reason = "stale"
+            reason = DropReason.STALE
         if reason is not None:
             self.staleness.on_return(False, reason)
-            return Decision(group, dispatch, reason, entry=entry)
+            return Decision(group, dispatch, reason)
         obs = self._observe(entry, group, dispatch)
         if obs.status != entry.status:
             log.info("sample %d: %s -> %s (%s)", entry.sample_id, entry.status, obs.status,
@@ -240,19 +265,20 @@ class Scheduler:
         entry.revisit_at = self._revisit_at(dispatch, obs)
         reason = None
         if self.cfg.lppo.curation.enabled:
-            correct = [c.verdict == "correct" for c in group.completions]
+            correct = [c.verdict == Verdict.CORRECT for c in group.completions]
             teaches = dispatch.prefix_len > 0 and self.cfg.lppo.pg.prefix_terms
             reason = curation.drop_reason([c.reward for c in group.completions], correct,
                                           self.cfg.lppo.curation, teaches_prefix=teaches)
         self.staleness.on_return(reason is None, reason)
-        return Decision(group, dispatch, reason, observation=obs, entry=entry)
+        return Decision(group, dispatch, reason, observation=obs,
+                        state=state_record(entry, obs.weight, self.step))
 
     def _observe(self, entry: SampleEntry, group: RolloutGroup, dispatch: Dispatch):
         """`observe` with the group's guided and unguided parts' pass rates."""
         guided = dispatch.ratio > 0
         parts = {False: [], True: []}
         for c in group.completions:
-            parts[guided and not c.unguided].append(c.verdict == "correct")
+            parts[guided and not c.unguided].append(c.verdict == Verdict.CORRECT)
         rate = float(np.mean(parts[guided]))
         unguided = float(np.mean(parts[False])) if guided and parts[False] else None
         return observe(entry.stats, entry.status, rate, guided, self.cfg.lppo,
@@ -262,7 +288,7 @@ class Scheduler:
         """When a failed or guided sample is due again (`curation.revisit_steps`)."""
         steps = self.cfg.lppo.curation.revisit_steps
         failed = obs.stats.last_group_pass_rate == 0.0
-        if steps and obs.status == "active" and (dispatch.ratio > 0 or failed):
+        if steps and obs.status == SampleStatus.ACTIVE and (dispatch.ratio > 0 or failed):
             return self.step + steps
         return None
 
@@ -278,13 +304,15 @@ class Scheduler:
         peer that never returns an item, or only returns what is rejected before it reaches
         the scheduler, does not keep its slot. Returns how many."""
         cutoff = (time.monotonic() if now is None else now) - timeout_s
-        return self._release([a for a, d in self.inflight.items() if d.dispatched_at < cutoff],
-                             "not returned within transport.work_timeout_s")
+        with self._lock:
+            return self._release([a for a, d in self.inflight.items() if d.dispatched_at < cutoff],
+                                 "not returned within transport.work_timeout_s")
 
     def on_actor_lost(self, actor_id: str) -> int:
         """Release the work an actor held (it died or restarted); returns how many."""
-        return self._release([a for a, d in self.inflight.items() if d.actor_id == actor_id],
-                             f"held by {actor_id}, which is gone")
+        with self._lock:
+            return self._release([a for a, d in self.inflight.items()
+                                  if d.actor_id == actor_id], f"held by {actor_id}, which is gone")
 
     def _release(self, lost: list[str], why: str) -> int:
         for attempt_id in lost:
@@ -296,21 +324,53 @@ class Scheduler:
         return len(lost)
 
     def set_version(self, version: int, step: int) -> None:
-        self.staleness.set_version(version)
-        if step != self.step:
-            self.step_attempts = set()
-        self.step = step
+        """A new policy version, published after `step` (work handed out from now says it)."""
+        with self._lock:
+            self.staleness.set_version(version)
+            if step != self.step:
+                self.step_attempts = set()
+            self.step = step
+
+    def evict_if_stale(self, policy_version: int) -> bool:
+        """A buffered, accepted group about to be trained: True (and its admission slot freed)
+        if it has become too stale to train on since it arrived."""
+        with self._lock:
+            stale = self.staleness.is_stale(policy_version)
+            if stale:
+                self.staleness.on_evicted(1)
+            return stale
+
+    def release_buffered(self, n: int) -> None:
+        """`n` accepted groups left the buffer untrained (a skipped batch, or groups buffered
+        at a checkpoint that a resumed run will never see): their admission slots come back."""
+        with self._lock:
+            self.staleness.on_evicted(n)
 
     def status_counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in curation.STATUSES}
-        for entry in self.samples.values():
-            counts[entry.status] += 1
-        return counts
+        with self._lock:
+            counts = {s.value: 0 for s in SampleStatus}
+            for entry in self.samples.values():
+                counts[entry.status] += 1
+            return counts
+
+    def ledger_states(self) -> dict[int, SampleStateRecord]:
+        """Every sample's state as the ledger stores it (resume and rollback)."""
+        with self._lock:
+            return {sid: state_record(e, 1.0, self.step) for sid, e in self.samples.items()}
+
+    def arrived_this_step(self) -> set[str]:
+        """The attempt ids that arrived while the current step was running (a copy)."""
+        with self._lock:
+            return set(self.step_attempts)
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the immutable sample texts and cuts (rebuilt from the ledger)."""
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> dict[str, Any]:
         return {
             "samples": {sid: {"stats": e.stats.to_dict(), "status": e.status,
                               "status_since": e.status_since, "ratio": e.ratio,
@@ -324,12 +384,16 @@ class Scheduler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         for sid, s in state["samples"].items():
             entry = self.samples.get(int(sid))
             if entry is None:
                 raise ValueError(f"checkpoint has sample {sid}, which this run does not")
             entry.stats = SampleStats.from_dict(s["stats"])
-            entry.status, entry.status_since = s["status"], s["status_since"]
+            entry.status, entry.status_since = SampleStatus(s["status"]), s["status_since"]
             entry.ratio, entry.last_dispatch = s["ratio"], s["last_dispatch"]
             entry.revisit_at = s.get("revisit_at")
             entry.inflight = 0
@@ -347,6 +411,19 @@ class Scheduler:
         self.rechecked_total = state["rechecked_total"]
         self._clock = itertools.count(int(max((e.last_dispatch for e in self.samples.values()),
                                               default=0)) + 1)
+
+
+def state_record(entry: SampleEntry, weight: float, step: int) -> SampleStateRecord:
+    """A sample's state as the ledger stores it (`weight`: LP weight of its last group)."""
+    st = entry.stats
+    return SampleStateRecord(
+        attempts=st.attempts, guided_attempts=st.guided_attempts, pass_rate=st.last_pass_rate,
+        guided_pass_rate=st.last_guided_pass_rate, ema=st.ema, ema_prev=st.prev_ema,
+        progress=st.progress, weight=weight, prefix_ratio=entry.ratio,
+        prefix_len=len(entry.cuts.prefix(entry.ratio)) if entry.cuts and entry.ratio > 0 else 0,
+        status=entry.status, status_since_step=entry.status_since, last_seen_step=step,
+        solved_streak=st.consecutive_solved, failed_streak=st.consecutive_failed_at_max,
+    )
 
 
 def _emptied(group: RolloutGroup, dispatch: Dispatch, problem: str) -> RolloutGroup:

@@ -20,13 +20,12 @@ from actor.prompts import PromptBuilder, PromptError
 from learner import checkpoint
 from learner.algo.prefix import prepare_solution
 from learner.certify import certify_cuts
-from learner.io import state_record
 from learner.scheduler import SampleEntry, Scheduler
 from learner.trainer import Trainer
-from lppo.config import Config, save_config
-from lppo.errors import UserError, one_line
-from lppo.weightfiles import write_weights
-from lppo.wire import WeightsReady
+from lppo.core.config import Config, save_config
+from lppo.core.errors import UserError, one_line
+from lppo.core.weightfiles import write_weights
+from lppo.core.wire import WeightsReady
 from store.datasets import read_dataset
 from store.ledger import Ledger
 from store.records import SampleRecord
@@ -171,7 +170,7 @@ def _build(cfg: Config, ledger: Ledger, run_id: int, tokenizer, records: list[Sa
     else:  # version 0 published too: an actor that outlived a learner restart loads it
         setup.notice = write_weights(trainer.policy_state(), cfg.run.run_dir, 0)
         if resume:  # an earlier attempt recorded groups and steps that nothing here knows of
-            states = {sid: state_record(e, 1.0, 0) for sid, e in scheduler.samples.items()}
+            states = scheduler.ledger_states()
             removed = rollback_to_checkpoint(ledger, run_id, 0, (), states)
             log.info("--resume without a checkpoint: ledger rolled back to step 0 (%s)", removed)
     return setup
@@ -183,14 +182,13 @@ def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
     checkpoint.set_rng_state(state["rng"])
     setup.scheduler.load_state_dict(state["scheduler"])
     if state.get("buffered"):
-        setup.scheduler.staleness.on_evicted(state["buffered"])
+        setup.scheduler.release_buffered(state["buffered"])
     setup.step, setup.version = state["step"], state["version"]
     # The ledger may hold groups and steps recorded after the checkpoint (the learner died
     # later): remove them and put every sample's state back to the checkpoint's.
-    states = {sid: state_record(e, 1.0, setup.step)
-              for sid, e in setup.scheduler.samples.items()}
     removed = rollback_to_checkpoint(setup.ledger, setup.run_id, setup.step,
-                                     setup.scheduler.step_attempts, states)
+                                     setup.scheduler.arrived_this_step(),
+                                     setup.scheduler.ledger_states())
     log.info("resumed from %s: step %d, version %d; ledger rolled back (%s)", ckpt.name,
              setup.step, setup.version, removed)
     notice = write_weights(setup.trainer.policy_state(), cfg.run.run_dir, setup.version)

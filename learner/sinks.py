@@ -13,8 +13,8 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Mapping
 
-from lppo.config import Config
-from lppo.errors import UserError
+from lppo.core.config import Config
+from lppo.core.errors import UserError
 
 
 class MetricSinks:

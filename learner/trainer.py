@@ -42,7 +42,7 @@ from learner.algo.loss import (
     token_logprobs,
 )
 from learner.batch import MicroBatch, TrainSequence, collate, pack
-from lppo.config import Config
+from lppo.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class Trainer:
     # -- weights and state -------------------------------------------------------------------
 
     def policy_state(self) -> dict[str, torch.Tensor]:
-        """The policy's weights in checkpoint names, for actors (`lppo.weightfiles`)."""
+        """The policy's weights in checkpoint names, for actors (`lppo.core.weightfiles`)."""
         return self.model.state_dict()
 
     def state_dict(self) -> dict:

@@ -16,7 +16,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from lppo.errors import UserError, one_line
+from lppo.core.errors import UserError, one_line
 
 # Modules under lppo.commands, in the order `lppo --help` lists them.
 COMMANDS = ("demo", "run", "config", "learner", "actor", "eval", "sql", "ledger", "dashboard")

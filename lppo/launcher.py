@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lppo.config import Config, save_config
+from lppo.core.config import Config, save_config
 from lppo.progress import ProgressView
 
 log = logging.getLogger(__name__)

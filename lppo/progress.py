@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lppo.config import Config
+    from lppo.core.config import Config
 
 REFRESH_S = 2.0
 

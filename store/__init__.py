@@ -6,7 +6,6 @@
 - `store.ledger.Ledger`: the write API; `store.writer.LedgerWriter`: its batching thread.
 - `store.queries.LedgerReader`: the read API (dashboard, CLI); `store.sql`: ad-hoc read-only SQL.
 - `store.datasets`: data set files -> samples, with errors that name file and line.
-- `store.simulate`, `store.testing`: synthetic runs and a throwaway PostgreSQL for tests/benchmarks.
 
 Importing `store` loads nothing; import the submodule you need.
 """

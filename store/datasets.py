@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lppo.config.schema import DatasetSpec
-from lppo.errors import UserError
+from lppo.core.config.schema import DatasetSpec
+from lppo.core.errors import UserError
 from store.records import SampleRecord
 
 log = logging.getLogger(__name__)

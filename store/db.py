@@ -32,7 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import QueuePool
 
-from lppo.errors import UserError
+from lppo.core.errors import UserError
 from store.models import SCHEMA_REVISION
 
 log = logging.getLogger(__name__)

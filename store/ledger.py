@@ -40,7 +40,7 @@ from store.records import (
 )
 
 if TYPE_CHECKING:
-    from lppo.config.schema import Config
+    from lppo.core.config.schema import Config
 
 IN_CHUNK = 500  # values per IN (...) list: far below every backend's parameter limit
 

@@ -34,14 +34,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lppo.core.vocab import DropReason, SampleStatus
+
 SCHEMA_REVISION = "0003"
 """The Alembic revision these models describe (the head of store/migrations/versions); bump it
 with every new revision. Readers compare it without loading Alembic; a test checks it."""
 
-STATUSES = ("active", "solved", "parked")
-"""Curation status of a sample in a run."""
-DROP_REASONS = ("all_correct", "all_wrong", "stale", "invalid")
-"""Why a rollout group was left out of the batch."""
+STATUSES = tuple(s.value for s in SampleStatus)
+"""Curation status of a sample in a run (`lppo/core/vocab.py`)."""
+DROP_REASONS = tuple(r.value for r in DropReason)
+"""Why a rollout group was left out of the batch (`lppo/core/vocab.py`)."""
 RUN_STATUSES = ("running", "finished", "failed", "stopped")
 
 NAMING = {

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from lppo.errors import UserError
+from lppo.core.errors import UserError
 from store.db import ensure_schema, reader_engine, resolve_url
 from store.models import (
     DROP_REASONS,
@@ -303,7 +303,7 @@ class LedgerReader:
             )}
         for row in rows:
             st = status.get(row["step"])
-            for name in ("active", "solved", "parked"):
+            for name in STATUSES:
                 row[f"samples_{name}"] = getattr(st, f"samples_{name}") if st else None
         return rows
 

@@ -3,7 +3,7 @@
 The writer API takes these frozen dataclasses, not wire structs, so `store/` does not depend on
 the message format and the learner can build records from whatever it holds. Derived numbers
 (n, n_correct, pass rate, tokens) are properties computed from the rollouts, so a record can
-never disagree with itself. `group_from_wire` turns an `lppo.wire.RolloutGroup` plus the
+never disagree with itself. `group_from_wire` turns an `lppo.core.wire.RolloutGroup` plus the
 learner's decisions (step, drop reason, LP weight, new sample state) into a `GroupRecord`.
 """
 
@@ -15,10 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lppo.core.vocab import DropReason, SampleStatus, Verdict
 from store.models import DROP_REASONS, STATUSES
 
 if TYPE_CHECKING:
-    from lppo.wire import RolloutGroup as WireGroup
+    from lppo.core.wire import RolloutGroup as WireGroup
 
 
 def problem_hash(text: str) -> str:
@@ -54,7 +55,7 @@ class RolloutRecord:
 
     @property
     def correct(self) -> bool:
-        return self.verdict == "correct"
+        return self.verdict == Verdict.CORRECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ class SampleStateRecord:
     weight: float = 1.0
     prefix_ratio: float = 0.0
     prefix_len: int = 0
-    status: str = "active"
+    status: str = SampleStatus.ACTIVE
     status_since_step: int = 0
     last_seen_step: int | None = None
     solved_streak: int = 0
@@ -112,7 +113,7 @@ class GroupRecord:
     received_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if not self.rollouts and self.dropped_reason != "invalid":
+        if not self.rollouts and self.dropped_reason != DropReason.INVALID:
             raise ValueError(f"group {self.attempt_id!r} has no rollouts and is not 'invalid'")
         if self.dropped_reason is not None and self.dropped_reason not in DROP_REASONS:
             raise ValueError(
@@ -211,7 +212,7 @@ def group_from_wire(
     state: SampleStateRecord | None = None,
     received_at: float | None = None,
 ) -> GroupRecord:
-    """A `GroupRecord` from a received `lppo.wire.RolloutGroup` and the learner's decisions.
+    """A `GroupRecord` from a received `lppo.core.wire.RolloutGroup` and the learner's decisions.
 
     A group with an `error` (nothing sampled) is dropped as `invalid` whatever was asked."""
     rollouts = [
@@ -237,7 +238,7 @@ def group_from_wire(
         prefix_len=msg.prefix_len,
         lp_weight=lp_weight,
         used_in_step=used_in_step,
-        dropped_reason="invalid" if msg.error else dropped_reason,
+        dropped_reason=DropReason.INVALID if msg.error else dropped_reason,
         state=state,
         guided_n=guided_n,
         gen_s=msg.gen_seconds,

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from lppo.errors import UserError
+from lppo.core.errors import UserError
 from store.db import is_timeout, short_error
 from store.sqlguard import MAX_VALUE_BYTES, Guard, guarded
 

@@ -29,7 +29,7 @@ from store.ledger import Ledger
 from store.records import EvalRecord, GroupRecord, StepRecord
 
 if TYPE_CHECKING:
-    from lppo.config.schema import StoreConfig
+    from lppo.core.config.schema import StoreConfig
 
 log = logging.getLogger(__name__)
 

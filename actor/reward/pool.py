@@ -39,7 +39,7 @@ import msgspec
 from actor.reward import worker as wk
 from actor.reward.extract import clean_output, has_boxed_answer, sanitize_text
 from actor.reward.verdict import FINISHED, Scored, Verdict, reward_for
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 
 log = logging.getLogger(__name__)
 

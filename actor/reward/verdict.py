@@ -1,42 +1,20 @@
-"""Verdicts, scored results and the reward table (PipelineRL's `RewardTable`, as config).
+"""Scored results and the reward table (PipelineRL's `RewardTable`, as config).
 
-A verdict says what the verifier concluded about one completion; the reward is a pure function
-of the verdict, the completion's finish reason and the optional format check, read from
-`RewardConfig`. Keeping the two apart means a run can change how much a truncated or
-unparsable answer is worth without touching the verifier, and the ledger records both.
-
-The verdict names are the wire's (`lppo.wire.Completion.verdict`).
+A verdict (`lppo/core/vocab.py`) says what the verifier concluded about one completion; the
+reward is a pure function of the verdict, the completion's finish reason and the optional
+format check, read from `RewardConfig`. Keeping the two apart means a run can change how much a
+truncated or unparsable answer is worth without touching the verifier, and the ledger records
+both.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
+from lppo.core.vocab import FinishReason, Verdict
 
-
-class Verdict(StrEnum):
-    """What the verifier concluded about one completion."""
-
-    CORRECT = "correct"
-    """The extracted answer is equivalent to the gold answer."""
-    WRONG = "wrong"
-    """An answer was extracted and it is not equivalent."""
-    NO_ANSWER = "no_answer"
-    """Nothing parsable was found in the output."""
-    UNPARSABLE_GOLD = "unparsable_gold"
-    """The stored gold answer could not be parsed: a data problem, not the policy's."""
-    TIMEOUT = "timeout"
-    """Verification ran past its deadline (the worker stopped itself or was killed)."""
-    ERROR = "error"
-    """The verifier failed (exception, dead worker); the message is in `Scored.detail`."""
-    UNFINISHED = "unfinished"
-    """The completion did not finish (max_tokens or abort) and was not judged
-    (`RewardConfig.judge_unfinished` off)."""
-
-
-FINISHED = "stop"
+FINISHED = FinishReason.STOP
 """The finish reason of a completion that ended on its own (EOS or a stop string)."""
 
 
@@ -64,10 +42,10 @@ def reward_for(cfg: RewardConfig, verdict: Verdict, finish_reason: str, format_o
     A judged completion that did not finish (`length` or `abort`) takes, in order of
     precedence, `truncated_overrides[verdict]`, then `truncated`, then the plain table value.
     """
-    reward = getattr(cfg, verdict.value)
+    reward = cfg.value_of(verdict)
     if finish_reason != FINISHED and verdict != Verdict.UNFINISHED:
-        if verdict.value in cfg.truncated_overrides:
-            reward = cfg.truncated_overrides[verdict.value]
+        if verdict in cfg.truncated_overrides:
+            reward = cfg.truncated_overrides[verdict]
         elif cfg.truncated is not None:
             reward = cfg.truncated
     if format_ok:

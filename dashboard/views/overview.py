@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import charts, data, frames
 from dashboard.context import Ctx, show
+from lppo.core.vocab import SampleStatus
 
 CURVES = {
     "Reward and pass rate": ({"mean_reward": "mean reward",
@@ -42,8 +43,7 @@ def headline(ctx: Ctx) -> None:
     cols[0].metric("Status", s["status"])
     cols[1].metric("Step", last.get("step", "-"))
     cols[2].metric("Samples", f"{samples['total']:,}",
-                   help=" · ".join(f"{k} {samples[k]:,}" for k in ("active", "solved",
-                                                                   "parked")))
+                   help=" · ".join(f"{k} {samples[k]:,}" for k in SampleStatus))
     cols[3].metric("Solved / parked", f"{samples['solved']:,} / {samples['parked']:,}")
     cols[4].metric("Rescued by prefixes", f"{s['rescued_by_prefix']:,}",
                    help="Samples that failed unguided, were then guided by a prefix, and "

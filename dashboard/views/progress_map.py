@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard import charts, data
 from dashboard.context import Ctx, open_sample, show
+from lppo.core.vocab import SampleStatus
 
 MAP_KEY = "progress_map_chart"
 
@@ -24,7 +25,7 @@ def sample_map(ctx: Ctx) -> None:
     counts = points["status"].value_counts()
     cols = st.columns(4)
     cols[0].metric("Samples", f"{len(points):,}")
-    for col, status in zip(cols[1:], ("active", "solved", "parked"), strict=True):
+    for col, status in zip(cols[1:], tuple(SampleStatus), strict=True):
         col.metric(status.capitalize(), f"{int(counts.get(status, 0)):,}")
     if seen.empty:
         st.info("No sample has an unguided pass rate yet.")

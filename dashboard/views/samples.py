@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.context import Ctx, open_sample, show
+from lppo.core.vocab import SampleStatus
 from store.queries import SAMPLE_SORT_KEYS
 
 PAGE_SIZES = (100, 500, 1000, 5000)
@@ -24,7 +25,7 @@ COLUMNS = ["sample_id", "status", "attempts", "guided_attempts", "ema", "progres
 def filters(ctx: Ctx) -> dict:
     """The filter, sort and paging widgets; returns the arguments of `data.sample_table`."""
     c = st.columns([1, 1.2, 1.4, 2, 1.2, 1])
-    status = c[0].selectbox("Status", ["all", "active", "solved", "parked"], key="f_status")
+    status = c[0].selectbox("Status", ["all", *(s.value for s in SampleStatus)], key="f_status")
     sets = data.datasets(ctx.target, ctx.run_id, ctx.version)
     dataset = c[1].selectbox("Data set", ["all", *sets], key="f_dataset")
     guided = c[2].selectbox("Prefix guidance", ["all", "guided at least once", "never guided"],

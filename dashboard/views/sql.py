@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import data, examples
 from dashboard.context import Ctx, show
-from lppo.errors import UserError
+from lppo.core.errors import UserError
 from store.sql import MAX_RESULT_BYTES
 
 OWN = "(your own query)"

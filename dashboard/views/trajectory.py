@@ -18,7 +18,7 @@ import streamlit as st
 
 from dashboard import charts, data, frames
 from dashboard.context import Ctx, show
-from lppo.errors import UserError
+from lppo.core.errors import UserError
 
 SHOWN = {"newest 10": 10, "newest 50": 50, "all": None}
 

@@ -1,7 +1,7 @@
 """Whether an arrived group is what was dispatched: the checks before anything trusts it.
 
 A rollout group comes from a peer that registered on the learner's socket; the wire layer
-(`lppo.wire`) has already checked that it is well formed (types, array shapes, finite
+(`lppo.core.wire`) has already checked that it is well formed (types, array shapes, finite
 rewards). This unit checks it against what the learner handed out and what the model can
 take, so that one bad group, buggy or hostile, is a counted `invalid` drop and never a crash
 or a poisoned step:
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lppo.wire import RolloutGroup
+from lppo.core.wire import RolloutGroup
 
 
 @dataclass(frozen=True)

@@ -34,23 +34,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 from learner.algo.progress import SampleStats
-from lppo.config.schema import CurationConfig
+from lppo.core.config.schema import CurationConfig
+from lppo.core.vocab import DropReason, SampleStatus, StatusChange
 
-Status = Literal["active", "solved", "parked"]
-STATUSES: tuple[Status, ...] = ("active", "solved", "parked")
-DropReason = Literal["all_correct", "all_wrong", "invalid"]
-
-RETIRED = "retired"
-"""Transition reason active -> solved."""
-PARKED = "parked"
-"""Transition reason active -> parked."""
-RECHECK_FAILED = "recheck_failed"
-"""Transition reason solved -> active."""
-RECHECK_SOLVED = "recheck_solved"
-"""Transition reason parked -> active."""
+ACTIVE, SOLVED, PARKED = SampleStatus.ACTIVE, SampleStatus.SOLVED, SampleStatus.PARKED
 
 
 def drop_reason(rewards: Sequence[float], correct_flags: Sequence[bool],
@@ -65,39 +54,41 @@ def drop_reason(rewards: Sequence[float], correct_flags: Sequence[bool],
             f"correct_flags: expected one per reward ({len(rewards)}), got {len(correct_flags)}"
         )
     if not rewards:
-        return "invalid"
+        return DropReason.INVALID
     if not cfg.enabled:
         return None
     if cfg.drop_all_correct and all(correct_flags) and not teaches_prefix:
-        return "all_correct"
+        return DropReason.ALL_CORRECT
     if cfg.drop_all_wrong and not any(correct_flags):
-        return "all_wrong"
+        return DropReason.ALL_WRONG
     return None
 
 
-def next_status(status: Status, stats: SampleStats,
-                cfg: CurationConfig) -> tuple[Status, str | None]:
-    """(new status, transition reason or None) after the group that produced `stats`.
+def next_status(status: SampleStatus, stats: SampleStats,
+                cfg: CurationConfig) -> tuple[SampleStatus, StatusChange | None]:
+    """(new status, why it changed or None) after the group that produced `stats`.
 
     `stats` is the sample's statistics *after* `progress.update` with that group; its last
     group (guided or not, `stats.last_ratio`) is the one judged.
     """
-    if status not in STATUSES:
-        raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
+    if status not in tuple(SampleStatus):
+        raise ValueError(f"status: expected one of {[s.value for s in SampleStatus]}, "
+                         f"got {status!r}")
+    status = SampleStatus(status)
     if not cfg.enabled:
-        return "active", None if status == "active" else "curation_off"
+        return ACTIVE, None if status == ACTIVE else StatusChange.CURATION_OFF
     p = stats.last_group_pass_rate
     if p is None:
         return status, None
-    if status == "active":
+    if status == ACTIVE:
         if stats.consecutive_solved >= cfg.retire_after:
-            return "solved", RETIRED
+            return SOLVED, StatusChange.RETIRED
         if stats.consecutive_failed_at_max >= cfg.park_after:
-            return "parked", PARKED
-        return "active", None
-    if status == "solved":
-        return ("active", RECHECK_FAILED) if p < 1.0 else ("solved", None)
-    return ("active", RECHECK_SOLVED) if p > 0.0 else ("parked", None)
+            return PARKED, StatusChange.PARKED
+        return ACTIVE, None
+    if status == SOLVED:
+        return (ACTIVE, StatusChange.RECHECK_FAILED) if p < 1.0 else (SOLVED, None)
+    return (ACTIVE, StatusChange.RECHECK_SOLVED) if p > 0.0 else (PARKED, None)
 
 
 def recheck_count(n: int, dispatched_total: int, rechecked_total: int, fraction: float) -> int:
@@ -117,6 +108,6 @@ def recheck_count(n: int, dispatched_total: int, rechecked_total: int, fraction:
     return min(max(due, 0), n)
 
 
-def is_dispatchable(status: Status) -> bool:
+def is_dispatchable(status: SampleStatus) -> bool:
     """Whether a sample is drawn in the ordinary (non-recheck) share of work."""
-    return status == "active"
+    return status == ACTIVE

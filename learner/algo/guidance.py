@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from learner.algo.progress import SampleStats
-from lppo.config.schema import PGConfig
+from lppo.core.config.schema import PGConfig
 
 MASKED = "masked"
 """`prefix_term` of a guided group whose prefix gets no gradient."""

@@ -59,7 +59,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from lppo.config.schema import LearnerConfig, PGConfig
+from lppo.core.config.schema import LearnerConfig, PGConfig
 
 Aggregation = Literal["token_mean", "seq_mean_token_sum_norm"]
 LOG_RATIO_CLAMP = 20.0

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from learner.algo.progress import RATIO_TOL, SampleStats
-from lppo.config.schema import PGConfig
+from lppo.core.config.schema import PGConfig
 
 Boundary = Literal["line", "sentence"]
 SENTENCE_END = ".?!"

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from lppo.config.schema import LPConfig, LPPOConfig
+from lppo.core.config.schema import LPConfig, LPPOConfig
 
 GUIDED_HISTORY = 8
 """Guided pass rates kept in `SampleStats.guided_history` (a record for the ledger and the

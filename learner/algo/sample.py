@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from learner.algo import curation, guidance, prefix, progress
-from learner.algo.curation import Status
 from learner.algo.progress import SampleStats
-from lppo.config.schema import LPPOConfig
+from lppo.core.config.schema import LPPOConfig
+from lppo.core.vocab import SampleStatus, StatusChange
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,10 @@ class Observation:
 
     stats: SampleStats
     """The statistics after the group."""
-    status: Status
+    status: SampleStatus
     """The status after the group."""
-    transition: str | None
-    """Why the status changed (`curation.RETIRED`, ...), None if it did not."""
+    transition: StatusChange | None
+    """Why the status changed (`StatusChange.RETIRED`, ...), None if it did not."""
     progress: float
     """Progress that weights this group (feed `progress.batch_weights`)."""
     weight: float
@@ -45,7 +45,7 @@ class Observation:
     a prefix term measures the prefix against."""
 
 
-def observe(stats: SampleStats, status: Status, pass_rate: float, guided: bool,
+def observe(stats: SampleStats, status: SampleStatus, pass_rate: float, guided: bool,
             cfg: LPPOConfig, ratio: float = 0.0, *, unguided_rate: float | None = None,
             max_ratio: float | None = None) -> Observation:
     """The sample after one group; `guided`/`ratio` as in `progress.update`.

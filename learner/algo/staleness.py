@@ -46,7 +46,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lppo.config.schema import CurationConfig, LearnerConfig
+from lppo.core.config.schema import CurationConfig, LearnerConfig
 
 
 @dataclass

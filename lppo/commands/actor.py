@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lppo.config import load_config
-    from lppo.logs import setup_logging
+    from lppo.core.config import load_config
+    from lppo.core.logs import setup_logging
 
     cfg = load_config(args.config, args.overrides)
     from actor.loop import new_actor_id

@@ -22,14 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from lppo.config import dump_config, load_config
+    from lppo.core.config import dump_config, load_config
 
     sys.stdout.write(dump_config(load_config(args.config, args.overrides), docs=args.docs))
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from lppo.config import load_config
+    from lppo.core.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     print(f"{args.config}: ok (run {cfg.run.name!r}, model {cfg.model.path!r})")

@@ -50,7 +50,7 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lppo.errors import UserError
+    from lppo.core.errors import UserError
     from store.queries import LedgerReader
 
     if args.refresh <= 0 or not 0 < args.port < 65536:

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import warnings
 
-    from lppo.config import load_config
+    from lppo.core.config import load_config
 
     # The demo's output is its progress and summary: vLLM's start-up chatter (in this process
     # for the evaluations, and in the actors' log files) is cut to errors unless the user set
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if os.environ["VLLM_LOGGING_LEVEL"] == "ERROR":
         logging.getLogger("vllm").setLevel(logging.ERROR)  # also its import-time messages
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
-    from lppo.logs import setup_logging
+    from lppo.core.logs import setup_logging
 
     cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
     setup_logging(cfg.run.log_level, cfg.run.log_format, process="demo")

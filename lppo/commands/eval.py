@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from actor.eval_targets import EvalTargetError, parse_names, resolve_benchmarks, resolve_model
-    from lppo.config import load_config
-    from lppo.logs import setup_logging
+    from lppo.core.config import load_config
+    from lppo.core.logs import setup_logging
     from store.datasets import read_dataset
 
     overrides = list(args.overrides)

@@ -57,8 +57,8 @@ def run_upgrade(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from lppo.config import load_config
-    from lppo.errors import UserError
+    from lppo.core.config import load_config
+    from lppo.core.errors import UserError
     from store.datasets import import_datasets
     from store.ledger import Ledger
 

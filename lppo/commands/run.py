@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lppo.config import load_config
+    from lppo.core.config import load_config
+    from lppo.core.logs import setup_logging
     from lppo.launcher import Supervisor
-    from lppo.logs import setup_logging
 
     cfg = load_config(args.config, args.overrides)
     setup_logging(cfg.run.log_level, cfg.run.log_format, process="run")

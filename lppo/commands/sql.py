@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lppo.config.schema import StoreConfig
+from lppo.core.config.schema import StoreConfig
 
 MAX_CELL = 60  # table cells longer than this are cut (CSV and JSON are never cut)
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lppo.errors import UserError
+    from lppo.core.errors import UserError
     from store.queries import LedgerReader
     from store.sql import MAX_RESULT_BYTES
 

@@ -165,8 +165,8 @@ def expert_solution_logprobs(model_dir: Path, problems: list[task.Problem],
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lppo.core.weightfiles import FILENAME, LM_HEAD_KEY, load_state
     from lppo.demo.warmstart import encode_example, padded
-    from lppo.weightfiles import FILENAME, LM_HEAD_KEY, load_state
 
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()

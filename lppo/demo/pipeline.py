@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lppo.config import Config
+from lppo.core.config import Config
+from lppo.core.errors import UserError
 from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
-from lppo.errors import UserError
 
 if TYPE_CHECKING:
     from actor.evaluate import PairedGain

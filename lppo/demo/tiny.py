@@ -4,7 +4,7 @@ Why: the embedded demo and the tests need a real causal LM that loads in both tr
 and vLLM (CPU) without downloading anything. The model is the Qwen2 architecture with tied
 input/output embeddings, like the small Qwen2.5 models, so the code paths are those of real
 runs, pitfalls included (a weights file without `lm_head.weight` leaves vLLM's output layer
-unchanged: lppo/weightfiles.py writes it).
+unchanged: lppo/core/weightfiles.py writes it).
 
 The tokenizer is trained here on the task's own text (`lppo.demo.task`) with the `tokenizers`
 library: byte-level BPE (any text encodes), every digit its own token (arithmetic stays

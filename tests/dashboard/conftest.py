@@ -22,8 +22,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.context import VIEWS, view_file
+from lppo.testing.simulate import simulated_run
 from store.ledger import Ledger
-from store.simulate import simulated_run
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "dashboard" / "app.py"
@@ -66,7 +66,7 @@ def big_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def empty_run_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from store.simulate import synthetic_samples
+    from lppo.testing.simulate import synthetic_samples
 
     path = tmp_path_factory.mktemp("empty") / "ledger.db"
     with Ledger(str(path)) as ledger:

@@ -6,7 +6,7 @@ samples; the newer one still `running`). One test checks the server answers; the
 every page in headless Debian Chromium (`scripts/system-deps.sh` installs it where apt is
 available; the test skips, saying so, where it is absent), waits until each page has
 rendered its content, and saves the screenshots into a temporary folder
-(`dashboard.screenshots.capture`, the code that makes the README's screenshots from a real
+(`lppo.testing.screenshots.capture`, the code that makes the README's screenshots from a real
 demo run).
 """
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.browser import find_chromium
-from dashboard.screenshots import CHROMIUM_MISSING, capture, serve, showcase_sample, wait_healthy
+from lppo.testing.browser import find_chromium
+from lppo.testing.postgres import free_ports
+from lppo.testing.screenshots import CHROMIUM_MISSING, capture, serve, showcase_sample, wait_healthy
+from lppo.testing.simulate import simulated_run
 from store.ledger import Ledger
 from store.queries import LedgerReader
-from store.simulate import simulated_run
-from store.testing import free_ports
 
 
 @pytest.fixture(scope="module")

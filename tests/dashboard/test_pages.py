@@ -1,6 +1,6 @@
 """Every dashboard page, rendered with Streamlit's AppTest against real ledgers.
 
-The ledgers are written by the store's writer API (`store.simulate.simulated_run`): a rich
+The ledgers are written by the store's writer API (`lppo.testing.simulate.simulated_run`): a rich
 two-run ledger, a 10,000-sample run, a run with nothing written yet, and a ledger with no
 run. Each page must render without an exception or error box and show what it is for.
 """
@@ -14,10 +14,10 @@ import pytest
 from streamlit import dataframe_util
 
 from dashboard import data
+from lppo.testing.simulate import simulated_run
 from store.ledger import Ledger
 from store.queries import LedgerReader
 from store.records import StepRecord
-from store.simulate import simulated_run
 from tests.dashboard.conftest import PAGES, RICH_DIGESTS, TITLES, folder_digest, problems, texts
 
 

@@ -3,7 +3,7 @@ page renders from a PostgreSQL ledger (read-only sessions).
 
 One simulated run is written to both backends through the writer API with the same seed and
 clock; `dashboard.queries` must then agree row for row. Skips, saying why, where the
-PostgreSQL server binaries are absent (`store.testing.PG_MISSING`).
+PostgreSQL server binaries are absent (`lppo.testing.postgres.PG_MISSING`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from dashboard import queries
+from lppo.testing.postgres import PG_MISSING, PgCluster, find_pg_bin
+from lppo.testing.simulate import simulated_run
 from store.ledger import Ledger
 from store.queries import LedgerReader
-from store.simulate import simulated_run
-from store.testing import PG_MISSING, PgCluster, find_pg_bin
 from tests.dashboard.conftest import PAGES, problems
 
 RUN = {"samples": 60, "steps": 25, "seed": 7, "start_at": 1_700_000_000.0}

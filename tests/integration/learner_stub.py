@@ -12,10 +12,10 @@ from pathlib import Path
 import zmq
 
 from learner.gateway import ActorGateway
-from lppo.config import Config, save_config
-from lppo.transport import Endpoints, LearnerSockets
-from lppo.wire import Array, RolloutGroup, WeightsReady, WorkItem
-from store.testing import free_ports
+from lppo.core.config import Config, save_config
+from lppo.core.transport import Endpoints, LearnerSockets
+from lppo.core.wire import Array, RolloutGroup, WeightsReady, WorkItem
+from lppo.testing.postgres import free_ports
 
 
 def actor_test_config(model_dir: Path, run_dir: Path, **overrides) -> Config:
@@ -121,7 +121,7 @@ def initial_weights(cfg: Config) -> WeightsReady:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lppo.weightfiles import write_weights
+    from lppo.core.weightfiles import write_weights
 
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=torch.float32)
     return write_weights(model.state_dict(), cfg.run.run_dir / "stub", 0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lppo.config import Config, save_config
+from lppo.core.config import Config, save_config
 from lppo.demo import task
+from lppo.testing.postgres import free_ports
 from store.db import LedgerError
 from store.queries import LedgerReader
-from store.testing import free_ports
 
 
 def write_task(root: Path, train: dict[int, int], held_out: dict[int, int]) -> dict[str, Path]:

@@ -13,8 +13,8 @@ import zmq
 from actor.hf_engine import HFEngine
 from actor.loop import Actor
 from actor.reward import RewardPool
-from lppo.transport import ActorSockets, Channel
-from lppo.wire import Ack, Heartbeat, Register, Shutdown, WeightsLoaded, WeightsReady, Welcome
+from lppo.core.transport import ActorSockets, Channel
+from lppo.core.wire import Ack, Heartbeat, Register, Shutdown, WeightsLoaded, WeightsReady, Welcome
 from tests.integration.learner_stub import (
     ScriptedLearner,
     actor_test_config,
@@ -172,7 +172,7 @@ def test_work_for_newer_weights_waits_until_they_are_loaded(hf_actor, tmp_path):
     """The learner admits work for v1 right after announcing v1, but the notice travels on
     another socket: work saying v1 must not be sampled with v0 (it would only be dropped as
     stale). It waits in the queue and is sampled, tagged v1, once v1 is loaded."""
-    from lppo.weightfiles import write_weights
+    from lppo.core.weightfiles import write_weights
 
     learner, actor, engine = hf_actor
     learner.wait_for(lambda: "actor-h" in learner.gateway.actors, timeout=30)
@@ -194,7 +194,7 @@ def test_after_a_learner_restart_the_actor_loads_its_weights_whatever_the_versio
     checkpoint, or from scratch) announces v0 or v2 while the actor runs v3 of the dead one.
     The actor must load the new learner's weights, not keep its own newer-numbered ones, and
     drop work queued for the dead learner."""
-    from lppo.weightfiles import write_weights
+    from lppo.core.weightfiles import write_weights
 
     learner, actor, engine = hf_actor
     learner.wait_for(lambda: "actor-h" in learner.gateway.actors, timeout=30)

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from lppo.weightfiles import write_weights
+from lppo.core.weightfiles import write_weights
 from tests.conftest import ROOT
 from tests.integration.learner_stub import ScriptedLearner, actor_test_config, item, write_config
 

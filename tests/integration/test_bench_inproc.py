@@ -11,7 +11,7 @@ import torch
 from actor.hf_engine import HFEngine
 from actor.reward import RewardPool
 from bench.inproc import InProcessRun
-from lppo.config import Config
+from lppo.core.config import Config
 from lppo.demo import task
 from store.ledger import Ledger
 from store.queries import LedgerReader

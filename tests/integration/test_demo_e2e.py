@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import pytest
 
-from lppo.config import load_config
-from store.testing import free_ports
+from lppo.core.config import load_config
+from lppo.testing.postgres import free_ports
 from tests.conftest import ROOT
 
 STEPS = 20

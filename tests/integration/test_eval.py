@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lppo.config import Config, save_config
+from lppo.core.config import Config, save_config
 from lppo.demo.task import write_split
 from tests.conftest import run_cli
 
@@ -143,7 +143,7 @@ def test_function_api_reloads_weights_in_place(setup):
     from safetensors.torch import load_file
 
     from actor.evaluate import Evaluator, evaluate_model
-    from lppo.weightfiles import FILENAME, weights_dir, write_weights
+    from lppo.core.weightfiles import FILENAME, weights_dir, write_weights
 
     cfg = setup.cfg.model_copy(deep=True)
     cfg.learner.eval.temperature = 0.0  # greedy: completions are a function of the weights

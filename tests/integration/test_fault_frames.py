@@ -14,9 +14,9 @@ import time
 import msgspec
 import zmq
 
-from lppo.config import load_config
-from lppo.transport import Endpoints
-from lppo.wire import Array, Heartbeat, RolloutGroup, WorkRequest, encode
+from lppo.core.config import load_config
+from lppo.core.transport import Endpoints
+from lppo.core.wire import Array, Heartbeat, RolloutGroup, WorkRequest, encode
 from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT

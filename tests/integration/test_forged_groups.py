@@ -11,9 +11,9 @@ import time
 
 import zmq
 
-from lppo.config import load_config
-from lppo.transport import Endpoints
-from lppo.wire import (
+from lppo.core.config import load_config
+from lppo.core.transport import Endpoints
+from lppo.core.wire import (
     Array,
     Completion,
     Register,

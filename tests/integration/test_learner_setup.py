@@ -5,7 +5,7 @@ rolling the run's ledger back to none (it used to keep the first attempt's rows)
 from __future__ import annotations
 
 from learner.setup import prepare
-from lppo.config import load_config
+from lppo.core.config import load_config
 from store.check import check_run
 from store.queries import LedgerReader
 from store.records import StepRecord

@@ -17,7 +17,7 @@ import pytest
 from actor.reward import RewardPool, Verdict
 from learner.algo.prefix import ANSWER_MARKERS, prepare_solution
 from learner.certify import certify_cuts
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 from lppo.demo import task
 from store import datasets
 

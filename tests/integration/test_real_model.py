@@ -28,11 +28,11 @@ import pytest
 import torch
 
 from actor.reward.extract import marked_answer
-from lppo.config import load_config, save_config
-from lppo.config.loader import apply_override, read_toml, validate_config
+from lppo.core.config import load_config, save_config
+from lppo.core.config.loader import apply_override, read_toml, validate_config
+from lppo.testing.postgres import free_ports
 from store.check import check_run
 from store.queries import LedgerReader
-from store.testing import free_ports
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -134,7 +134,7 @@ def _reload_is_exact(run_config: Path, base: Path, weights: Path, scratch: Path)
     from actor.engine import GenRequest
     from actor.prompts import PromptBuilder
     from actor.vllm_engine import VLLMEngine
-    from lppo.weightfiles import local_path, write_weights
+    from lppo.core.weightfiles import local_path, write_weights
 
     gen = torch.Generator().manual_seed(0)
     state = {k: v + 0.02 * torch.randn(v.shape, generator=gen)

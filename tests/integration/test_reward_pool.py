@@ -9,7 +9,7 @@ import time
 import pytest
 
 from actor.reward import RewardPool, RewardPoolError, Verdict
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 
 
 @pytest.fixture(scope="module")

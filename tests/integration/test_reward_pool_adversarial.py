@@ -11,7 +11,7 @@ import time
 import pytest
 
 from actor.reward import RewardPool, RewardPoolError, Verdict
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 from tests.integration.test_reward_pool import pid_alive
 
 DEADLINE_S = 1.5

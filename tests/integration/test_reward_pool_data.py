@@ -12,7 +12,7 @@ import json
 import pytest
 
 from actor.reward import RewardPool, Verdict
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 
 datasets = pytest.importorskip("store.datasets")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from actor.reward import RewardPool
-from lppo.config.schema import RewardConfig
+from lppo.core.config.schema import RewardConfig
 
 ROWS = [json.loads(line) for line in
         (Path(__file__).parents[1] / "data" / "real_model_outputs.jsonl").read_text().splitlines()]

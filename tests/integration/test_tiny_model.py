@@ -3,7 +3,7 @@
 Real libraries, no mocks: the folder built by `lppo.demo.tiny.build_tiny_model` is loaded by
 transformers and by vLLM (in a child process, as actors do), and vLLM's log-probs of its own
 greedy tokens are checked against a transformers forward pass, which catches a wrongly tied
-output layer (the silent pitfall lppo/weightfiles.py guards against).
+output layer (the silent pitfall lppo/core/weightfiles.py guards against).
 """
 
 from __future__ import annotations
@@ -271,8 +271,8 @@ def _logprob_one_token_at_a_time(model, tokenizer, problem) -> float:
 def test_expert_solution_logprobs_match_token_by_token_scoring(model_dir, tokenizer, tmp_path):
     from safetensors.torch import save_file
 
+    from lppo.core.weightfiles import write_weights
     from lppo.demo import measure
-    from lppo.weightfiles import write_weights
 
     problems = task.generate(0, {1: 2, 3: 2})  # different lengths: padding is exercised
     model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()

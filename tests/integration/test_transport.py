@@ -12,11 +12,11 @@ import msgspec
 import pytest
 import zmq
 
-from lppo.config import TransportConfig
-from lppo.transport import Channel, Endpoints, LearnerSockets
-from lppo.wire import Heartbeat, Register, Shutdown, encode
-from lppo.wirecheck import actor_side, learner_side
-from store.testing import free_ports
+from lppo.core.config import TransportConfig
+from lppo.core.transport import Channel, Endpoints, LearnerSockets
+from lppo.core.wire import Heartbeat, Register, Shutdown, encode
+from lppo.testing.postgres import free_ports
+from lppo.testing.wirecheck import actor_side, learner_side
 
 
 def _tcp() -> TransportConfig:

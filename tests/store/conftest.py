@@ -2,7 +2,7 @@
 
 Every test that takes `ledger_url` runs twice: against a SQLite file in its tmp_path and
 against a fresh database in a throwaway PostgreSQL cluster started once per session (initdb
-on a free port under a temporary folder, as an unprivileged user; see `store.testing`). Where
+on a free port under a temporary folder, as an unprivileged user; see `lppo.testing.postgres`). Where
 the PostgreSQL server binaries are absent the PostgreSQL half skips, saying so; nothing else
 skips.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from store.testing import PG_MISSING, PgCluster, find_pg_bin
+from lppo.testing.postgres import PG_MISSING, PgCluster, find_pg_bin
 
 BACKENDS = ("sqlite", "postgresql")
 _names = itertools.count()

@@ -96,7 +96,7 @@ def test_writer_survives_a_dropped_postgres_connection(pg_cluster):
 
 
 def test_writer_from_config(tmp_path):
-    from lppo.config.schema import StoreConfig
+    from lppo.core.config.schema import StoreConfig
 
     with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as ledger:
         run, _ = setup_run(ledger)

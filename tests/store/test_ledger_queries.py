@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from lppo.errors import UserError
+from lppo.core.errors import UserError
+from lppo.testing.simulate import populate
 from store.ledger import Ledger
 from store.queries import LedgerReader
-from store.simulate import populate
 from tests.conftest import ROOT
 from tests.store.conftest import BACKENDS, make_url
 

@@ -187,7 +187,7 @@ def test_add_to_run_keeps_existing_state(ledger):
 
 
 def test_wire_groups_convert_and_record(ledger):
-    from lppo import wire
+    from lppo.core import wire
     from store.records import group_from_wire
 
     run, ids = setup_run(ledger)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lppo.cli import main
-from lppo.config.schema import DatasetSpec
+from lppo.core.config.schema import DatasetSpec
 from store.datasets import (
     DATA_DIR,
     ROW_COUNTS,

@@ -7,9 +7,9 @@ import pytest
 from actor.engine import normalize_finish_reason
 from actor.outbox import Outbox, backoff_delay
 from actor.prompts import PromptBuilder, PromptError
-from lppo.config import DataConfig
-from lppo.weightfiles import WeightsError, prune_weights, verified_path, write_weights
-from lppo.wire import Array, WorkItem
+from lppo.core.config import DataConfig
+from lppo.core.weightfiles import WeightsError, prune_weights, verified_path, write_weights
+from lppo.core.wire import Array, WorkItem
 
 
 def test_outbox_sends_once_resends_after_timeout_and_forgets_acked():

@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from learner.algo.admit import Limits, reject_reason
-from lppo.wire import Array, Completion, RolloutGroup
+from lppo.core.wire import Array, Completion, RolloutGroup
 
 LIMITS = Limits(group_size=4, max_tokens=8, max_prompt_tokens=16, vocab_size=100)
 PREFIX = [5, 6, 7]

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from learner.algo.curation import (
-    PARKED,
-    RECHECK_FAILED,
-    RECHECK_SOLVED,
-    RETIRED,
     drop_reason,
     is_dispatchable,
     next_status,
     recheck_count,
 )
 from learner.algo.progress import SampleStats, update
-from lppo.config.schema import CurationConfig, LPPOConfig
+from lppo.core.config.schema import CurationConfig, LPPOConfig
+from lppo.core.vocab import StatusChange
+
+RETIRED, PARKED = StatusChange.RETIRED, StatusChange.PARKED
+RECHECK_FAILED, RECHECK_SOLVED = StatusChange.RECHECK_FAILED, StatusChange.RECHECK_SOLVED
 
 CUR = CurationConfig()
 CFG = LPPOConfig()

@@ -6,7 +6,7 @@ import pytest
 
 from learner.algo.guidance import MASKED, guided_count, prefix_signal, unguided_baseline
 from learner.algo.progress import SampleStats
-from lppo.config.schema import PGConfig
+from lppo.core.config.schema import PGConfig
 
 
 def _signal(cfg, guided_correct=8, of_correct=0.35, baseline=0.06, weight=1.0):

@@ -16,7 +16,7 @@ from learner.algo.loss import (
     token_entropy,
     token_logprobs,
 )
-from lppo.config.schema import LearnerConfig, PGConfig
+from lppo.core.config.schema import LearnerConfig, PGConfig
 
 S = LossSettings(clip_low=0.2, clip_high=0.28)
 

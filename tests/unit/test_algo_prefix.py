@@ -20,7 +20,7 @@ from learner.algo.prefix import (
     token_ends_from_texts,
 )
 from learner.algo.progress import SampleStats, update
-from lppo.config.schema import LPPOConfig, PGConfig
+from lppo.core.config.schema import LPPOConfig, PGConfig
 from lppo.demo import task
 
 PG = PGConfig()

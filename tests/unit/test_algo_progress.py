@@ -18,7 +18,7 @@ from learner.algo.progress import (
     update,
     weighting_progress,
 )
-from lppo.config.schema import LPConfig, LPPOConfig
+from lppo.core.config.schema import LPConfig, LPPOConfig
 
 CFG = LPPOConfig()
 

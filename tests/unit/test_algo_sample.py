@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from learner.algo.curation import PARKED, RECHECK_SOLVED, RETIRED
 from learner.algo.progress import SampleStats
 from learner.algo.sample import observe
-from lppo.config.schema import LPConfig, LPPOConfig, PGConfig
+from lppo.core.config.schema import LPConfig, LPPOConfig, PGConfig
+from lppo.core.vocab import StatusChange
+
+PARKED, RECHECK_SOLVED, RETIRED = (StatusChange.PARKED, StatusChange.RECHECK_SOLVED,
+                                   StatusChange.RETIRED)
 
 CFG = LPPOConfig()
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from learner.algo.staleness import StalenessManager
-from lppo.config.schema import CurationConfig, LearnerConfig
+from lppo.core.config.schema import CurationConfig, LearnerConfig
 
 
 def test_capacity_by_hand():

@@ -7,7 +7,7 @@ import pytest
 from bench import ablation
 from bench.ablation_parts import Grid, _steps_to
 from bench.probe_parts import mean_se, summarize
-from lppo.config import load_config
+from lppo.core.config import load_config
 
 
 def _run(arm: str, seed: int, final: float, hard: float) -> dict:

@@ -63,7 +63,8 @@ def test_bad_override_syntax_is_one_message():
 def test_cli_import_does_not_load_torch_or_vllm():
     code = (
         "import sys; from lppo.cli import build_parser; build_parser(); "
-        "import lppo.config, lppo.wire, lppo.transport, lppo.logs, lppo.wirecheck; "
+        "import lppo.core.config, lppo.core.wire, lppo.core.transport, lppo.core.logs; "
+        "import lppo.testing.wirecheck; "
         "heavy = sorted(m for m in ('torch', 'vllm', 'transformers') if m in sys.modules); "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

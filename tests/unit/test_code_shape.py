@@ -46,8 +46,8 @@ def _imported_modules(tree: ast.AST):
 
 
 def test_nothing_outside_tests_imports_from_tests():
-    """Helpers the product or a benchmark needs live in the product (`store.testing`,
-    `store.simulate`, `dashboard.browser`): `tests/` is not installed."""
+    """Helpers the product or a benchmark needs live in the product (`lppo.testing.postgres`,
+    `lppo.testing.simulate`, `lppo.testing.browser`): `tests/` is not installed."""
     found = [f"{path.relative_to(ROOT)}: {name}" for path in _sources()
              for name in _imported_modules(ast.parse(path.read_text()))
              if name == "tests" or name.startswith("tests.")]

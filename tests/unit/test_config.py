@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from lppo.config import (
+from lppo.core.config import (
     Config,
     ConfigError,
     apply_override,
@@ -18,7 +18,7 @@ from lppo.config import (
     save_config,
     validate_config,
 )
-from lppo.config.schema import Section
+from lppo.core.config.schema import Section
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))

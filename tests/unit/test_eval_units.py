@@ -25,8 +25,8 @@ from actor.evaluate import (
     paired_gain,
     pass_at_k,
 )
-from lppo.config import Config, DataConfig, DatasetSpec, load_config
-from lppo.errors import UserError
+from lppo.core.config import Config, DataConfig, DatasetSpec, load_config
+from lppo.core.errors import UserError
 from store.datasets import DATA_DIR
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actor.eval_targets import HUB_NAME, resolve_benchmarks
-from lppo.config import load_config
+from lppo.core.config import load_config
 from store.datasets import read_dataset
 
 ROOT = Path(__file__).resolve().parents[2]

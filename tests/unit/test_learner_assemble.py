@@ -7,7 +7,7 @@ import pytest
 
 from learner.assemble import assemble
 from learner.scheduler import Scheduler
-from lppo.config import Config
+from lppo.core.config import Config
 from tests.unit.test_learner_scheduler import _group, _samples
 
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from learner.loop import Learner, NonFiniteError
-from lppo.config import Config
-from lppo.errors import one_line
+from lppo.core.config import Config
+from lppo.core.errors import one_line
 
 
 def _learner(**learner) -> Learner:
@@ -17,8 +17,7 @@ def _learner(**learner) -> Learner:
 
 
 def _setup(evicted: list[int]):
-    staleness = SimpleNamespace(on_evicted=evicted.append)
-    return SimpleNamespace(step=4, scheduler=SimpleNamespace(staleness=staleness))
+    return SimpleNamespace(step=4, scheduler=SimpleNamespace(release_buffered=evicted.append))
 
 
 def test_non_finite_batches_are_skipped_then_fail():

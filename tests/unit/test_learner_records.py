@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,8 +15,8 @@ from learner.assemble import assemble
 from learner.io import LearnerIO
 from learner.loop import Learner, StepInputs
 from learner.scheduler import Decision, SampleEntry, Scheduler
-from lppo.config import Config
-from lppo.wire import Array, Completion, RolloutGroup
+from lppo.core.config import Config
+from lppo.core.wire import Array, Completion, RolloutGroup
 
 CFG = Config.model_validate({"learner": {"batch_groups": 3, "group_size": 4,
                                          "max_staleness": 1}})
@@ -85,7 +84,7 @@ def test_arrival_records_no_lp_weight_the_sample_state_keeps_the_raw_one():
     sched = Scheduler(CFG, [SampleEntry(sample_id=i, problem=f"p{i}", answer="7")
                             for i in range(2)])
     writer = _Writer()
-    io = LearnerIO(CFG, sched, threading.Lock(), writer)
+    io = LearnerIO(CFG, sched, writer)
     items = sched.next_items("a0", 2)
     io._record([_group(it.attempt_id, it.sample_id, correct) for it, correct
                 in zip(items, (2, 0), strict=True)])

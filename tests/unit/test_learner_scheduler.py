@@ -9,8 +9,8 @@ import pytest
 
 from learner.algo.prefix import SolutionCuts
 from learner.scheduler import SampleEntry, Scheduler
-from lppo.config import Config
-from lppo.wire import Array, Completion, RolloutGroup
+from lppo.core.config import Config
+from lppo.core.wire import Array, Completion, RolloutGroup
 
 # An expert solution as tokens: "a\n", "b\n", "c\n", "The answer is 7."
 TEXTS = ["a", "\n", "b", "\n", "c", "\n", "The answer is ", "7", "."]
@@ -346,3 +346,73 @@ def test_one_actor_holds_at_most_its_slots_and_stale_work_expires():
     assert s.staleness.in_flight == 0 and len(s.next_items("greedy", 5)) == 3
     late = s.on_group(_group(greedy[0], correct=2))
     assert late.duplicate                                           # released: not trained
+
+
+def test_every_event_is_atomic_under_the_schedulers_own_lock():
+    """Two threads as in the learner: the I/O thread dispatches and returns groups, the main
+    thread takes accepted ones (evicting the stale), bumps versions, counts and checkpoints.
+    Unguarded, the checkpoint's walk over the in-flight table races the I/O thread's changes
+    to it, and admission's counters go wrong."""
+    import queue
+    import sys
+    import threading
+
+    s = Scheduler(_cfg(batch_groups=8, max_staleness=1), _samples(64))
+    accepted: queue.Queue = queue.Queue()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def io_thread():
+        try:
+            for _ in range(300):
+                items = s.next_items("a0", 8)  # only this thread changes the in-flight table:
+                dispatched = [s.inflight[it.attempt_id].version for it in items]  # read here
+                decisions, _ = s.on_groups([_group(it, correct=2, version=v)
+                                            for it, v in zip(items, dispatched, strict=True)])
+                for d in decisions:
+                    if d.accepted:
+                        accepted.put(d)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the two threads as finely as the GIL allows
+    version, t = 0, threading.Thread(target=io_thread)
+    t.start()
+    try:
+        while not done.is_set() or not accepted.empty():
+            batch = []
+            while len(batch) < 8 and not (done.is_set() and accepted.empty()):
+                try:
+                    d = accepted.get(timeout=0.01)
+                except queue.Empty:
+                    continue
+                if not s.evict_if_stale(d.group.policy_version):
+                    batch.append(d)
+            version += 1
+            s.set_version(version, step=version)
+            json.dumps(s.state_dict())
+            assert sum(s.status_counts().values()) == 64
+    finally:
+        t.join()
+        sys.setswitchinterval(switch)
+    assert errors == []
+    state = s.state_dict()
+    assert sum(e.inflight for e in s.samples.values()) == len(state["inflight"])
+
+
+def test_no_learner_module_reaches_into_the_scheduler():
+    """Only `learner/scheduler.py` touches the scheduler's samples, staleness manager,
+    in-flight table and step: everyone else goes through its methods."""
+    import re
+
+    from tests.conftest import ROOT
+
+    inner = re.compile(r"scheduler\.(samples|staleness|inflight|step_attempts|step|_\w+)\b")
+    found = [f"{p.relative_to(ROOT)}: {m.group()}"
+             for p in sorted((ROOT / "learner").rglob("*.py")) if p.name != "scheduler.py"
+             for m in inner.finditer(p.read_text())
+             if not (p.name == "trainer.py" and m.group() == "scheduler.step")]
+    assert found == []

@@ -8,8 +8,8 @@ import importlib.util
 import pytest
 
 from learner.sinks import MetricSinks
-from lppo.config import Config
-from lppo.errors import UserError
+from lppo.core.config import Config
+from lppo.core.errors import UserError
 
 
 def test_tensorboard_events_are_written(tmp_path):

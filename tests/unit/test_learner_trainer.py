@@ -8,7 +8,7 @@ import torch
 
 from learner.batch import TrainSequence, collate, pack
 from learner.trainer import Trainer, lr_factor
-from lppo.config import Config
+from lppo.core.config import Config
 
 
 def _seq(p, q, c, adv=1.0, group=0, prefix_loss=False) -> TrainSequence:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from lppo.logs import setup_logging
+from lppo.core.logs import setup_logging
 
 
 def test_plain_format_names_process_and_level():

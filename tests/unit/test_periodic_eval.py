@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from learner.periodic_eval import PeriodicEval, records_from_report
-from lppo.config import Config
+from lppo.core.config import Config
 
 
 def test_report_to_records():

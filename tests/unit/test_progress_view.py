@@ -6,7 +6,7 @@ import io
 import sqlite3
 from pathlib import Path
 
-from lppo.config import load_config
+from lppo.core.config import load_config
 from lppo.progress import ProgressView
 from store.db import ensure_schema, writer_engine
 

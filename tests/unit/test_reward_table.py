@@ -9,13 +9,21 @@ from pydantic import ValidationError
 
 from actor.reward.verdict import Verdict, reward_for
 from actor.reward.verify import DeadlineExceeded, soft_deadline
-from lppo.config.schema import RewardConfig
-from lppo.wire import Completion
+from lppo.core import vocab
+from lppo.core.config.schema import RewardConfig
+from lppo.core.wire import Completion
 
 
-def test_verdicts_are_the_wire_literals():
-    wire = set(typing.get_args(typing.get_type_hints(Completion)["verdict"]))
-    assert {v.value for v in Verdict} == wire
+def test_one_vocabulary_for_the_wire_and_the_reward_table():
+    assert typing.get_type_hints(Completion)["verdict"] is Verdict
+    assert Verdict is vocab.Verdict
+    cfg = RewardConfig()
+    assert all(cfg.value_of(v) == getattr(cfg, v.value) for v in Verdict)
+
+
+def test_unfinished_is_not_a_truncated_override():
+    with pytest.raises(ValidationError, match="actor.reward.unfinished"):
+        RewardConfig(judge_unfinished=True, truncated_overrides={"unfinished": 1.0})
 
 
 def test_reward_table_plain():

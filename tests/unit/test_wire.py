@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lppo import wire
-from lppo.wire import (
+from lppo.core import wire
+from lppo.core.wire import (
     Ack,
     Array,
     Completion,

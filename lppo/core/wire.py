@@ -27,6 +27,8 @@ from typing import Annotated, Literal, Union
 import msgspec
 import numpy as np
 
+from lppo.core.vocab import FinishReason, Verdict
+
 SCHEMA_VERSION = 1
 """Bump on any change to a message's fields; peers with another version are rejected."""
 
@@ -166,10 +168,9 @@ class Completion(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     logprobs: Array
     """Behaviour-policy log-prob of each sampled token, same length as token_ids."""
     text: str
-    finish_reason: Literal["stop", "length", "abort"]
+    finish_reason: FinishReason
     reward: float
-    verdict: Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error",
-                     "unfinished"]
+    verdict: Verdict
     unguided: bool = False
     """Sampled without the group's prefix: the unguided part of a mixed group."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from lppo.wire import WeightsReady
+from lppo.core.wire import WeightsReady
 
 if TYPE_CHECKING:
     import torch

@@ -1,4 +1,4 @@
-"""Thin ZeroMQ helpers: the three socket pairs of the system, speaking `lppo.wire` messages.
+"""Thin ZeroMQ helpers: the three socket pairs of the system, speaking `lppo.core.wire` messages.
 
     work      learner ROUTER (bind)  <->  actor DEALER (connect)   requests and replies
     rollouts  learner PULL   (bind)  <-   actor PUSH   (connect)   finished groups
@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 
 import zmq
 
-from lppo.errors import UserError
-from lppo.wire import Message, WireError, decode, encode
+from lppo.core.errors import UserError
+from lppo.core.wire import Message, WireError, decode, encode
 
 if TYPE_CHECKING:
-    from lppo.config import TransportConfig
+    from lppo.core.config import TransportConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ still holds every frame to the limit itself."""
 
 
 class Channel:
-    """One ZeroMQ socket that sends and receives `lppo.wire` messages."""
+    """One ZeroMQ socket that sends and receives `lppo.core.wire` messages."""
 
     def __init__(
         self,

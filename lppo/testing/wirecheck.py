@@ -1,7 +1,7 @@
 """An end-to-end check of the wire protocol between a learner side and an actor side.
 
 The two sides run in separate processes and exchange every message kind over the real socket
-pairs of `lppo.transport`, in the order a run uses them:
+pairs of `lppo.core.transport`, in the order a run uses them:
 
     actor                                   learner
     Register          --DEALER/ROUTER-->
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from lppo.config import TransportConfig
-from lppo.transport import ActorSockets, Endpoints, LearnerSockets
-from lppo.wire import (
+from lppo.core.config import TransportConfig
+from lppo.core.transport import ActorSockets, Endpoints, LearnerSockets
+from lppo.core.wire import (
     Ack,
     Array,
     Completion,

@@ -19,13 +19,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-# The method's sections live in lppo/config/method.py; imported here under their names so that
-# `lppo.config.schema` stays the one place a section can be imported from.
-from lppo.config.method import CurationConfig as CurationConfig
-from lppo.config.method import LPConfig as LPConfig
-from lppo.config.method import LPPOConfig
-from lppo.config.method import PGConfig as PGConfig
-from lppo.config.section import Section
+# The method's sections live in lppo/core/config/method.py; imported here under their names so that
+# `lppo.core.config.schema` stays the one place a section can be imported from.
+from lppo.core.config.method import CurationConfig as CurationConfig
+from lppo.core.config.method import LPConfig as LPConfig
+from lppo.core.config.method import LPPOConfig
+from lppo.core.config.method import PGConfig as PGConfig
+from lppo.core.config.section import Section
+from lppo.core.vocab import Verdict
 
 # --------------------------------------------------------------------------------------------
 # run
@@ -141,8 +142,7 @@ class SamplingConfig(Section):
 MAX_REWARD = 1e3
 """Largest reward magnitude the table accepts: far above any useful reward, far below where
 group statistics and the loss overflow."""
-REWARD_KEYS = ("correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error",
-               "unfinished", "truncated")
+REWARD_KEYS = (*(v.value for v in Verdict), "truncated")
 
 
 class RewardConfig(Section):
@@ -175,11 +175,18 @@ class RewardConfig(Section):
     own: a policy rewarded for it learns to ramble)."""
     truncated: float | None = None
     """With `judge_unfinished`: reward of any unfinished completion, whatever its verdict."""
-    truncated_overrides: dict[
-        Literal["correct", "wrong", "no_answer", "unparsable_gold", "timeout", "error"], float
-    ] = Field(default_factory=dict)
+    truncated_overrides: dict[Verdict, float] = Field(default_factory=dict)
     """With `judge_unfinished`: per-verdict rewards of unfinished completions, e.g.
     `{correct = 0.5, no_answer = -0.5}`; they take precedence over `truncated`."""
+
+    def value_of(self, verdict: Verdict) -> float:
+        """The table's reward for a finished completion with this verdict."""
+        return {
+            Verdict.CORRECT: self.correct, Verdict.WRONG: self.wrong,
+            Verdict.NO_ANSWER: self.no_answer, Verdict.UNPARSABLE_GOLD: self.unparsable_gold,
+            Verdict.TIMEOUT: self.timeout, Verdict.ERROR: self.error,
+            Verdict.UNFINISHED: self.unfinished,
+        }[verdict]
 
     @model_validator(mode="after")
     def _bounded_rewards(self) -> RewardConfig:
@@ -189,6 +196,9 @@ class RewardConfig(Section):
             if value is not None and not (math.isfinite(value) and abs(value) <= MAX_REWARD):
                 raise ValueError(f"actor.reward.{name}: expected a finite reward within "
                                  f"+-{MAX_REWARD:g}, got {value}")
+        if Verdict.UNFINISHED in self.truncated_overrides:
+            raise ValueError("actor.reward.truncated_overrides: `unfinished` is the verdict of an "
+                             "unjudged completion; set actor.reward.unfinished instead")
         if not self.judge_unfinished and (self.truncated is not None or self.truncated_overrides):
             raise ValueError("actor.reward.truncated and truncated_overrides reward judged "
                              "unfinished completions: set actor.reward.judge_unfinished = true, "
@@ -324,7 +334,7 @@ class LearnerConfig(Section):
     """Publish weights to actors every k steps."""
     weights_backend: Literal["filesystem"] = "filesystem"
     """How actors receive weights: safetensors files under the run folder, announced on the
-    wire (lppo/weightfiles.py). The only backend built; any other value is rejected."""
+    wire (lppo/core/weightfiles.py). The only backend built; any other value is rejected."""
     checkpoint_every: int = Field(50, ge=1)
     """Checkpoint every N steps (and at a clean stop)."""
     keep_checkpoints: int = Field(2, ge=1)

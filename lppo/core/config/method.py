@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from lppo.config.section import Section
+from lppo.core.config.section import Section
 
 
 class LPConfig(Section):

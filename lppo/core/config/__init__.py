@@ -1,6 +1,6 @@
 """Typed configuration shared by every lppo process: schema, TOML loading, overrides."""
 
-from lppo.config.loader import (
+from lppo.core.config.loader import (
     ConfigError,
     apply_override,
     dump_config,
@@ -9,7 +9,7 @@ from lppo.config.loader import (
     save_config,
     validate_config,
 )
-from lppo.config.schema import (
+from lppo.core.config.schema import (
     ActorConfig,
     Config,
     CurationConfig,

@@ -28,8 +28,8 @@ import annotated_types
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
-from lppo.config.schema import Config
-from lppo.errors import UserError
+from lppo.core.config.schema import Config
+from lppo.core.errors import UserError
 
 
 class ConfigError(UserError, ValueError):

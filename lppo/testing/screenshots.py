@@ -1,9 +1,9 @@
 """Screenshots of every dashboard page over a run's ledger, as a user sees them.
 
-    .venv/bin/python -m dashboard.screenshots runs/demo docs/screenshots   # after `make demo`
+    .venv/bin/python -m lppo.testing.screenshots runs/demo docs/screenshots   # after `make demo`
 
 Serves the run with `lppo dashboard` on a free loopback port, opens each page in headless
-Debian Chromium (`dashboard.browser`), waits until it has rendered, and saves one PNG per
+Debian Chromium (`lppo.testing.browser`), waits until it has rendered, and saves one PNG per
 page into the output folder. The trajectory page shows the run's showcase sample: the rescued
 sample with the most groups (`store.queries.RESCUED_SQL`), else the most visited one. The
 README's screenshots are made with the command above from a real `lppo demo` run; the tests
@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dashboard.browser import Browser, find_chromium
+from lppo.testing.browser import Browser, find_chromium
+from lppo.testing.postgres import free_ports
 from store.queries import LedgerReader
-from store.testing import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_MISSING = ("Debian chromium not found at /usr/bin/chromium or on PATH: "
@@ -128,7 +128,7 @@ def capture(run_dir: Path, out_dir: Path, binary: str | None = None) -> list[Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboard.screenshots",
+    parser = argparse.ArgumentParser(prog="python -m lppo.testing.screenshots",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run folder with ledger.db (runs/demo)")
     parser.add_argument("out_dir", type=Path, help="where the PNGs go (docs/screenshots)")
