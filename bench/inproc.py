@@ -30,7 +30,6 @@ from pathlib import Path
 from actor.groups import engine_requests, rollout_group, samples_of
 from actor.prompts import PromptBuilder, PromptError
 from learner.assemble import assemble
-from learner.io import state_record
 from learner.scheduler import Decision, Scheduler
 from learner.setup import load_samples, load_tokenizer, read_train
 from learner.trainer import Trainer
@@ -133,8 +132,7 @@ class InProcessRun:
             self.stats.groups += 1
             records.append(group_from_wire(
                 group, step_seen=step, dropped_reason=d.reason,
-                state=state_record(d.entry, d.observation.weight, step) if d.observation
-                else None))
+                state=d.state))
             if d.accepted:
                 self.stats.accepted += 1
                 self.buffer.append(d)

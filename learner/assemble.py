@@ -83,14 +83,12 @@ def assemble(decisions: Sequence[Decision], cfg: Config) -> Batch:
         signals.append(signal)
         guided.append(any(saw))
         mixed += any(saw) and not all(saw)
-        prompt = tuple(int(t) for t in group.prompt_ids.numpy())
-        prefix = tuple(int(t) for t in group.prefix_ids.numpy())
+        prompt, prefix = group.prompt_ids.numpy(), group.prefix_ids.numpy()
         carrier = saw.index(True) if any(saw) and signal is not NONE else -1
         for i, comp in enumerate(group.completions):
             seqs.append(TrainSequence(
-                prompt_ids=prompt, prefix_ids=prefix if saw[i] else (),
-                completion_ids=tuple(int(t) for t in comp.token_ids.numpy()),
-                behaviour_logprobs=tuple(float(x) for x in comp.logprobs.numpy()),
+                prompt_ids=prompt, prefix_ids=prefix if saw[i] else prefix[:0],
+                completion_ids=comp.token_ids.numpy(), behaviour_logprobs=comp.logprobs.numpy(),
                 advantage=float(a[i]), group=g, prefix_loss=i == carrier,
                 prefix_advantage=signal.advantage or 0.0, sft_weight=signal.sft_weight,
             ))

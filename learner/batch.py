@@ -22,14 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrainSequence:
-    """One completion ready for the loss."""
+    """One completion ready for the loss. Token ids and log-probs are read-only numpy arrays
+    (int64, float32), as the wire delivered them; a sequence given lists or tuples turns them
+    into arrays."""
 
-    prompt_ids: tuple[int, ...]
-    prefix_ids: tuple[int, ...]
-    completion_ids: tuple[int, ...]
-    behaviour_logprobs: tuple[float, ...]
+    prompt_ids: np.ndarray
+    prefix_ids: np.ndarray
+    completion_ids: np.ndarray
+    behaviour_logprobs: np.ndarray
     advantage: float
     group: int
     """Index of the sequence's group in the optimizer batch."""
@@ -41,7 +43,12 @@ class TrainSequence:
     """Weight of the supervised term on the prefix tokens (with `prefix_loss`; 0: none)."""
 
     def __post_init__(self) -> None:
-        if not self.prompt_ids:
+        for name, dtype in (("prompt_ids", np.int64), ("prefix_ids", np.int64),
+                            ("completion_ids", np.int64), ("behaviour_logprobs", np.float32)):
+            array = np.array(getattr(self, name), dtype=dtype).reshape(-1)
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+        if not self.prompt_ids.size:
             raise ValueError("a training sequence needs at least one prompt token")
         if len(self.completion_ids) != len(self.behaviour_logprobs):
             raise ValueError(
@@ -103,7 +110,7 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
     behaviour, adv = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
     sft = np.zeros(shape, np.float32)
     for i, s in enumerate(seqs):
-        tokens = s.prompt_ids + s.prefix_ids + s.completion_ids
+        tokens = np.concatenate((s.prompt_ids, s.prefix_ids, s.completion_ids))
         ids[i, : len(tokens)] = tokens
         attn[i, : len(tokens)] = 1
         p, q = len(s.prompt_ids), len(s.prefix_ids)

@@ -34,6 +34,7 @@ import torch
 
 from learner.algo.loss import (
     COUNT_METRICS,
+    LossInputs,
     LossSettings,
     aggregation_for,
     loss_normalizer,
@@ -188,11 +189,11 @@ class Trainer:
         if self.reference is not None:
             with torch.no_grad():
                 ref = self._logp(self.reference, t)[0]
-        loss, metrics = ppo_loss(
-            logp, t["behaviour_logprobs"], t["advantages"], t["loss_mask"], self.settings,
-            normalizer=normalizer, old_logp=old_logp, ref_logp=ref,
+        loss, metrics = ppo_loss(LossInputs(
+            logp=logp, behaviour_logp=t["behaviour_logprobs"], advantages=t["advantages"],
+            loss_mask=t["loss_mask"], old_logp=old_logp, ref_logp=ref,
             prefix_mask=t["prefix_mask"], sft_weights=t["sft_weights"], entropy=entropy,
-        )
+        ), self.settings, normalizer)
         loss.backward()
         return float(loss.detach()), metrics
 

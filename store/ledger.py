@@ -141,6 +141,16 @@ class Ledger:
                  "status": "running", "started_at": now, "updated_at": now},
             )
 
+    def results_run(self, name: str, config: dict[str, Any]) -> int:
+        """The id of run `name`, to record results under (`lppo eval`): an existing run, or a
+        new one registered and closed `finished` at once (it trains nothing)."""
+        with self.engine.connect() as conn:
+            run_id = conn.scalar(sa.select(Run.id).where(Run.name == name))
+        if run_id is None:
+            run_id = self.register_run(name, config=config, resume=False)
+            self.end_run(run_id, "finished")
+        return run_id
+
     def end_run(self, run_id: int, status: str = "finished", reason: str | None = None) -> None:
         """Close the run with `status` and, for a failure, a one-line `reason`."""
         now = time.time()

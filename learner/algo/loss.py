@@ -159,20 +159,42 @@ def _metrics(ratio: Tensor, log_ratio: Tensor, adv: Tensor, pg: Tensor, mask: Te
     }
 
 
-def ppo_loss(logp: Tensor, behaviour_logp: Tensor, advantages: Tensor, loss_mask: Tensor,
-             settings: LossSettings, *, normalizer: float | None = None,
-             old_logp: Tensor | None = None, ref_logp: Tensor | None = None,
-             prefix_mask: Tensor | None = None, sft_weights: Tensor | None = None,
-             entropy: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+@dataclass(frozen=True)
+class LossInputs:
+    """The per-token tensors of one (micro-)batch, all of one shape ([B, T] or any other);
+    `advantages` may also be [B] (one per sequence). Values under a 0 mask are ignored (may be
+    anything, even inf)."""
+
+    logp: Tensor
+    """The policy's log-probs of the targets, with grad (`token_logprobs`)."""
+    behaviour_logp: Tensor
+    """The actor's log-probs of the sampled tokens (completion positions)."""
+    advantages: Tensor
+    loss_mask: Tensor
+    """1 on completion tokens (the policy's own)."""
+    old_logp: Tensor | None = None
+    """The trainer's log-probs before this step's update (needed by `tis_cap`)."""
+    ref_logp: Tensor | None = None
+    """The reference model's log-probs (needed by `kl_coef > 0`)."""
+    prefix_mask: Tensor | None = None
+    """1 on the prefix tokens that carry their group's prefix terms."""
+    sft_weights: Tensor | None = None
+    """The supervised term's weight per prefix token."""
+    entropy: Tensor | None = None
+    """Per-token entropy (`token_entropy`), only reported."""
+
+
+def ppo_loss(x: LossInputs, settings: LossSettings,
+             normalizer: float | None = None) -> tuple[Tensor, dict[str, float]]:
     """The loss of one (micro-)batch and its metrics (see the module docstring).
 
-    Shapes [B, T] (or any shape, all equal); `advantages` may be [B] (one per sequence).
-    Values under a 0 mask are ignored (may be anything, even inf). `entropy` (per token, from
-    `token_entropy`) is only reported. Metrics are means over this call's loss tokens, plus
-    `tokens`, so the caller can weight them across micro-batches.
+    `normalizer`: the batch-wide denominator (`loss_normalizer`); None: this call's own token
+    count. Metrics are means over this call's loss tokens, plus `tokens`, so the caller can
+    weight them across micro-batches.
     """
-    mask = loss_mask.bool()
-    adv = advantages.to(logp.dtype)
+    logp, behaviour_logp, old_logp, prefix_mask = x.logp, x.behaviour_logp, x.old_logp, x.prefix_mask
+    mask = x.loss_mask.bool()
+    adv = x.advantages.to(logp.dtype)
     if adv.dim() == logp.dim() - 1:
         adv = adv.unsqueeze(-1)
     adv = adv.expand_as(logp)
@@ -188,7 +210,7 @@ def ppo_loss(logp: Tensor, behaviour_logp: Tensor, advantages: Tensor, loss_mask
         pg, extra = _apply_tis(pg, mask, old_logp, behaviour_logp, settings.tis_cap)
     tok = pg
     if settings.kl_coef > 0.0:
-        kl = _k3(logp, ref_logp, mask)
+        kl = _k3(logp, x.ref_logp, mask)
         tok = tok + settings.kl_coef * kl
         extra["kl_ref"] = _masked_mean(kl.detach(), mask, mask.sum())
     total = torch.where(mask, tok, torch.zeros_like(tok)).sum()
@@ -200,8 +222,8 @@ def ppo_loss(logp: Tensor, behaviour_logp: Tensor, advantages: Tensor, loss_mask
             off, off_metrics = _off_policy(logp, adv, pmask, settings.off_policy_gamma)
             total = total + off
             extra.update(off_metrics)
-        if settings.sft and sft_weights is not None:
-            sft, sft_metrics = _supervised(logp, sft_weights.to(logp.dtype), pmask)
+        if settings.sft and x.sft_weights is not None:
+            sft, sft_metrics = _supervised(logp, x.sft_weights.to(logp.dtype), pmask)
             total = total + sft
             extra.update(sft_metrics)
     denom = float(count) if normalizer is None else float(normalizer)
@@ -209,8 +231,8 @@ def ppo_loss(logp: Tensor, behaviour_logp: Tensor, advantages: Tensor, loss_mask
     with torch.no_grad():
         metrics = _metrics(ratio.detach(), log_ratio.detach(), adv, pg.detach(), mask, settings)
         metrics.update(extra)
-        if entropy is not None:
-            metrics["entropy"] = _masked_mean(entropy.detach().float(), mask, mask.sum())
+        if x.entropy is not None:
+            metrics["entropy"] = _masked_mean(x.entropy.detach().float(), mask, mask.sum())
         names = list(metrics)
         values = torch.stack([metrics[k].float().reshape(()) for k in names]).tolist()
     return loss, dict(zip(names, values, strict=True))

@@ -3,9 +3,9 @@
 Samples k completions per problem with vLLM at `learner.eval`'s temperature and top-p, verifies
 them with the training verifier, prints pass@1 (averaged over the k samples) and pass@k per
 benchmark as a table, and records them in the ledger's `eval_results` under `run.name`, at the
-step the checkpoint belongs to. The logic is `actor.evaluate` / `actor.eval_targets`; this file
-parses arguments, resolves the checkpoint and benchmarks (every user error before vLLM is
-imported), and prints.
+step the checkpoint belongs to. The logic is `actor.evaluate`, `actor.eval_report` and
+`actor.eval_targets`; this file parses arguments, resolves the checkpoint and benchmarks (every
+user error before vLLM is imported), and prints.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     # vLLM logs to stdout by default; stdout is for the results table.
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
-    from actor.evaluate import Evaluator, record_report
+    from actor.eval_report import record_report
+    from actor.evaluate import Evaluator
 
     with Evaluator(cfg, model.path, tokenizer=model.tokenizer) as ev:
         if args.weights is not None:

@@ -29,7 +29,7 @@ from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
 
 if TYPE_CHECKING:
-    from actor.evaluate import PairedGain
+    from actor.eval_report import PairedGain
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class DemoResult:
     seconds: dict[str, float]
     gain: PairedGain | None = None
     """After minus before, paired per problem, with its standard error and z
-    (`actor.evaluate.paired_gain`)."""
+    (`actor.eval_report.paired_gain`)."""
     exact: PairedGain | None = None
     """The same for the exact probability of writing the expert solution, on
     `EXACT_PER_LEVEL` held-out problems per level (no sampling noise; its standard error is the
@@ -118,7 +118,7 @@ def run_demo(cfg: Config, recipe: DemoRecipe = DemoRecipe(),
     seconds["eval_after"] = time.perf_counter() - t
     # Recorded once the learner has created the run (the learner is the run's only writer
     # while it trains).
-    from actor.evaluate import paired_gain, record_report
+    from actor.eval_report import paired_gain, record_report
 
     record_report(cfg, report_before)
     record_report(cfg, report_after)
@@ -133,7 +133,7 @@ def exact_gain(cfg: Config, recipe: DemoRecipe,
                weights: Path) -> tuple[PairedGain, dict[int, PairedGain]]:
     """`exact_accuracy` of the warm start vs `weights`, paired per problem: over all levels,
     and per level."""
-    from actor.evaluate import PairedGain
+    from actor.eval_report import PairedGain
 
     before, after = exact_accuracy(cfg, recipe, (None, weights))
     levels = [p.level for p in recipe.measure_set(EXACT_PER_LEVEL)]

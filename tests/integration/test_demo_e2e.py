@@ -21,7 +21,7 @@ visited, the report is complete (hard level, rescues), and:
   z = 9.5; level 3 +0.05 points, z = 6.1; after 10 steps z = 4.8 and 4.1, hence 20.
 - **sampled pass@1 did not collapse** (k = 8, temperature 1, the 300 problems of the demo's
   evaluation): after >= before - `MAX_DROP_SE` paired standard errors
-  (`actor.evaluate.paired_gain`); its sampling noise (~0.9 points) is of the size of the gain.
+  (`actor.eval_report.paired_gain`); its sampling noise (~0.9 points) is of the size of the gain.
 
 A learner that pushes the wrong way (sign, token alignment, stale weights) is far from the
 gains asked for: at 10x the demo's rate the exact measure fell 8.8 and 10.4 points in 10 steps

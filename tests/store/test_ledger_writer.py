@@ -31,6 +31,16 @@ def test_register_run_resumes_by_name(ledger):
     assert row.status == "failed" and row.ended_at is not None
 
 
+def test_results_run_is_the_named_run_or_a_finished_new_one(ledger):
+    training = ledger.register_run("trained", config={})
+    assert ledger.results_run("trained", {}) == training  # results join the run, status kept
+    evals = ledger.results_run("eval-only", {"k": 4})
+    assert ledger.results_run("eval-only", {}) == evals
+    with ledger.engine.connect() as conn:
+        rows = dict(conn.exec_driver_sql("SELECT id, status FROM runs").all())
+    assert rows == {training: "running", evals: "finished"}
+
+
 def test_redelivered_attempts_are_recorded_once(ledger):
     run, ids = setup_run(ledger)
     st = SampleStateRecord(attempts=1, ema=0.5, pass_rate=0.5)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from learner.algo.loss import (
+    LossInputs,
     LossSettings,
     aggregation_for,
     loss_normalizer,
@@ -19,6 +20,11 @@ from learner.algo.loss import (
 from lppo.core.config.schema import LearnerConfig, PGConfig
 
 S = LossSettings(clip_low=0.2, clip_high=0.28)
+
+
+def _loss(logp, behaviour, adv, mask, settings, normalizer=None, **tensors):
+    """`ppo_loss` on the positional tensors these tests write by hand."""
+    return ppo_loss(LossInputs(logp, behaviour, adv, mask, **tensors), settings, normalizer)
 
 
 def _logp(values):
@@ -37,7 +43,7 @@ def test_clipping_on_both_sides_by_hand():
     behaviour = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, float("inf")]], dtype=torch.float64)
     adv = torch.tensor([[1.0, -1.0, 1.0, 1.0, -1.0, 5.0]], dtype=torch.float64)
     mask = torch.tensor([[1, 1, 1, 1, 1, 0]])
-    loss, m = ppo_loss(logp, behaviour, adv, mask, S)
+    loss, m = _loss(logp, behaviour, adv, mask, S)
     assert loss.item() == pytest.approx((-1.28 + 0.8 - 1.1 - 0.7 + 1.5) / 5)
     loss.backward()
     # d/dlogp of -r*A/5 is -r*A/5 where unclipped
@@ -57,10 +63,10 @@ def test_sequence_advantages_broadcast_and_batch_normalizer():
     logp = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
     adv = torch.tensor([2.0, -1.0], dtype=torch.float64)
     mask = torch.tensor([[1, 1], [1, 0]])
-    loss, _ = ppo_loss(logp, torch.zeros(2, 2, dtype=torch.float64), adv, mask, S)
+    loss, _ = _loss(logp, torch.zeros(2, 2, dtype=torch.float64), adv, mask, S)
     assert loss.item() == pytest.approx((-2 - 2 + 1) / 3)
     # the same micro-batch inside a larger batch of 10 loss tokens: sum / 10
-    loss, _ = ppo_loss(logp, torch.zeros(2, 2, dtype=torch.float64), adv, mask, S,
+    loss, _ = _loss(logp, torch.zeros(2, 2, dtype=torch.float64), adv, mask, S,
                        normalizer=10)
     assert loss.item() == pytest.approx(-0.3)
 
@@ -71,9 +77,9 @@ def test_micro_batches_add_up_to_the_batch():
     behaviour = logp.detach() + 0.3 * torch.randn(4, 5, dtype=torch.float64)
     adv = torch.randn(4, dtype=torch.float64)
     mask = (torch.rand(4, 5) > 0.3).long()
-    full, _ = ppo_loss(logp, behaviour, adv, mask, S)
+    full, _ = _loss(logp, behaviour, adv, mask, S)
     n = float(mask.sum())
-    parts = [ppo_loss(logp[i:i + 2], behaviour[i:i + 2], adv[i:i + 2], mask[i:i + 2], S,
+    parts = [_loss(logp[i:i + 2], behaviour[i:i + 2], adv[i:i + 2], mask[i:i + 2], S,
                       normalizer=n)[0] for i in (0, 2)]
     assert (parts[0] + parts[1]).item() == pytest.approx(full.item())
 
@@ -86,20 +92,20 @@ def test_truncated_importance_sampling_by_hand():
     old = torch.zeros(1, 2, dtype=torch.float64)
     behaviour = torch.tensor([[-math.log(2.0), math.log(2.0)]], dtype=torch.float64)
     adv, mask = torch.ones(1, 2, dtype=torch.float64), torch.ones(1, 2)
-    loss, m = ppo_loss(logp, behaviour, adv, mask, s, old_logp=old)
+    loss, m = _loss(logp, behaviour, adv, mask, s, old_logp=old)
     assert loss.item() == pytest.approx(-(1.5 + 0.5) / 2)
     loss.backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[-0.75, -0.25]], dtype=torch.float64))
     assert m["tis_weight_mean"] == pytest.approx(1.0)
     assert m["tis_clip_frac"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="old_logp"):
-        ppo_loss(logp, behaviour, adv, mask, s)
+        _loss(logp, behaviour, adv, mask, s)
 
 
 def test_old_logp_is_the_ratio_base_without_tis():
     logp = torch.zeros(1, 1, dtype=torch.float64, requires_grad=True)
     old = torch.full((1, 1), math.log(0.5), dtype=torch.float64)     # ratio 2 -> clipped 1.28
-    loss, _ = ppo_loss(logp, torch.zeros(1, 1, dtype=torch.float64),
+    loss, _ = _loss(logp, torch.zeros(1, 1, dtype=torch.float64),
                        torch.ones(1, 1, dtype=torch.float64), torch.ones(1, 1), S, old_logp=old)
     assert loss.item() == pytest.approx(-1.28)
 
@@ -111,14 +117,14 @@ def test_kl_to_reference_k3_by_hand():
     logp = torch.zeros(1, 2, dtype=torch.float64, requires_grad=True)
     ref = torch.tensor([[math.log(2.0), 0.0]], dtype=torch.float64)
     zeros = torch.zeros(1, 2, dtype=torch.float64)
-    loss, m = ppo_loss(logp, zeros, zeros, torch.ones(1, 2), s, ref_logp=ref)
+    loss, m = _loss(logp, zeros, zeros, torch.ones(1, 2), s, ref_logp=ref)
     assert loss.item() == pytest.approx(0.5 * (1 - math.log(2)) / 2)
     assert m["kl_ref"] == pytest.approx((1 - math.log(2)) / 2)
     loss.backward()
     # d k3 / d logp = 1 - exp(ref - logp): -1 for token 1, 0 for token 2; x 0.5 / 2
     torch.testing.assert_close(logp.grad, torch.tensor([[-0.25, 0.0]], dtype=torch.float64))
     with pytest.raises(ValueError, match="ref_logp"):
-        ppo_loss(logp, zeros, zeros, torch.ones(1, 2), s)
+        _loss(logp, zeros, zeros, torch.ones(1, 2), s)
 
 
 def test_prefix_tokens_are_masked_or_get_the_off_policy_term():
@@ -128,14 +134,14 @@ def test_prefix_tokens_are_masked_or_get_the_off_policy_term():
     adv = torch.tensor([[4.0, 1.0, 1.0]], dtype=torch.float64)
     loss_mask = torch.tensor([[0, 1, 1]])
     prefix = torch.tensor([[1, 0, 0]])
-    masked, _ = ppo_loss(logp, behaviour, adv, loss_mask, S, prefix_mask=prefix)
+    masked, _ = _loss(logp, behaviour, adv, loss_mask, S, prefix_mask=prefix)
     assert masked.item() == pytest.approx(-1.0)               # prefix ignored
     masked.backward()
     assert logp.grad[0, 0].item() == 0.0
     logp.grad = None
     # off-policy: -p/(p+0.1)*A = -0.5*4 = -2 on the prefix; (-2 - 1 - 1) / 3 tokens
     s = LossSettings(off_policy=True, off_policy_gamma=0.1)
-    loss, m = ppo_loss(logp, behaviour, adv, loss_mask, s, prefix_mask=prefix)
+    loss, m = _loss(logp, behaviour, adv, loss_mask, s, prefix_mask=prefix)
     assert loss.item() == pytest.approx(-4 / 3)
     assert m["off_policy_tokens"] == 1 and m["off_policy_prob_mean"] == pytest.approx(0.1)
     loss.backward()
@@ -153,7 +159,7 @@ def test_supervised_prefix_term_by_hand():
     loss_mask, prefix = torch.tensor([[0, 0, 1]]), torch.tensor([[1, 1, 0]])
     weights = torch.tensor([[2.0, 0.0, 0.0]], dtype=torch.float64)
     s = LossSettings(sft=True)
-    loss, m = ppo_loss(logp, behaviour, adv, loss_mask, s, prefix_mask=prefix,
+    loss, m = _loss(logp, behaviour, adv, loss_mask, s, prefix_mask=prefix,
                        sft_weights=weights)
     # (-2 * log 0.5 - 1) over 3 tokens (both prefix tokens count in the normaliser)
     assert loss.item() == pytest.approx((2 * math.log(2) - 1) / 3)
@@ -164,19 +170,19 @@ def test_supervised_prefix_term_by_hand():
 
 def test_empty_batch_gives_zero_loss_and_zero_gradient():
     logp = torch.zeros(2, 3, requires_grad=True)
-    loss, m = ppo_loss(logp, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3), S)
+    loss, m = _loss(logp, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3), S)
     assert loss.item() == 0.0
     loss.backward()
     assert torch.equal(logp.grad, torch.zeros(2, 3))
     assert m["tokens"] == 0 and m["clip_frac"] == 0.0
-    loss, _ = ppo_loss(logp, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3), S, normalizer=0)
+    loss, _ = _loss(logp, torch.zeros(2, 3), torch.ones(2), torch.zeros(2, 3), S, normalizer=0)
     assert loss.item() == 0.0
 
 
 def test_extreme_log_ratios_stay_finite():
     logp = torch.tensor([[0.0, 0.0]], requires_grad=True)
     behaviour = torch.tensor([[-1000.0, 1000.0]])
-    loss, _ = ppo_loss(logp, behaviour, torch.tensor([[-1.0, 1.0]]), torch.ones(1, 2), S)
+    loss, _ = _loss(logp, behaviour, torch.tensor([[-1.0, 1.0]]), torch.ones(1, 2), S)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
 
@@ -189,7 +195,7 @@ def test_entropy_and_logprob_helpers():
     expected = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(token_logprobs(logits, targets), expected)
     logp = torch.zeros(1, 2, requires_grad=True)
-    _, m = ppo_loss(logp, torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([[1, 0]]), S,
+    _, m = _loss(logp, torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([[1, 0]]), S,
                     entropy=torch.tensor([[0.5, 9.0]]))
     assert m["entropy"] == pytest.approx(0.5)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from actor.eval_report import BenchmarkResult, EvalReport, ProblemResult, paired_gain, pass_at_k
 from actor.eval_targets import (
     EvalTargetError,
     latest_checkpoint,
@@ -17,14 +18,7 @@ from actor.eval_targets import (
     resolve_benchmarks,
     resolve_model,
 )
-from actor.evaluate import (
-    BenchmarkResult,
-    EvalReport,
-    ProblemResult,
-    engine_config,
-    paired_gain,
-    pass_at_k,
-)
+from actor.evaluate import engine_config
 from lppo.core.config import Config, DataConfig, DatasetSpec, load_config
 from lppo.core.errors import UserError
 from store.datasets import DATA_DIR
@@ -290,7 +284,7 @@ def test_paired_gain_edge_cases():
 
 
 def test_paired_gain_from_per_problem_values():
-    from actor.evaluate import PairedGain
+    from actor.eval_report import PairedGain
 
     g = PairedGain.of([0.1, 0.5, 0.9], [0.2, 0.5, 1.0])
     assert g.n == 3 and g.gain == pytest.approx(0.2 / 3)

@@ -38,8 +38,8 @@ def test_mixed_group_prefixes_and_one_carrier_of_the_prefix_terms():
     batch = assemble([da, db], cfg)
     a, b = batch.sequences[:4], batch.sequences[4:]
     prefix = tuple(da.group.prefix_ids.tolist())
-    assert [s.prefix_ids for s in a] == [prefix, prefix, (), ()]
-    assert all(s.prefix_ids == () and not s.prefix_loss for s in b)
+    assert [tuple(s.prefix_ids.tolist()) for s in a] == [prefix, prefix, (), ()]
+    assert all(s.prefix_ids.size == 0 and not s.prefix_loss for s in b)
     assert [s.prefix_loss for s in a] == [True, False, False, False]
     # the mixed group's rewards [1, 1, 0, 0] share one baseline: +-0.866 (std with ddof 1)
     assert [s.advantage for s in a] == pytest.approx([0.866, 0.866, -0.866, -0.866], abs=1e-3)

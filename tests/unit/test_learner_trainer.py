@@ -91,14 +91,14 @@ def _batch(trainer: Trainer) -> list[TrainSequence]:
 
 
 def _surrogate(trainer: Trainer, seqs) -> float:
-    from learner.algo.loss import ppo_loss
+    from learner.algo.loss import LossInputs, ppo_loss
 
     mb = collate(seqs, trainer.pad_id)
     with torch.no_grad():
         t = trainer._tensors(mb)
         logp, _ = trainer._logp(trainer.model, t)
-        loss, _ = ppo_loss(logp, t["behaviour_logprobs"], t["advantages"], t["loss_mask"],
-                           trainer.settings)
+        loss, _ = ppo_loss(LossInputs(logp, t["behaviour_logprobs"], t["advantages"],
+                                      t["loss_mask"]), trainer.settings)
     return float(loss)
 
 
