@@ -37,8 +37,8 @@ class HFEngine:
 
         self._torch = torch
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
-                 "float16": torch.float16}[cfg.model.dtype]
+        dtype = {"auto": torch.float32, "float32": torch.float32,
+                 "bfloat16": torch.bfloat16}[cfg.model.dtype]
         self._tok = AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path)
         self.model = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype)
         self.model.to(self.device).eval()

@@ -17,9 +17,15 @@ With `tis_cap` the PPO ratio's base is the trainer's own log-probs before the up
 (`old_logp`, one no-grad pass), and the trainer/behaviour ratio is truncated (TIS). With
 `kl_coef > 0` a frozen copy of the initial model gives the reference log-probs.
 
-Device: CUDA when available and allowed (`learner.device`), else CPU; bf16 weights on CUDA
-where supported with `model.dtype = "auto"`, fp32 on CPU. One learner process trains on one
-device: training across several is not built yet.
+Precision. Parameters, gradients and AdamW's state are always fp32 (master weights): an
+update of lr 1e-6 on a weight of 0.02 is below bf16's resolution there and would be lost.
+Forward passes compute in `model.dtype` under `torch.autocast` (bf16 on CUDA where supported
+with `auto`, fp32 on CPU); log-probs and the loss are fp32. Actors get the weights cast to the
+compute dtype (`policy_state`); checkpoints keep the fp32 masters. The reference model (KL) is
+frozen, so it is held in the compute dtype.
+
+Device: CUDA when available and allowed (`learner.device`), else CPU. One learner process
+trains on one device: training across several is not built yet.
 """
 
 from __future__ import annotations
@@ -71,7 +77,8 @@ def resolve_device(cfg: Config) -> torch.device:
 
 
 def resolve_dtype(cfg: Config, device: torch.device) -> torch.dtype:
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    """The compute dtype (`model.dtype`; `auto`: bf16 on a CUDA device that supports it)."""
+    names = {"float32": torch.float32, "bfloat16": torch.bfloat16}
     if cfg.model.dtype != "auto":
         return names[cfg.model.dtype]
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
@@ -99,10 +106,10 @@ class Trainer:
 
         self.cfg = cfg
         self.device = resolve_device(cfg)
-        self.dtype = resolve_dtype(cfg, self.device)
+        self.compute_dtype = resolve_dtype(cfg, self.device)
         path = model_path or cfg.model.path
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=self.dtype, trust_remote_code=cfg.model.trust_remote_code
+        self.model = AutoModelForCausalLM.from_pretrained(  # fp32 masters, see the docstring
+            path, dtype=torch.float32, trust_remote_code=cfg.model.trust_remote_code
         ).to(self.device)
         if cfg.learner.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
@@ -110,7 +117,8 @@ class Trainer:
         self.reference = None
         if cfg.learner.kl_coef > 0:
             self.reference = AutoModelForCausalLM.from_pretrained(
-                cfg.model.path, dtype=self.dtype).to(self.device).eval()
+                cfg.model.path, dtype=self.compute_dtype,
+                trust_remote_code=cfg.model.trust_remote_code).to(self.device).eval()
             self.reference.requires_grad_(False)
         lc = cfg.learner
         self.optimizer = torch.optim.AdamW(
@@ -171,7 +179,9 @@ class Trainer:
     def _logp(self, model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs of the targets (with grad) and entropies (without), through the
         loss module's `token_logprobs` / `token_entropy`: the functions its tests cover."""
-        logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
+        with torch.autocast(self.device.type, dtype=self.compute_dtype,
+                            enabled=self.compute_dtype != torch.float32):
+            logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
         logits = logits[:, :-1]
         token_logp = token_logprobs(logits, t["targets"])
         with torch.no_grad():
@@ -200,8 +210,10 @@ class Trainer:
     # -- weights and state -------------------------------------------------------------------
 
     def policy_state(self) -> dict[str, torch.Tensor]:
-        """The policy's weights in checkpoint names, for actors (`lppo.core.weightfiles`)."""
-        return self.model.state_dict()
+        """The policy's weights in checkpoint names and the compute dtype, for actors
+        (`lppo.core.weightfiles`)."""
+        return {name: t.detach().to(self.compute_dtype) if t.is_floating_point() else t
+                for name, t in self.model.state_dict().items()}
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}

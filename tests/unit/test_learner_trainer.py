@@ -147,3 +147,35 @@ def test_a_non_finite_batch_changes_nothing(trainer):
     assert all(torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters())
     assert trainer.optimizer.state == {} and trainer.scheduler.last_epoch == lr_step
     assert trainer.step(_batch(trainer)).finite  # the next good batch trains as usual
+
+
+def test_bf16_compute_keeps_fp32_masters_so_small_updates_take_effect(tiny_model):
+    """At lr 1e-6 a bf16 parameter of scale 0.02 rarely moves (its spacing there is ~1e-4);
+    the fp32 masters do, and actors get the weights in the compute dtype."""
+    torch.manual_seed(0)
+    cfg = Config.model_validate({
+        "model": {"path": str(tiny_model), "dtype": "bfloat16", "max_model_len": 256},
+        "data": {"max_prompt_tokens": 64}, "actor": {"sampling": {"max_tokens": 16}},
+        "learner": {"lr": 1e-6, "device": "cpu", "micro_batch_tokens": 64, "max_steps": 10},
+    })
+    trainer = Trainer(cfg)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    seqs = _batch(trainer)
+    for _ in range(3):
+        assert trainer.step(seqs).finite
+    moved = changed = 0
+    total = sum(q.numel() for q in trainer.model.parameters())
+    for n, p in trainer.model.named_parameters():
+        moved += int((p.detach() != before[n]).sum())
+        changed += int((p.detach().bfloat16() != before[n].bfloat16()).sum())
+    print(f"fp32 masters moved: {moved / total:.4f}; visible in bf16: {changed / total:.4f}")
+    assert moved / total > 0.9  # as good as fp32 training
+    assert changed / total < 0.5  # what bf16 parameters would have kept of those updates
+    published = trainer.policy_state()
+    assert {t.dtype for t in published.values() if t.is_floating_point()} == {torch.bfloat16}
+
+
+def test_float16_is_refused_with_the_reason():
+    with pytest.raises(Exception, match="model.dtype"):
+        Config.model_validate({"model": {"dtype": "float16"}})

@@ -61,8 +61,10 @@ class ModelConfig(Section):
     """Local model directory or hub name (hub names need network access at start only)."""
     tokenizer: str | None = None
     """Tokenizer directory or hub name; defaults to `path`."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """Weights dtype for both engine and trainer; `auto` is bf16 on GPU, fp32 on CPU."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Compute dtype of engine and trainer; `auto` is bf16 on GPU, fp32 on CPU. The trainer keeps
+    fp32 master weights and optimizer state whatever this is (`learner/trainer.py`). fp16 is not
+    offered: training in it needs loss scaling, which is not built."""
     max_model_len: int = Field(4096, gt=0)
     """Longest prompt + prefix + completion in tokens."""
     trust_remote_code: bool = False
