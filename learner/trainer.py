@@ -30,12 +30,14 @@ trains on one device: training across several is not built yet.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from learner.algo.loss import (
@@ -49,6 +51,7 @@ from learner.algo.loss import (
     token_logprobs,
 )
 from learner.batch import MicroBatch, TrainSequence, collate, pack
+from learner.distributed import DistContext, shard_model
 from lppo.core.config import Config
 
 log = logging.getLogger(__name__)
@@ -101,11 +104,14 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 class Trainer:
     """Owns the policy, its optimizer and LR schedule; see the module docstring."""
 
-    def __init__(self, cfg: Config, model_path: str | None = None):
+    def __init__(self, cfg: Config, model_path: str | None = None,
+                 dist: DistContext | None = None):
         from transformers import AutoModelForCausalLM
 
         self.cfg = cfg
-        self.device = resolve_device(cfg)
+        self.dist = dist or DistContext()
+        self.device = self.dist.device(resolve_device(cfg))
+        self.dist.init(self.device)
         self.compute_dtype = resolve_dtype(cfg, self.device)
         path = model_path or cfg.model.path
         self.model = AutoModelForCausalLM.from_pretrained(  # fp32 masters, see the docstring
@@ -113,6 +119,8 @@ class Trainer:
         ).to(self.device)
         if cfg.learner.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        if self.dist.enabled:
+            shard_model(self.model, self.device, self.compute_dtype)
         self.model.train()
         self.reference = None
         if cfg.learner.kl_coef > 0:
@@ -139,25 +147,37 @@ class Trainer:
     # -- one optimizer step ------------------------------------------------------------------
 
     def step(self, seqs: Sequence[TrainSequence]) -> StepStats:
-        """One optimizer step on `seqs` (the whole batch)."""
+        """One optimizer step on `seqs`: the whole batch, or with several ranks this rank's
+        share of it (`learner.distributed.shard_groups`); the stats are the whole batch's."""
         if not seqs:
             raise ValueError("Trainer.step: empty batch")
         start = time.perf_counter()
         micro = [collate(b, self.pad_id) for b in pack(seqs, self.cfg.learner.micro_batch_tokens)]
-        tokens = sum(m.loss_tokens for m in micro)
         extra = sum(int(m.prefix_mask.sum()) for m in micro) if self.settings.prefix_terms else 0
-        normalizer = loss_normalizer(self.aggregation, tokens + extra, len(seqs),
+        tokens, extra, n_seqs = (int(v) for v in self.dist.all_sum(
+            [sum(m.loss_tokens for m in micro), extra, len(seqs)], self.device))
+        normalizer = loss_normalizer(self.aggregation, tokens + extra, n_seqs,
                                      self.cfg.actor.sampling.max_tokens)
-        old = [self._old_logp(m) for m in micro] if self.settings.tis_cap else [None] * len(micro)
+        # Every rank runs as many micro-batches as the busiest (see learner/distributed.py).
+        padding = [_masked(micro[-1])] * (self.dist.all_max(len(micro), self.device) - len(micro))
+        old = ([self._old_logp(m) for m in micro + padding] if self.settings.tis_cap
+               else [None] * (len(micro) + len(padding)))
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, sums = 0.0, {}
-        for mb, old_logp in zip(micro, old, strict=True):
+        for i, (mb, old_logp) in enumerate(zip(micro + padding, old, strict=True)):
             loss, metrics = self._micro_step(mb, normalizer, old_logp)
+            if i >= len(micro):
+                continue
             total_loss += loss
             weight = mb.loss_tokens / max(1, tokens)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + (v if k in COUNT_METRICS else v * weight)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.learner.grad_clip)
+        names = sorted(sums)
+        total_loss, *values = self.dist.all_sum([total_loss, *(sums[k] for k in names)],
+                                                self.device)
+        sums = dict(zip(names, values, strict=True))
+        grad_norm = _full(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                         self.cfg.learner.grad_clip))
         lr = self.scheduler.get_last_lr()[0]
         finite = math.isfinite(total_loss) and math.isfinite(float(grad_norm))
         if finite:
@@ -167,7 +187,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         return StepStats(
             loss=total_loss, grad_norm=float(grad_norm), lr=lr, tokens=tokens,
-            sequences=len(seqs), seconds=time.perf_counter() - start, metrics=sums,
+            sequences=n_seqs, seconds=time.perf_counter() - start, metrics=sums,
             finite=finite,
         )
 
@@ -204,16 +224,28 @@ class Trainer:
             loss_mask=t["loss_mask"], old_logp=old_logp, ref_logp=ref,
             prefix_mask=t["prefix_mask"], sft_weights=t["sft_weights"], entropy=entropy,
         ), self.settings, normalizer)
-        loss.backward()
+        # FSDP averages gradients over ranks; each rank's loss is already its part of the batch
+        # loss, so scaling by the rank count makes that average the sum (1 for one process).
+        (loss * self.dist.world_size).backward()
         return float(loss.detach()), metrics
 
     # -- weights and state -------------------------------------------------------------------
 
     def policy_state(self) -> dict[str, torch.Tensor]:
         """The policy's weights in checkpoint names and the compute dtype, for actors
-        (`lppo.core.weightfiles`)."""
+        (`lppo.core.weightfiles`). With several ranks every rank must call it: the full
+        weights are gathered to rank 0's host memory (the others get an empty dict)."""
         return {name: t.detach().to(self.compute_dtype) if t.is_floating_point() else t
-                for name, t in self.model.state_dict().items()}
+                for name, t in self.full_state().items()}
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """The fp32 master weights, whole (gathered to rank 0 on CPU with several ranks)."""
+        if not self.dist.enabled:
+            return self.model.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(self.model, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True))
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
@@ -221,3 +253,15 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _masked(mb: MicroBatch) -> MicroBatch:
+    """`mb` with every loss term masked out: its loss and gradient are exactly 0."""
+    zero = np.zeros_like(mb.loss_mask)
+    return dataclasses.replace(mb, loss_mask=zero, prefix_mask=zero, advantages=zero,
+                               sft_weights=zero)
+
+
+def _full(value: torch.Tensor) -> torch.Tensor:
+    """A DTensor (FSDP2's gradient norm) as the plain tensor it stands for."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
