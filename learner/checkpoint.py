@@ -32,6 +32,11 @@ def checkpoint_root(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def step_of(path: Path) -> int:
+    """The step of a checkpoint directory (`step_N`)."""
+    return int(path.name.removeprefix("step_"))
+
+
 def latest(run_dir: Path) -> Path | None:
     """The newest complete checkpoint directory, or None."""
     root = checkpoint_root(run_dir)
@@ -69,15 +74,18 @@ def _np_state() -> list:
     return [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
 
 
-def save(run_dir: Path, step: int, model, tokenizer, trainer_state: dict, state: dict,
-         keep: int) -> Path:
-    """Write checkpoint `step` atomically and prune old ones; returns its directory."""
+def save(run_dir: Path, step: int, model, weights: dict, tokenizer, trainer_state: dict,
+         state: dict, keep: int) -> Path:
+    """Write checkpoint `step` atomically and prune old ones; returns its directory.
+
+    `weights`: the model's whole fp32 state dict (`Trainer.full_state`, gathered from every
+    rank), saved under `model`'s config as a transformers folder."""
     root = checkpoint_root(run_dir)
     final = root / f"step_{step}"
     tmp = root / f"step_{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "model", safe_serialization=True)
+    model.save_pretrained(tmp / "model", state_dict=weights, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
     torch.save(trainer_state, tmp / "trainer.pt")

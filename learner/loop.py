@@ -38,6 +38,7 @@ import numpy as np
 
 from learner import checkpoint
 from learner.assemble import Batch, assemble
+from learner.distributed import DistContext
 from learner.io import LearnerIO
 from learner.periodic_eval import PeriodicEval
 from learner.scheduler import Decision
@@ -70,9 +71,11 @@ class StepInputs:
 class Learner:
     """One learner process; `run()` returns the exit status."""
 
-    def __init__(self, cfg: Config, resume: bool = False):
+    def __init__(self, cfg: Config, resume: bool = False, dist: DistContext | None = None):
         self.cfg = cfg
         self.resume = resume
+        self.dist = dist or DistContext()
+        """This process is rank 0 of `dist.world_size` learner ranks (learner/ranks.py)."""
         self.stop = threading.Event()
         self.nonfinite_in_a_row = 0
         self.nonfinite_skipped = 0
@@ -84,7 +87,7 @@ class Learner:
 
     def run(self) -> int:
         self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
-        setup = prepare(self.cfg, self.resume)
+        setup = prepare(self.cfg, self.resume, self.dist)
         self.evals = PeriodicEval(self.cfg, self.cfg.run.run_dir / "config.toml")
         io = LearnerIO(self.cfg, setup.scheduler, setup.writer, setup.version,
                        weights=setup.notice)
@@ -115,7 +118,7 @@ class Learner:
             if inputs is None:
                 break
             t0 = time.perf_counter()
-            stats = setup.trainer.step(inputs.batch.sequences)
+            stats = setup.leader.step(inputs.batch.sequences)
             if not stats.finite:
                 self._skip_nonfinite(setup, inputs, stats)
                 continue
@@ -179,7 +182,7 @@ class Learner:
 
     def _publish(self, setup: LearnerSetup, io: LearnerIO) -> float:
         t0 = time.perf_counter()
-        notice = write_weights(setup.trainer.policy_state(), self.cfg.run.run_dir, setup.version)
+        notice = write_weights(setup.leader.policy_state(), self.cfg.run.run_dir, setup.version)
         setup.notice = notice
         if not io.publish(notice).wait(timeout=PUBLISH_WAIT_S):
             io.check()  # a dead I/O thread raises here; a merely busy one is not waited on
@@ -228,9 +231,10 @@ class Learner:
         setup.writer.flush()
         sched = setup.scheduler.state_dict()
         buffered = io.accepted.qsize()
+        weights, trainer_state = setup.leader.checkpoint_state()
         path = checkpoint.save(
-            self.cfg.run.run_dir, setup.step, setup.trainer.model, setup.tokenizer,
-            setup.trainer.state_dict(),
+            self.cfg.run.run_dir, setup.step, setup.trainer.model, weights, setup.tokenizer,
+            trainer_state,
             {"version": setup.version, "scheduler": sched, "buffered": buffered},
             keep=self.cfg.learner.keep_checkpoints,
         )
@@ -254,6 +258,7 @@ class Learner:
             attempt(lambda: self._checkpoint(setup, io))
         attempt(lambda: io.stop("learner finished" if status == "finished"
                                 else "learner stopped"))
+        attempt(setup.leader.stop)  # the other ranks exit
         if status == "finished":
             attempt(lambda: [setup.writer.put_eval(r) for r in self.evals.finish()])
         for closer in (self.evals.close, self.sinks.close, setup.writer.close):

@@ -13,14 +13,22 @@ log = logging.getLogger(__name__)
 
 
 def run_learner(cfg: Config, resume: bool = False) -> int:
-    """Train until `learner.max_steps` or a signal; returns the process exit status."""
+    """Train until `learner.max_steps` or a signal; returns the process exit status.
+
+    Under torchrun (or `lppo run` with `learner.nproc` > 1) rank 0 is the learner and every
+    other rank follows it (learner/ranks.py)."""
     from transformers.utils import logging as hf_logging
 
+    from learner.distributed import DistContext
     from learner.loop import Learner
+    from learner.ranks import follow
     from lppo.core.signals import stop_on_signals
 
     hf_logging.disable_progress_bar()
+    dist = DistContext.from_env()
+    if dist.rank != 0:
+        return follow(cfg, dist)
     cfg.run.run_dir.mkdir(parents=True, exist_ok=True)
-    learner = Learner(cfg, resume=resume)
+    learner = Learner(cfg, resume=resume, dist=dist)
     stop_on_signals(learner.stop, "checkpointing and stopping")
     return learner.run()

@@ -20,6 +20,8 @@ from actor.prompts import PromptBuilder, PromptError
 from learner import checkpoint
 from learner.algo.prefix import prepare_solution
 from learner.certify import certify_cuts
+from learner.distributed import DistContext
+from learner.ranks import Leader, build_trainer
 from learner.scheduler import SampleEntry, Scheduler
 from learner.trainer import Trainer
 from lppo.core.config import Config, save_config
@@ -41,6 +43,8 @@ class LearnerSetup:
     writer: LedgerWriter
     run_id: int
     trainer: Trainer
+    leader: Leader
+    """Every call that all learner ranks make (steps, weights, checkpoints) goes through it."""
     tokenizer: object
     scheduler: Scheduler
     step: int = 0
@@ -131,7 +135,7 @@ def load_tokenizer(cfg: Config):
                         f"{str(exc).splitlines()[0]}") from None
 
 
-def prepare(cfg: Config, resume: bool) -> LearnerSetup:
+def prepare(cfg: Config, resume: bool, dist: DistContext | None = None) -> LearnerSetup:
     """Build the learner's state (see the module docstring)."""
     run_dir = cfg.run.run_dir
     ckpt = checkpoint.latest(run_dir) if resume else None
@@ -146,7 +150,8 @@ def prepare(cfg: Config, resume: bool) -> LearnerSetup:
     try:
         run_id = ledger.register_run(cfg.run.name, cfg.model_dump(mode="json"), code_version(),
                                      resume=resume)
-        return _build(cfg, ledger, run_id, tokenizer, records, ckpt, resume)
+        return _build(cfg, ledger, run_id, tokenizer, records, ckpt, resume,
+                      dist or DistContext())
     except BaseException as exc:
         if run_id is not None:  # registered, then failed: the run must not stay `running`
             try:
@@ -158,17 +163,18 @@ def prepare(cfg: Config, resume: bool) -> LearnerSetup:
 
 
 def _build(cfg: Config, ledger: Ledger, run_id: int, tokenizer, records: list[SampleRecord],
-           ckpt: Path | None, resume: bool) -> LearnerSetup:
+           ckpt: Path | None, resume: bool, dist: DistContext) -> LearnerSetup:
     samples = load_samples(cfg, ledger, run_id, tokenizer, records)
-    trainer = Trainer(cfg, model_path=str(ckpt / "model") if ckpt is not None else None)
+    trainer = build_trainer(cfg, dist, ckpt)
+    leader = Leader(trainer)
     scheduler = Scheduler(cfg, samples, vocab_size=trainer.vocab_size)
     writer = LedgerWriter.for_config(ledger, run_id, cfg.store)
     setup = LearnerSetup(ledger=ledger, writer=writer, run_id=run_id, trainer=trainer,
-                         tokenizer=tokenizer, scheduler=scheduler)
+                         leader=leader, tokenizer=tokenizer, scheduler=scheduler)
     if ckpt is not None:
         _restore(cfg, setup, ckpt)
     else:  # version 0 published too: an actor that outlived a learner restart loads it
-        setup.notice = write_weights(trainer.policy_state(), cfg.run.run_dir, 0)
+        setup.notice = write_weights(leader.policy_state(), cfg.run.run_dir, 0)
         if resume:  # an earlier attempt recorded groups and steps that nothing here knows of
             states = scheduler.ledger_states()
             removed = rollback_to_checkpoint(ledger, run_id, 0, (), states)
@@ -178,7 +184,7 @@ def _build(cfg: Config, ledger: Ledger, run_id: int, tokenizer, records: list[Sa
 
 def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
     trainer_state, state = checkpoint.load(ckpt)
-    setup.trainer.load_state_dict(trainer_state)
+    setup.leader.load(trainer_state)
     checkpoint.set_rng_state(state["rng"])
     setup.scheduler.load_state_dict(state["scheduler"])
     if state.get("buffered"):
@@ -191,5 +197,5 @@ def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
                                      setup.scheduler.ledger_states())
     log.info("resumed from %s: step %d, version %d; ledger rolled back (%s)", ckpt.name,
              setup.step, setup.version, removed)
-    notice = write_weights(setup.trainer.policy_state(), cfg.run.run_dir, setup.version)
+    notice = write_weights(setup.leader.policy_state(), cfg.run.run_dir, setup.version)
     setup.notice = notice

@@ -132,10 +132,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=lc.lr, betas=lc.adam_betas, weight_decay=lc.weight_decay,
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda s: lr_factor(s, lc.warmup_steps, lc.max_steps, lc.lr_schedule),
-        )
+        self.steps_done = 0
+        """Optimizer steps taken: the LR schedule's position (`lr_factor`)."""
         self.settings = LossSettings.from_config(lc, cfg.lppo.pg)
         self.aggregation = aggregation_for(lc)
         self.vocab_size = self.model.get_input_embeddings().num_embeddings
@@ -178,11 +176,14 @@ class Trainer:
         sums = dict(zip(names, values, strict=True))
         grad_norm = _full(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                          self.cfg.learner.grad_clip))
-        lr = self.scheduler.get_last_lr()[0]
+        lc = self.cfg.learner
+        lr = lc.lr * lr_factor(self.steps_done, lc.warmup_steps, lc.max_steps, lc.lr_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         finite = math.isfinite(total_loss) and math.isfinite(float(grad_norm))
         if finite:
             self.optimizer.step()
-            self.scheduler.step()
+            self.steps_done += 1
         else:  # the weights, the optimizer state and the LR schedule stay as they were
             self.optimizer.zero_grad(set_to_none=True)
         return StepStats(
@@ -248,11 +249,34 @@ class Trainer:
             full_state_dict=True, cpu_offload=True))
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        """Optimizer (keyed by parameter name, whole: a checkpoint resumes on any number of
+        ranks) and LR schedule. With several ranks every rank must call it; the state is
+        gathered to rank 0's host memory."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        optimizer = get_optimizer_state_dict(self.model, self.optimizer,
+                                             options=self._full_options())
+        return {"optimizer": optimizer, "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """The inverse of `state_dict`; with several ranks every rank calls it and only rank
+        0's `state` is read (the others pass None)."""
+        from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
+
+        leader = self.dist.rank == 0
+        if (state is None) == leader:
+            raise ValueError("Trainer.load_state_dict: rank 0, and only rank 0, passes a state")
+        set_optimizer_state_dict(self.model, self.optimizer,
+                                 {} if state is None else state["optimizer"],
+                                 options=self._full_options(load=True))
+        self.steps_done = self.dist.all_max(state["steps_done"] if leader else 0, self.device)
+
+    def _full_options(self, load: bool = False):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        many = self.dist.enabled
+        return StateDictOptions(full_state_dict=True, cpu_offload=many and not load,
+                                broadcast_from_rank0=many and load)
 
 
 def _masked(mb: MicroBatch) -> MicroBatch:

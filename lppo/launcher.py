@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,8 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+    """Set for this child on top of the supervisor's environment (a learner rank's RANK...)."""
 
     def start(self, env: dict[str, str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +59,7 @@ class Child:
             fh.flush()
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lppo.cli", *self.args], stdout=fh,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                stderr=subprocess.STDOUT, env={**env, **self.env}, start_new_session=True,
             )
         self.started_at = time.monotonic()
 
@@ -75,6 +78,26 @@ class Child:
             return "(no log)"
 
 
+def learner_rank_env(nproc: int) -> list[dict[str, str]]:
+    """The environment of each learner rank on this machine: torchrun's variables, with the
+    rendezvous on a free loopback port. One rank: nothing to add."""
+    if nproc == 1:
+        return [{}]
+    port = free_port()
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc),
+           "LOCAL_WORLD_SIZE": str(nproc)}
+    if Path("/sys/class/net/lo").exists():
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's own connections stay on loopback too
+    return [{**env, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(nproc)]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @dataclass
 class RunResult:
     exit_code: int
@@ -91,8 +114,11 @@ class Supervisor:
         self.config_path = save_config(cfg, self.run_dir / "config.toml")
         logs = self.run_dir / "logs"
         resume_arg = ["--resume"] if resume else []
-        self.learner = Child("learner", ["learner", str(self.config_path), *resume_arg],
-                             logs / "learner.log")
+        args = ["learner", str(self.config_path), *resume_arg]
+        ranks = learner_rank_env(cfg.learner.nproc)
+        self.learner = Child("learner", args, logs / "learner.log", env=ranks[0])
+        self.followers = [Child(f"learner-rank{r}", args, logs / f"learner-rank{r}.log",
+                                env=ranks[r]) for r in range(1, len(ranks))]
         self.actors = [
             Child(f"actor-{i}", ["actor", str(self.config_path), "--actor-id", f"actor-{i}"],
                   logs / f"actor-{i}.log")
@@ -105,7 +131,8 @@ class Supervisor:
     def run(self) -> RunResult:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.learner.start(self.env)
+            for child in [self.learner, *self.followers]:
+                child.start(self.env)
             for actor in self.actors:
                 actor.start(self.env)
             log.info("run %s: learner and %d actor(s) started; logs in %s", self.cfg.run.name,
@@ -128,6 +155,8 @@ class Supervisor:
             code = self.learner.poll()
             if code is not None:
                 return self._learner_exited(code)
+            if failed := self._failed_follower():
+                return failed
             self._watch_actors()
             if self.actors and all(a.proc is None for a in self.actors):
                 self._stop_learner()
@@ -153,6 +182,16 @@ class Supervisor:
             log.warning("%s exited with %d; restarting (%d/%d)", actor.name, code,
                         actor.restarts, self.cfg.actor.max_restarts)
             actor.start(self.env)
+
+    def _failed_follower(self) -> RunResult | None:
+        """A learner rank other than 0 that died ends the run: rank 0 cannot train without it."""
+        for child in self.followers:
+            code = child.poll()
+            if code not in (None, 0):
+                self.learner.signal(signal.SIGKILL)
+                return RunResult(1, f"{child.name} exited with status {code}; last lines of "
+                                    f"{child.log_path}:\n{child.tail()}", self._restarts())
+        return None
 
     def _learner_exited(self, code: int) -> RunResult:
         if code == 0:
@@ -197,6 +236,16 @@ class Supervisor:
                 continue
             try:
                 child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.signal(signal.SIGKILL)
+                child.proc.wait(timeout=10)
+        # The other learner ranks exit when rank 0 releases them; they ignore SIGTERM (rank 0
+        # decides when to stop), so one still running once rank 0 is gone is killed.
+        for child in self.followers:
+            if child.proc is None:
+                continue
+            try:
+                child.proc.wait(timeout=10.0)
             except subprocess.TimeoutExpired:
                 child.signal(signal.SIGKILL)
                 child.proc.wait(timeout=10)

@@ -54,6 +54,7 @@ def test_a_run_whose_writer_fails_at_the_end_is_marked_failed():
         raise OSError(28, "No space left on device")
 
     setup = SimpleNamespace(step=3, version=3, run_id=1, ledger=ledger,
+                            leader=SimpleNamespace(stop=lambda: None),
                             writer=SimpleNamespace(close=full_disk, put_eval=lambda r: None))
     io = SimpleNamespace(stop=lambda reason: None)
     with pytest.raises(OSError):

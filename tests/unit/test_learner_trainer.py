@@ -141,11 +141,11 @@ def test_a_non_finite_batch_changes_nothing(trainer):
     seqs = _batch(trainer)
     seqs[0] = replace(seqs[0], advantage=float("nan"))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    lr_step = trainer.scheduler.last_epoch
+    lr_step = trainer.steps_done
     stats = trainer.step(seqs)
     assert not stats.finite
     assert all(torch.equal(before[n], p.detach()) for n, p in trainer.model.named_parameters())
-    assert trainer.optimizer.state == {} and trainer.scheduler.last_epoch == lr_step
+    assert trainer.optimizer.state == {} and trainer.steps_done == lr_step
     assert trainer.step(_batch(trainer)).finite  # the next good batch trains as usual
 
 

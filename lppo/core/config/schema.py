@@ -334,6 +334,11 @@ class LearnerConfig(Section):
     """Recompute activations in backward to save memory."""
     publish_every: int = Field(1, ge=1)
     """Publish weights to actors every k steps."""
+    nproc: int = Field(1, ge=1)
+    """Learner ranks `lppo run` starts on this machine: the model sharded across them (FSDP2),
+    each batch split by whole groups; rank 0 alone talks to actors and the ledger
+    (learner/ranks.py). On CUDA each rank takes one GPU; on CPU they share the cores (gloo).
+    Under your own `torchrun`, its `--nproc_per_node` decides instead."""
     weights_backend: Literal["filesystem"] = "filesystem"
     """How actors receive weights: safetensors files under the run folder, announced on the
     wire (lppo/core/weightfiles.py). The only backend built; any other value is rejected."""
@@ -355,6 +360,9 @@ class LearnerConfig(Section):
 
     @model_validator(mode="after")
     def _clips(self) -> LearnerConfig:
+        if self.batch_groups < self.nproc:
+            raise ValueError(f"learner.batch_groups: expected >= learner.nproc ({self.nproc}): "
+                             f"each rank trains whole groups, got {self.batch_groups}")
         if self.warmup_steps > self.max_steps:
             raise ValueError(
                 f"learner.warmup_steps: expected <= learner.max_steps ({self.max_steps}), "
