@@ -24,8 +24,11 @@ with `auto`, fp32 on CPU); log-probs and the loss are fp32. Actors get the weigh
 compute dtype (`policy_state`); checkpoints keep the fp32 masters. The reference model (KL) is
 frozen, so it is held in the compute dtype.
 
-Device: CUDA when available and allowed (`learner.device`), else CPU. One learner process
-trains on one device: training across several is not built yet.
+Device: CUDA when available and allowed (`learner.device`), else CPU. Several ranks: give the
+trainer a `DistContext` (learner/distributed.py): the model is sharded with FSDP2, `step`
+takes this rank's share of the batch, and the normaliser, metrics and gradient norm are the
+whole batch's, so every rank leaves the step with the same numbers; `policy_state`,
+`full_state` and `state_dict` gather to rank 0 and must be called on every rank.
 """
 
 from __future__ import annotations

@@ -19,12 +19,13 @@ from tests.integration.dist_train import batch, config
 STEPS = 3
 
 
-def _torchrun(nproc: int, model, out) -> None:
+def _torchrun(nproc: int, model, out, device: str = "cpu") -> None:
     port = free_ports(1)[0]
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
          "--master_addr=127.0.0.1", f"--master_port={port}",
-         str(ROOT / "tests" / "integration" / "dist_train.py"), str(model), str(out), str(STEPS)],
+         str(ROOT / "tests" / "integration" / "dist_train.py"), str(model), str(out), str(STEPS),
+         device],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -36,15 +37,19 @@ def _read(path):
         return {k: f.get_tensor(k) for k in names}, f.metadata()["losses"]
 
 
-@pytest.fixture(scope="module")
-def one_process(tiny_model):
+def _one_process(model, device: str = "cpu"):
     from learner.trainer import Trainer
 
     torch.manual_seed(0)
-    trainer = Trainer(config(str(tiny_model)))
+    trainer = Trainer(config(str(model), device))
     seqs = batch(trainer.vocab_size)
     losses = [trainer.step(seqs).loss for _ in range(STEPS)]
-    return trainer.full_state(), losses
+    return {k: v.cpu() for k, v in trainer.full_state().items()}, losses
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_model):
+    return _one_process(tiny_model)
 
 
 def test_two_ranks_match_one_process(tiny_model, tmp_path, one_process):
@@ -66,5 +71,19 @@ def test_two_ranks_match_one_process(tiny_model, tmp_path, one_process):
     # ranks' different summation order leaves differences ~100x below that.
     assert worst < 3e-5, f"largest parameter difference {worst:g}"
     assert len(set(single_losses)) == STEPS  # the steps changed the model
+    assert [float(x) for x in losses.split(",")] == pytest.approx(single_losses, rel=1e-4,
+                                                                 abs=1e-6)
+
+
+@pytest.mark.gpu
+def test_two_gpu_ranks_over_nccl_match_one_gpu(tiny_model, tmp_path):
+    """The same check on CUDA: NCCL between two GPUs, one process on one GPU (fp32)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs 2 GPUs, found {torch.cuda.device_count()}")
+    single, single_losses = _one_process(tiny_model, "cuda")
+    _torchrun(2, tiny_model, tmp_path / "two.safetensors", device="cuda")
+    two, losses = _read(tmp_path / "two.safetensors")
+    worst = max(float((two[k] - single[k]).abs().max()) for k in single)
+    assert worst < 3e-5, f"largest parameter difference {worst:g}"
     assert [float(x) for x in losses.split(",")] == pytest.approx(single_losses, rel=1e-4,
                                                                  abs=1e-6)
