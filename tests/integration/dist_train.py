@@ -10,10 +10,12 @@ Rank 0 builds the batch (`batch` below) and sends it to the others
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from learner import checkpoint
 from learner.batch import TrainSequence
 from learner.distributed import DistContext, broadcast_sequences, shard_groups
 from learner.trainer import Trainer
@@ -46,23 +48,50 @@ def batch(vocab: int, groups: int = 5, n: int = 4) -> list[TrainSequence]:
     return seqs
 
 
-def main() -> None:
-    model, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
-    torch.manual_seed(0)
-    dist = DistContext.from_env()
-    trainer = Trainer(config(model, device), dist=dist)
-    seqs = batch(trainer.vocab_size) if dist.rank == 0 else None
-    seqs = broadcast_sequences(seqs, dist, trainer.device)
-    mine = shard_groups(seqs, dist.world_size)[dist.rank]
-    losses = [trainer.step(mine).loss for _ in range(steps)]
+def _save(trainer: Trainer, dist: DistContext, out: str, losses: list[float]) -> None:
     state = trainer.full_state()
     if dist.rank == 0:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous().cpu() for k, v in state.items()}, out,
+        save_file({k: v.detach().cpu().clone() for k, v in state.items()}, out,
                   metadata={"losses": ",".join(f"{x:.9g}" for x in losses)})
-    torch.distributed.destroy_process_group()
+
+
+def _checkpoint_then_continue(trainer: Trainer, dist: DistContext, mine, out: str) -> None:
+    """Two steps, a checkpoint as the learner writes it (gathered weights, optimizer by
+    parameter name, step count), one more step."""
+    losses = [trainer.step(mine).loss for _ in range(2)]
+    weights, state = trainer.full_state(), trainer.state_dict()
+    if dist.rank == 0:
+        checkpoint.save(Path(out).parent / "run", 2, trainer.model, weights, None, state,
+                        {"version": 2}, keep=1)
+    losses.append(trainer.step(mine).loss)
+    _save(trainer, dist, out, losses)
+
+
+def main() -> None:
+    """argv: MODEL_DIR OUT STEPS [DEVICE] [MODE]; MODE `train` (default), `checkpoint` (see
+    `_checkpoint_then_continue`) or `resume` (from the checkpoint `checkpoint` wrote next to
+    OUT, one step)."""
+    model, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+    mode = sys.argv[5] if len(sys.argv) > 5 else "train"
+    torch.manual_seed(0)
+    dist = DistContext.from_env()
+    ckpt = Path(out).parent / "run" / "checkpoints" / "step_2"
+    trainer = Trainer(config(model, device), dist=dist,
+                      model_path=str(ckpt / "model") if mode == "resume" else None)
+    if mode == "resume":
+        trainer.load_state_dict(checkpoint.load(ckpt)[0] if dist.rank == 0 else None)
+    seqs = batch(trainer.vocab_size) if dist.rank == 0 else None
+    seqs = broadcast_sequences(seqs, dist, trainer.device)
+    mine = shard_groups(seqs, dist.world_size)[dist.rank]
+    if mode == "checkpoint":
+        _checkpoint_then_continue(trainer, dist, mine, out)
+    else:
+        _save(trainer, dist, out, [trainer.step(mine).loss for _ in range(steps)])
+    if dist.enabled:
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
