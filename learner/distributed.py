@@ -40,6 +40,9 @@ import torch.distributed as tdist
 
 from learner.batch import TrainSequence
 
+STORE_ENV = "LPPO_DIST_STORE"
+"""A file the ranks of one machine meet through (set by `lppo run`)."""
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -67,12 +70,19 @@ class DistContext:
         return want
 
     def init(self, device: torch.device) -> None:
-        """Join the process group (NCCL on CUDA, gloo on CPU); a no-op for one rank."""
+        """Join the process group (NCCL on CUDA, gloo on CPU); a no-op for one rank.
+
+        The ranks meet through a file when `LPPO_DIST_STORE` names one (`lppo run` on one
+        machine: nothing listens for the rendezvous), else through torchrun's TCP store at
+        MASTER_ADDR:MASTER_PORT."""
         if self.enabled and not tdist.is_initialized():
             if device.type == "cuda":
                 torch.cuda.set_device(device)
-            tdist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                     rank=self.rank, world_size=self.world_size)
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            path = os.environ.get(STORE_ENV)
+            store = tdist.FileStore(path, self.world_size) if path else None
+            tdist.init_process_group(backend, store=store, rank=self.rank,
+                                     world_size=self.world_size)
 
     def all_sum(self, values: Sequence[float], device: torch.device) -> list[float]:
         """Element-wise sum over ranks (float64); the values themselves for one rank."""

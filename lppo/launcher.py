@@ -24,10 +24,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,24 +78,19 @@ class Child:
             return "(no log)"
 
 
-def learner_rank_env(nproc: int) -> list[dict[str, str]]:
-    """The environment of each learner rank on this machine: torchrun's variables, with the
-    rendezvous on a free loopback port. One rank: nothing to add."""
+def learner_rank_env(nproc: int, run_dir: Path) -> list[dict[str, str]]:
+    """The environment of each learner rank on this machine: torchrun's rank variables, the
+    rendezvous through a fresh file in the run directory (no listening socket: torch's TCP
+    store would listen on every interface) and gloo's connections on loopback. One rank:
+    nothing to add."""
     if nproc == 1:
         return [{}]
-    port = free_port()
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc),
+    store = run_dir / f"dist-{uuid.uuid4().hex[:12]}.store"
+    env = {"LPPO_DIST_STORE": str(store), "WORLD_SIZE": str(nproc),
            "LOCAL_WORLD_SIZE": str(nproc)}
     if Path("/sys/class/net/lo").exists():
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's own connections stay on loopback too
+        env["GLOO_SOCKET_IFNAME"] = "lo"
     return [{**env, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(nproc)]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -115,7 +110,7 @@ class Supervisor:
         logs = self.run_dir / "logs"
         resume_arg = ["--resume"] if resume else []
         args = ["learner", str(self.config_path), *resume_arg]
-        ranks = learner_rank_env(cfg.learner.nproc)
+        ranks = learner_rank_env(cfg.learner.nproc, self.run_dir)
         self.learner = Child("learner", args, logs / "learner.log", env=ranks[0])
         self.followers = [Child(f"learner-rank{r}", args, logs / f"learner-rank{r}.log",
                                 env=ranks[r]) for r in range(1, len(ranks))]
@@ -249,6 +244,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.signal(signal.SIGKILL)
                 child.proc.wait(timeout=10)
+        if store := self.learner.env.get("LPPO_DIST_STORE"):
+            Path(store).unlink(missing_ok=True)
 
     def _alive(self) -> dict[str, bool]:
         return {c.name: c.poll() is None and c.proc is not None
