@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from learner.algo.logprobs import token_logprobs_and_entropy
 from learner.algo.loss import (
     COUNT_METRICS,
     LossInputs,
@@ -50,8 +51,6 @@ from learner.algo.loss import (
     aggregation_for,
     loss_normalizer,
     ppo_loss,
-    token_entropy,
-    token_logprobs,
 )
 from learner.batch import MicroBatch, TrainSequence, collate, pack
 from learner.distributed import DistContext, shard_model
@@ -202,14 +201,13 @@ class Trainer:
 
     def _logp(self, model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs of the targets (with grad) and entropies (without), through the
-        loss module's `token_logprobs` / `token_entropy`: the functions its tests cover."""
+        `learner/algo/logprobs.py` (no full-vocabulary float32 copy): the functions its tests
+        cover."""
         with torch.autocast(self.device.type, dtype=self.compute_dtype,
                             enabled=self.compute_dtype != torch.float32):
             logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
         logits = logits[:, :-1]
-        token_logp = token_logprobs(logits, t["targets"])
-        with torch.no_grad():
-            entropy = token_entropy(logits)
+        token_logp, entropy = token_logprobs_and_entropy(logits, t["targets"])
         return token_logp, entropy
 
     @torch.no_grad()

@@ -120,20 +120,6 @@ def loss_normalizer(mode: Aggregation, num_tokens: int, num_seqs: int, max_len: 
     raise ValueError(f"mode: expected token_mean or seq_mean_token_sum_norm, got {mode!r}")
 
 
-def token_logprobs(logits: Tensor, targets: Tensor) -> Tensor:
-    """log softmax(logits)[target] per position: logits [..., V], targets [...] -> [...]."""
-    logits = logits.float()
-    picked = logits.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
-
-
-def token_entropy(logits: Tensor) -> Tensor:
-    """Entropy of softmax(logits) per position: [..., V] -> [...]."""
-    logits = logits.float()
-    logp = torch.log_softmax(logits, dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
 def _masked_mean(x: Tensor, mask: Tensor, n: Tensor) -> Tensor:
     return torch.where(mask, x, torch.zeros_like(x)).sum() / n.clamp(min=1)
 
@@ -166,7 +152,7 @@ class LossInputs:
     anything, even inf)."""
 
     logp: Tensor
-    """The policy's log-probs of the targets, with grad (`token_logprobs`)."""
+    """The policy's log-probs of the targets, with grad (`learner/algo/logprobs.py`)."""
     behaviour_logp: Tensor
     """The actor's log-probs of the sampled tokens (completion positions)."""
     advantages: Tensor
@@ -181,7 +167,7 @@ class LossInputs:
     sft_weights: Tensor | None = None
     """The supervised term's weight per prefix token."""
     entropy: Tensor | None = None
-    """Per-token entropy (`token_entropy`), only reported."""
+    """Per-token entropy (`learner/algo/logprobs.py`), only reported."""
 
 
 def ppo_loss(x: LossInputs, settings: LossSettings,

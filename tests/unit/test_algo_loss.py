@@ -14,8 +14,6 @@ from learner.algo.loss import (
     aggregation_for,
     loss_normalizer,
     ppo_loss,
-    token_entropy,
-    token_logprobs,
 )
 from lppo.core.config.schema import LearnerConfig, PGConfig
 
@@ -187,13 +185,7 @@ def test_extreme_log_ratios_stay_finite():
     assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
 
 
-def test_entropy_and_logprob_helpers():
-    logits = torch.zeros(1, 2, 4)
-    assert token_entropy(logits) == pytest.approx(torch.full((1, 2), math.log(4)))
-    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]])
-    targets = torch.tensor([[0, 2]])
-    expected = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    torch.testing.assert_close(token_logprobs(logits, targets), expected)
+def test_entropy_is_reported_over_loss_tokens():
     logp = torch.zeros(1, 2, requires_grad=True)
     _, m = _loss(logp, torch.zeros(1, 2), torch.ones(1, 2), torch.tensor([[1, 0]]), S,
                     entropy=torch.tensor([[0.5, 9.0]]))
