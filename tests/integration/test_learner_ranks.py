@@ -5,8 +5,10 @@ optimizer state, and a resume with one rank continues the run from the two-rank 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from store.check import check_run
 from store.queries import LedgerReader
@@ -44,3 +46,65 @@ def test_two_rank_learner_trains_checkpoints_and_resumes_on_one(tiny_model, tmp_
         assert check_run(reader, "it") == []
         newest = reader.sql("SELECT MAX(policy_version) FROM rollout_groups").rows[0][0]
         assert newest >= 1  # the actor sampled with weights gathered from the two ranks
+
+
+def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"lppo run exited early ({proc.returncode}) waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def _follower_pids(run_dir) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"learner {run_dir / 'config.toml'}"],
+                         capture_output=True, text=True)
+    pids = []
+    for pid in out.stdout.split():
+        try:
+            env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")  # noqa: SIM115
+        except OSError:
+            continue
+        if b"RANK=1" in env:
+            pids.append(int(pid))
+    return pids
+
+
+def test_interrupt_checkpoints_and_a_dead_rank_ends_the_run(tiny_model, tmp_path):
+    """SIGINT: rank 0 checkpoints, releases rank 1, every learner process exits. Then, resumed,
+    rank 1 killed mid-run: `lppo run` fails naming it, and leaves no learner process behind."""
+    paths = write_task(tmp_path, train={1: 16, 2: 8}, held_out={1: 4})
+    cfg = small_run_config(tmp_path, tiny_model, paths["train"], learner={
+        "max_steps": 40, "batch_groups": 4, "group_size": 4, "lr": 1e-4, "checkpoint_every": 50,
+        "device": "cpu", "nproc": 2})
+    run_dir = tmp_path / "runs" / "it"
+    args = [sys.executable, "-m", "lppo.cli", "run", str(cfg)]
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len(ledger_steps(run_dir)) >= 2, proc, 300, "step 2")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-3000:]
+    stopped = max(ledger_steps(run_dir))
+    assert (run_dir / "checkpoints" / f"step_{stopped}" / "state.json").is_file()
+    assert _follower_pids(run_dir) == []
+    assert not list(run_dir.glob("dist-*.store"))
+
+    proc = subprocess.Popen([*args, "--resume"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: len(ledger_steps(run_dir)) > stopped, proc, 300, "a resumed step")
+        followers = _follower_pids(run_dir)
+        assert len(followers) == 1
+        os.kill(followers[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "learner-rank1 exited with status -9" in out, out[-3000:]
+    assert subprocess.run(["pgrep", "-f", f"learner {run_dir / 'config.toml'}"],
+                          capture_output=True).stdout == b""
