@@ -26,6 +26,10 @@ def run_learner(cfg: Config, resume: bool = False) -> int:
 
     hf_logging.disable_progress_bar()
     dist = DistContext.from_env()
+    if cfg.learner.nproc != dist.world_size and dist.rank == 0:
+        log.warning("learner.nproc = %d is the rank count `lppo run` starts; this learner has "
+                    "%d rank(s) (torchrun's WORLD_SIZE, 1 without torchrun)",
+                    cfg.learner.nproc, dist.world_size)
     if dist.rank != 0:
         return follow(cfg, dist)
     cfg.run.run_dir.mkdir(parents=True, exist_ok=True)

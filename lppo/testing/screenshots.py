@@ -28,7 +28,7 @@ from lppo.testing.browser import Browser, find_chromium
 from lppo.testing.postgres import free_ports
 from store.queries import LedgerReader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_MISSING = ("Debian chromium not found at /usr/bin/chromium or on PATH: "
                     "`make test` installs it with scripts/system-deps.sh where apt is available")
 

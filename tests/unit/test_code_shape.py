@@ -71,3 +71,14 @@ def test_code_cites_only_files_of_the_repository():
         bad += [f"{where}: cites {m.group(1)}, which does not exist"
                 for m in CITED_PATH.finditer(text) if not (ROOT / m.group(1)).exists()]
     assert bad == []
+
+
+def test_module_level_repository_roots_point_at_the_repository():
+    """A module that finds the checkout from its own path (`ROOT = parents[k]`) must still find
+    it after a move: `lppo.testing.screenshots` once pointed inside `lppo/`."""
+    import importlib
+
+    for name in ("lppo.testing.screenshots", "store.datasets"):
+        module = importlib.import_module(name)
+        root = getattr(module, "ROOT", None) or module.DATA_DIR.parent
+        assert (root / "pyproject.toml").is_file(), f"{name}: {root}"
