@@ -74,21 +74,39 @@ def _np_state() -> list:
     return [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
 
 
-def save(run_dir: Path, step: int, model, weights: dict, tokenizer, trainer_state: dict,
-         state: dict, keep: int) -> Path:
-    """Write checkpoint `step` atomically and prune old ones; returns its directory.
+def staging(run_dir: Path, step: int) -> Path:
+    """The folder checkpoint `step` is written into before `save` renames it (every learner
+    rank writes its optimizer shards there)."""
+    return checkpoint_root(run_dir) / f"step_{step}.tmp"
 
-    `weights`: the model's whole fp32 state dict (`Trainer.full_state`, gathered from every
-    rank), saved under `model`'s config as a transformers folder."""
-    root = checkpoint_root(run_dir)
-    final = root / f"step_{step}"
-    tmp = root / f"step_{step}.tmp"
+
+def begin(run_dir: Path, step: int) -> Path:
+    """An empty staging folder for checkpoint `step` (rank 0, before the ranks write)."""
+    tmp = staging(run_dir, step)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    return tmp
+
+
+def save(run_dir: Path, step: int, model, weights: dict, tokenizer, trainer_state: dict | None,
+         state: dict, keep: int) -> Path:
+    """Finish checkpoint `step` atomically (rename of its staging folder) and prune old ones;
+    returns its directory.
+
+    `weights`: the model's whole fp32 state dict (`Trainer.full_state`, gathered from every
+    rank), saved under `model`'s config as a transformers folder. `trainer_state`: the whole
+    optimizer state (`trainer.pt`, one rank), or None where the ranks wrote it sharded into
+    `optimizer/` (`Trainer.save_sharded`) after `begin`."""
+    root = checkpoint_root(run_dir)
+    final = root / f"step_{step}"
+    tmp = staging(run_dir, step)
+    if trainer_state is not None:
+        begin(run_dir, step)
     model.save_pretrained(tmp / "model", state_dict=weights, safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "model")
-    torch.save(trainer_state, tmp / "trainer.pt")
+    if trainer_state is not None:
+        torch.save(trainer_state, tmp / "trainer.pt")
     (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "rng": rng_state()}))
     if final.exists():
         shutil.rmtree(final)
@@ -97,11 +115,19 @@ def save(run_dir: Path, step: int, model, weights: dict, tokenizer, trainer_stat
     return final
 
 
-def load(path: Path) -> tuple[dict, dict]:
-    """(trainer_state, state) of a checkpoint directory; RNG is restored by the caller."""
+def load(path: Path) -> tuple[dict | None, dict]:
+    """(trainer_state, state) of a checkpoint directory; RNG is restored by the caller.
+    `trainer_state` is None for a sharded checkpoint (`is_sharded`)."""
     state = json.loads((path / STATE_FILE).read_text())
+    if is_sharded(path):
+        return None, state
     trainer_state = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
     return trainer_state, state
+
+
+def is_sharded(path: Path) -> bool:
+    """The optimizer state was saved by every rank with torch.distributed.checkpoint."""
+    return (path / "optimizer").is_dir()
 
 
 def _prune(root: Path, keep: int) -> None:

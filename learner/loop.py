@@ -231,11 +231,12 @@ class Learner:
         setup.writer.flush()
         sched = setup.scheduler.state_dict()
         buffered = io.accepted.qsize()
-        weights, trainer_state = setup.leader.checkpoint_state()
+        weights, trainer_state = setup.leader.checkpoint_state(self.cfg.run.run_dir, setup.step)
         path = checkpoint.save(
             self.cfg.run.run_dir, setup.step, setup.trainer.model, weights, setup.tokenizer,
             trainer_state,
-            {"version": setup.version, "scheduler": sched, "buffered": buffered},
+            {"version": setup.version, "scheduler": sched, "buffered": buffered,
+             "steps_done": setup.trainer.steps_done},
             keep=self.cfg.learner.keep_checkpoints,
         )
         log.info("checkpoint %s (version %d)", path, setup.version)

@@ -8,10 +8,17 @@ same order:
 
     rank 0 (Leader)                          ranks 1..N-1 (follow)
     build(checkpoint step or -1)     ----->  Trainer from the model or that checkpoint's
-    load(trainer state)              ----->  optimizer state broadcast from rank 0
+    load(...)                        ----->  optimizer state: each rank reads its shard of a
+                                             sharded checkpoint, or rank 0's whole one is
+                                             broadcast
     step(batch)                      ----->  the batch as tensors; each rank trains its groups
-    policy_state() / checkpoint()    ----->  full weights (and optimizer) gathered to rank 0
+    policy_state()                   ----->  full weights gathered to rank 0
+    checkpoint(step)                 ----->  full weights gathered to rank 0; every rank writes
+                                             its optimizer shard (DCP) into the staging folder
     stop()                           ----->  exit 0
+
+The staging folder is in the run directory, which every rank must see (one machine, or a
+shared filesystem across nodes).
 
 A command is two int64 values broadcast from rank 0 (kind, argument); nothing is pickled. A
 follower ignores SIGINT and SIGTERM: rank 0 decides when to stop (after its checkpoint), and
@@ -78,9 +85,15 @@ class Leader:
     def _tell(self, command: Command, arg: int = 0) -> None:
         _send(self.dist, self.trainer.device, command, arg)
 
-    def load(self, state: dict) -> None:
-        self._tell(Command.LOAD)
-        self.trainer.load_state_dict(state)
+    def load(self, ckpt: Path, trainer_state: dict | None, steps_done: int | None) -> None:
+        """Optimizer state of checkpoint `ckpt`: sharded (`trainer_state` None, every rank
+        reads its part) or whole (rank 0's `trainer_state`, broadcast)."""
+        sharded = trainer_state is None
+        self._tell(Command.LOAD, int(sharded))
+        if sharded:
+            self.trainer.load_sharded(ckpt / "optimizer", steps_done)
+        else:
+            self.trainer.load_state_dict(trainer_state)
 
     def step(self, seqs: Sequence[TrainSequence]) -> StepStats:
         if not self.dist.enabled:
@@ -93,10 +106,18 @@ class Leader:
         self._tell(Command.PUBLISH)
         return self.trainer.policy_state()
 
-    def checkpoint_state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """(fp32 weights, optimizer state), whole, on rank 0."""
-        self._tell(Command.CHECKPOINT)
-        return self.trainer.full_state(), self.trainer.state_dict()
+    def checkpoint_state(self, run_dir: Path, step: int) -> tuple[dict[str, torch.Tensor],
+                                                                   dict | None]:
+        """(fp32 weights on rank 0, whole optimizer state) with one rank; with several, the
+        optimizer is written sharded into checkpoint `step`'s staging folder by every rank,
+        and None stands for it."""
+        if not self.dist.enabled:
+            return self.trainer.full_state(), self.trainer.state_dict()
+        staging = checkpoint.begin(run_dir, step)
+        self._tell(Command.CHECKPOINT, step)
+        weights = self.trainer.full_state()
+        self.trainer.save_sharded(staging / "optimizer")
+        return weights, None
 
     def stop(self) -> None:
         """Release the followers (they exit); safe to call more than once."""
@@ -118,11 +139,13 @@ def follow(cfg: Config, dist: DistContext) -> int:
     trainer = Trainer(cfg, model_path=str(ckpt / "model") if ckpt else None, dist=dist)
     log.info("rank %d of %d: following rank 0", dist.rank, dist.world_size)
     while True:
-        command, _ = _receive(trainer.device)
+        command, arg = _receive(trainer.device)
         if command is Command.STOP:
             tdist.destroy_process_group()
             return 0
-        if command is Command.LOAD:
+        if command is Command.LOAD and arg:
+            trainer.load_sharded(ckpt / "optimizer", None)
+        elif command is Command.LOAD:
             trainer.load_state_dict(None)
         elif command is Command.STEP:
             seqs = broadcast_sequences(None, dist, trainer.device)
@@ -131,6 +154,6 @@ def follow(cfg: Config, dist: DistContext) -> int:
             trainer.policy_state()
         elif command is Command.CHECKPOINT:
             trainer.full_state()
-            trainer.state_dict()
+            trainer.save_sharded(checkpoint.staging(cfg.run.run_dir, arg) / "optimizer")
         else:
             raise RuntimeError(f"rank {dist.rank}: unexpected {command.name} from rank 0")

@@ -184,7 +184,7 @@ def _build(cfg: Config, ledger: Ledger, run_id: int, tokenizer, records: list[Sa
 
 def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
     trainer_state, state = checkpoint.load(ckpt)
-    setup.leader.load(trainer_state)
+    setup.leader.load(ckpt, trainer_state, state.get("steps_done"))
     checkpoint.set_rng_state(state["rng"])
     setup.scheduler.load_state_dict(state["scheduler"])
     if state.get("buffered"):

@@ -39,6 +39,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -271,6 +272,31 @@ class Trainer:
                                  {} if state is None else state["optimizer"],
                                  options=self._full_options(load=True))
         self.steps_done = self.dist.all_max(state["steps_done"] if leader else 0, self.device)
+
+    def save_sharded(self, folder: Path) -> None:
+        """Every rank writes its shard of the optimizer state into `folder` (DCP: one file per
+        rank plus metadata; nothing is gathered). The step count goes with the checkpoint's
+        state (`steps_done`)."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        dcp.save({"optimizer": get_optimizer_state_dict(self.model, self.optimizer)},
+                 checkpoint_id=str(folder))
+
+    def load_sharded(self, folder: Path, steps_done: int | None) -> None:
+        """Every rank reads its shard from a `save_sharded` folder, whatever the rank count that
+        wrote it (DCP reshards); rank 0 passes the step count."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            get_optimizer_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        state = {"optimizer": get_optimizer_state_dict(self.model, self.optimizer)}
+        dcp.load(state, checkpoint_id=str(folder))
+        set_optimizer_state_dict(self.model, self.optimizer, state["optimizer"])
+        leader = self.dist.rank == 0
+        self.steps_done = self.dist.all_max(steps_done if leader else 0, self.device)
 
     def _full_options(self, load: bool = False):
         from torch.distributed.checkpoint.state_dict import StateDictOptions

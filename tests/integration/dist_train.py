@@ -58,13 +58,23 @@ def _save(trainer: Trainer, dist: DistContext, out: str, losses: list[float]) ->
 
 
 def _checkpoint_then_continue(trainer: Trainer, dist: DistContext, mine, out: str) -> None:
-    """Two steps, a checkpoint as the learner writes it (gathered weights, optimizer by
-    parameter name, step count), one more step."""
+    """Two steps, a checkpoint as the learner writes it (gathered weights; the optimizer
+    sharded by every rank, or whole from one rank; the step count), one more step."""
     losses = [trainer.step(mine).loss for _ in range(2)]
-    weights, state = trainer.full_state(), trainer.state_dict()
+    run_dir = Path(out).parent / "run"
     if dist.rank == 0:
-        checkpoint.save(Path(out).parent / "run", 2, trainer.model, weights, None, state,
-                        {"version": 2}, keep=1)
+        checkpoint.begin(run_dir, 2)
+    if dist.enabled:
+        torch.distributed.barrier()
+    weights = trainer.full_state()
+    optimizer = None
+    if dist.enabled:
+        trainer.save_sharded(checkpoint.staging(run_dir, 2) / "optimizer")
+    else:
+        optimizer = trainer.state_dict()
+    if dist.rank == 0:
+        checkpoint.save(run_dir, 2, trainer.model, weights, None, optimizer,
+                        {"version": 2, "steps_done": trainer.steps_done}, keep=1)
     losses.append(trainer.step(mine).loss)
     _save(trainer, dist, out, losses)
 
@@ -81,7 +91,10 @@ def main() -> None:
     ckpt = Path(out).parent / "run" / "checkpoints" / "step_2"
     trainer = Trainer(config(model, device), dist=dist,
                       model_path=str(ckpt / "model") if mode == "resume" else None)
-    if mode == "resume":
+    if mode == "resume" and checkpoint.is_sharded(ckpt):
+        done = checkpoint.load(ckpt)[1]["steps_done"] if dist.rank == 0 else None
+        trainer.load_sharded(ckpt / "optimizer", done)
+    elif mode == "resume":
         trainer.load_state_dict(checkpoint.load(ckpt)[0] if dist.rank == 0 else None)
     seqs = batch(trainer.vocab_size) if dist.rank == 0 else None
     seqs = broadcast_sequences(seqs, dist, trainer.device)

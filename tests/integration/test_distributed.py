@@ -76,19 +76,24 @@ def test_two_ranks_match_one_process(tiny_model, tmp_path, one_process):
                                                                  abs=1e-6)
 
 
-@pytest.mark.parametrize("resume_ranks", [2, 1])
-def test_a_checkpoint_resumes_to_the_same_parameters(tiny_model, tmp_path, resume_ranks):
-    """2 ranks: 2 steps, checkpoint, a 3rd step. Resumed from that checkpoint on 2 ranks (and
-    on 1: checkpoints hold whole state, so the rank count may change), the 3rd step gives the
-    same parameters: weights, AdamW moments and the LR schedule's position all came back."""
-    _torchrun(2, tiny_model, tmp_path / "continued.safetensors", mode="checkpoint")
+@pytest.mark.parametrize(("save_ranks", "resume_ranks"), [(2, 2), (2, 1), (1, 2)])
+def test_a_checkpoint_resumes_to_the_same_parameters(tiny_model, tmp_path, save_ranks,
+                                                     resume_ranks):
+    """2 steps, checkpoint, a 3rd step. Resumed from that checkpoint, the 3rd step gives the
+    same parameters: weights, AdamW moments and the LR schedule's position all came back.
+    2 ranks write the optimizer sharded (DCP), read back on 2 ranks or resharded onto 1; one
+    rank writes it whole, broadcast from rank 0 onto 2."""
+    _torchrun(save_ranks, tiny_model, tmp_path / "continued.safetensors", mode="checkpoint")
+    ckpt = tmp_path / "run" / "checkpoints" / "step_2"
+    assert (ckpt / "optimizer").is_dir() == (save_ranks > 1)
     _torchrun(resume_ranks, tiny_model, tmp_path / "resumed.safetensors", mode="resume",
               steps=1)
     continued, losses = _read(tmp_path / "continued.safetensors")
     resumed, resumed_losses = _read(tmp_path / "resumed.safetensors")
     worst = max(float((continued[k] - resumed[k]).abs().max()) for k in continued)
-    print(f"resumed on {resume_ranks} rank(s): largest parameter difference {worst:.3g}")
-    assert worst < (1e-7 if resume_ranks == 2 else 3e-5)
+    print(f"saved on {save_ranks}, resumed on {resume_ranks} rank(s): largest parameter "
+          f"difference {worst:.3g}")
+    assert worst < (1e-7 if resume_ranks == save_ranks else 3e-5)
     assert float(resumed_losses) == pytest.approx(float(losses.split(",")[-1]), rel=1e-4)
 
 
