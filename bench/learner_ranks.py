@@ -71,7 +71,10 @@ def _worker(args: argparse.Namespace) -> None:
            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     Path(args.out).with_suffix(f".{dist.rank}.json").write_text(json.dumps(out))
     if dist.enabled:
+        from learner.main import leave
+
         torch.distributed.destroy_process_group()
+        leave(0)  # FSDP2 over gloo can abort at interpreter exit (learner/main.py)
 
 
 def _measure(args: argparse.Namespace, nproc: int, folder: Path) -> list[dict]:

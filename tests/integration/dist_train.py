@@ -18,6 +18,7 @@ import torch
 from learner import checkpoint
 from learner.batch import TrainSequence
 from learner.distributed import DistContext, broadcast_sequences, shard_groups
+from learner.main import leave
 from learner.trainer import Trainer
 from lppo.core.config import Config
 
@@ -105,6 +106,7 @@ def main() -> None:
         _save(trainer, dist, out, [trainer.step(mine).loss for _ in range(steps)])
     if dist.enabled:
         torch.distributed.destroy_process_group()
+        leave(0)  # FSDP2 over gloo can abort at interpreter exit (learner/main.py)
 
 
 if __name__ == "__main__":
