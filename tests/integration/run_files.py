@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 from lppo.core.config import Config, save_config
@@ -47,3 +49,12 @@ def small_run_config(root: Path, model_dir: Path, train_path: Path, **sections) 
         raw[section] = {**raw.get(section, {}), **values}
     cfg = Config.model_validate(raw)
     return save_config(cfg, root / "config.toml")
+
+
+def wait_for(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    """Poll `cond` until true; fail if `proc` (an `lppo run`) exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"lppo run exited early ({proc.returncode}) waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)

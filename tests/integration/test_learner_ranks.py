@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
-from tests.integration.run_files import ledger_steps, small_run_config, write_task
+from tests.integration.run_files import ledger_steps, small_run_config, wait_for, write_task
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
@@ -48,14 +47,6 @@ def test_two_rank_learner_trains_checkpoints_and_resumes_on_one(tiny_model, tmp_
         assert newest >= 1  # the actor sampled with weights gathered from the two ranks
 
 
-def _wait_for(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert proc.poll() is None, f"lppo run exited early ({proc.returncode}) waiting for {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def _follower_pids(run_dir) -> list[int]:
     out = subprocess.run(["pgrep", "-f", f"learner {run_dir / 'config.toml'}"],
                          capture_output=True, text=True)
@@ -82,7 +73,7 @@ def test_interrupt_checkpoints_and_a_dead_rank_ends_the_run(tiny_model, tmp_path
     proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: len(ledger_steps(run_dir)) >= 2, proc, 300, "step 2")
+        wait_for(lambda: len(ledger_steps(run_dir)) >= 2, proc, 300, "step 2")
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -97,7 +88,7 @@ def test_interrupt_checkpoints_and_a_dead_rank_ends_the_run(tiny_model, tmp_path
     proc = subprocess.Popen([*args, "--resume"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: len(ledger_steps(run_dir)) > stopped, proc, 300, "a resumed step")
+        wait_for(lambda: len(ledger_steps(run_dir)) > stopped, proc, 300, "a resumed step")
         followers = _follower_pids(run_dir)
         assert len(followers) == 1
         os.kill(followers[0], signal.SIGKILL)

@@ -7,23 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from store.check import check_run
 from store.queries import LedgerReader
 from tests.conftest import ROOT
-from tests.integration.run_files import ledger_steps, small_run_config, write_task
+from tests.integration.run_files import ledger_steps, small_run_config, wait_for, write_task
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _wait(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert proc.poll() is None, f"lppo run exited early ({proc.returncode}) waiting for {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def _actor_pid(config: Path) -> int:
@@ -45,11 +36,11 @@ def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "lppo.cli", "run", str(cfg)], cwd=ROOT,
                             env=ENV, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: len(ledger_steps(run_dir)) >= 2, proc, 300, "step 2")
+        wait_for(lambda: len(ledger_steps(run_dir)) >= 2, proc, 300, "step 2")
         os.kill(_actor_pid(run_dir / "config.toml"), signal.SIGKILL)
-        _wait(lambda: "restarting (1/2)" in (tmp_path / "run.out").read_text(), proc, 60,
+        wait_for(lambda: "restarting (1/2)" in (tmp_path / "run.out").read_text(), proc, 60,
               "the actor restart")
-        _wait(lambda: len(ledger_steps(run_dir)) >= 4, proc, 300, "step 4 after the restart")
+        wait_for(lambda: len(ledger_steps(run_dir)) >= 4, proc, 300, "step 4 after the restart")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, (tmp_path / "run.out").read_text()[-3000:]
     finally:
