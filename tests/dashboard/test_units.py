@@ -112,7 +112,7 @@ def test_every_docs_example_is_offered():
     assert found[0].title == "1. Samples rescued by prefixes"
     assert found[0].sql.startswith("WITH g AS") and not found[0].sql.endswith("```")
     assert "prefix-guided sampling is for" in found[0].description
-    assert examples.load(ROOT / "nowhere.md") == []
+    assert examples.load(ROOT / "does-not-exist" / "queries.md") == []
 
 
 def test_launch_options_from_argv_then_environment(monkeypatch):
