@@ -25,7 +25,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 
 import zmq
 
@@ -40,17 +39,6 @@ from store.writer import LedgerWriter
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class IOCounters:
-    received: int = 0
-    duplicates: int = 0
-    accepted: int = 0
-    dropped: dict[str, int] | None = None
-
-    def __post_init__(self) -> None:
-        self.dropped = self.dropped or {}
-
-
 class LearnerIO(threading.Thread):
     """See the module docstring. Start it, read `accepted`, call `publish`, then `stop()`."""
 
@@ -63,12 +51,13 @@ class LearnerIO(threading.Thread):
         """The weights in use at start: in every Welcome from the first one on."""
         self.scheduler = scheduler
         self._lock = threading.Lock()
-        """Guards what this thread counts and the main thread reads: `_counters`,
+        """Guards what this thread counts and the main thread reads: `_dropped`,
         `_actor_metrics`, `_rejected`."""
         self.writer = writer
         self.policy_version = policy_version
         self.accepted: queue.Queue[Decision] = queue.Queue()
-        self._counters = IOCounters()
+        self._dropped: dict[str, int] = {}
+        """Groups dropped so far, by reason."""
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._commands: queue.Queue = queue.Queue()
@@ -105,7 +94,7 @@ class LearnerIO(threading.Thread):
     def dropped(self) -> dict[str, int]:
         """Groups dropped so far, by reason (a copy, taken under the lock)."""
         with self._lock:
-            return dict(self._counters.dropped)
+            return dict(self._dropped)
 
     def check(self) -> None:
         """Raise in the main thread if the I/O thread died."""
@@ -180,13 +169,9 @@ class LearnerIO(threading.Thread):
     def _record(self, groups) -> None:
         decisions, step = self.scheduler.on_groups(groups)
         with self._lock:
-            c = self._counters
-            c.received += len(decisions)
-            c.duplicates += sum(d.duplicate for d in decisions)
-            c.accepted += sum(d.accepted for d in decisions)
             for d in decisions:
                 if d.reason is not None and not d.duplicate:
-                    c.dropped[d.reason] = c.dropped.get(d.reason, 0) + 1
+                    self._dropped[d.reason] = self._dropped.get(d.reason, 0) + 1
         for d in decisions:
             if not d.duplicate:
                 # `lp_weight` stays empty here: the train step that uses the group writes the
