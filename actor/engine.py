@@ -5,6 +5,7 @@ An engine is driven as a step loop, the way vLLM's own `LLM.generate` drives its
     engine.add(GenRequest(...))        # any time, as work arrives
     finished = engine.step()           # one scheduler iteration; returns finished requests
     engine.load_weights(path)          # between steps, no restart
+    engine.pull_weights(host, port, key, backend, timeout_s)   # or over a process group
 
 This shape is what makes continuous batching across work items possible: new prompts join the
 running batch at the next step instead of waiting for a whole `generate()` call to drain.
@@ -63,6 +64,16 @@ class Engine(Protocol):
     def abort_all(self) -> None: ...
 
     def load_weights(self, path: str) -> None: ...
+
+    def pull_weights(self, host: str, port: int, key: str, backend: str,
+                     timeout_s: float) -> tuple[int, str]:
+        """Receive the learner's newest weights over process group `key` (`collective`
+        backend) and load them; returns (version, digest). Failures are `WeightsError`."""
+        ...
+
+    def sync_world_size(self) -> int:
+        """Members of this engine's weight group: the learner's rank 0 and each worker."""
+        ...
 
     def tokenizer(self): ...
 

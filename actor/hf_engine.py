@@ -19,6 +19,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from actor.engine import GenRequest, GenResult, GenSample
+from lppo.core.errors import one_line
+from lppo.core.weightfiles import WeightsError
 
 if TYPE_CHECKING:
     from lppo.core.config import Config
@@ -44,6 +46,8 @@ class HFEngine:
         self.model.to(self.device).eval()
         self.sampling = cfg.actor.sampling
         self._pending: deque[GenRequest] = deque()
+        self._groups: dict = {}
+        """This engine's weight group (`collective` backend), by key."""
 
     def tokenizer(self):
         return self._tok
@@ -129,10 +133,33 @@ class HFEngine:
     def load_weights(self, path: str) -> None:
         from lppo.core.weightfiles import load_state
 
-        state = load_state(path)
+        self._load_state(load_state(path), path)
+
+    def _load_state(self, state: dict, source: str) -> None:
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if unexpected or [m for m in missing if m != "lm_head.weight"]:
-            raise ValueError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(f"{source}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    def pull_weights(self, host: str, port: int, key: str, backend: str,
+                     timeout_s: float) -> tuple[int, str]:
+        from lppo.core import weightsync
+
+        mine = weightsync.backend_for(self.device)
+        if backend != mine:
+            raise WeightsError(f"the learner broadcasts weights over {backend}, this actor's "
+                               f"engine needs {mine}: run both on the same kind of device")
+        state: dict = {}
+        try:
+            version, digest, _ = weightsync.receive(
+                self._groups, host, port, key, 1, 2, timeout_s, backend, self.device,
+                lambda items: state.update(items))
+        except Exception as exc:  # gloo/NCCL/store errors, a digest mismatch: one kind here
+            raise WeightsError(f"pulling weights over group {key}: {one_line(exc)}") from exc
+        self._load_state(state, key)
+        return version, digest
+
+    def sync_world_size(self) -> int:
+        return 2
 
     def close(self) -> None:
         self._pending.clear()

@@ -41,6 +41,7 @@ from actor.engine import Engine, GenResult
 from actor.groups import engine_requests, rollout_group, samples_of
 from actor.outbox import Outbox, backoff_delay
 from actor.prompts import PromptBuilder, PromptError
+from lppo.core import weightsync
 from lppo.core.config import Config
 from lppo.core.transport import ActorSockets
 from lppo.core.weightfiles import WeightsError, verified_path
@@ -52,6 +53,7 @@ from lppo.core.wire import (
     RolloutGroup,
     Shutdown,
     WeightsLoaded,
+    WeightsPull,
     WeightsReady,
     Welcome,
     Work,
@@ -109,6 +111,10 @@ class Actor:
         self._requests: dict[str, str] = {}
         """Engine request id -> attempt id (a mixed group has two requests)."""
         self.pending_weights: WeightsReady | None = None
+        self.session = uuid.uuid4().hex[:8]
+        self._pulls = 0
+        self._sync_key: str | None = None
+        """The weight group this actor is in (`collective`); None: form a new one next pull."""
         self.required_version = 0
         """Newest policy version work was handed out for (see the module docstring)."""
         self.refused_version = -1
@@ -350,19 +356,44 @@ class Actor:
         self.pending_weights = None
         start = time.monotonic()
         try:
-            path = verified_path(notice)
-            self.engine.load_weights(str(path))
+            if weightsync.is_collective(notice.uri):
+                version = self._pull(notice)
+            else:
+                self.engine.load_weights(str(verified_path(notice)))
+                version = notice.version
         except WeightsError as exc:
             self.stats.weight_refusals += 1
             self.refused_version = max(self.refused_version, notice.version)
             log.error("refusing weights v%d, keeping v%d: %s", notice.version, self.version, exc)
             self._reply_weights(notice.version, False, str(exc), start)
             return
-        self.version = notice.version
+        self.version = version
         self.foreign_weights = False
         self.stats.weight_loads += 1
-        log.info("loaded weights v%d in %.2f s", notice.version, time.monotonic() - start)
-        self._reply_weights(notice.version, True, "", start)
+        log.info("loaded weights v%d in %.2f s", version, time.monotonic() - start)
+        self._reply_weights(version, True, "", start)
+
+    def _pull(self, notice: WeightsReady) -> int:
+        """Receive the learner's newest weights over this actor's weight group (formed anew
+        after a restart or a failed pull) and return their version."""
+        host, port, backend = weightsync.address(notice.uri)
+        if self._sync_key is None:
+            self._pulls += 1
+            self._sync_key = f"{self.actor_id}/{self.session}/{self._pulls}"
+        key = self._sync_key
+        self.socks.work.send(WeightsPull(actor_id=self.actor_id, key=key,
+                                         world_size=self.engine.sync_world_size()), timeout_ms=0)
+        try:
+            version, digest = self.engine.pull_weights(
+                host, port, key, backend, self.cfg.learner.weights_sync_timeout_s)
+        except WeightsError:
+            self._sync_key = None
+            raise
+        if version < notice.version or (version == notice.version and digest != notice.sha256):
+            self._sync_key = None
+            raise WeightsError(f"weights over the group: got v{version} ({digest[:12]}...), "
+                               f"announced v{notice.version} ({notice.sha256[:12]}...)")
+        return version
 
     def _reply_weights(self, version: int, ok: bool, reason: str, start: float) -> None:
         self.socks.work.send(WeightsLoaded(

@@ -11,7 +11,9 @@ at each position (verified to match a transformers forward pass to ~1e-6 in fp32
 
 Weights: `load_weights(path)` calls the worker extension `actor.weights.ReloadExtension`
 through `collective_rpc` with a file path (not tensors: lists of tensors do not survive the
-multiprocess RPC), then resets the prefix cache so no KV computed with old weights is reused.
+multiprocess RPC); `pull_weights(...)` has every worker receive a broadcast from the learner
+over a process group instead (`collective` backend). Both then reset the prefix cache so no
+KV computed with old weights is reused.
 
 Seeds: the engine-level seed only. Per-request seeds crash the CPU engine on large batches
 (shared notes), so `SamplingParams.seed` is never set.
@@ -24,6 +26,8 @@ import os
 from typing import TYPE_CHECKING
 
 from actor.engine import GenRequest, GenResult, GenSample, normalize_finish_reason
+from lppo.core.errors import one_line
+from lppo.core.weightfiles import WeightsError
 
 if TYPE_CHECKING:
     from lppo.core.config import Config
@@ -65,6 +69,7 @@ class VLLMEngine:
             worker_extension_cls=EXTENSION,
         )
         self._engine = self._llm.llm_engine
+        self._tensor_parallel = cfg.actor.tensor_parallel_size
         sampling = cfg.actor.sampling
         self._params = {
             "temperature": sampling.temperature,
@@ -116,6 +121,27 @@ class VLLMEngine:
     def load_weights(self, path: str) -> None:
         self._llm.collective_rpc("lppo_reload_weights", args=(str(path),))
         self._llm.reset_prefix_cache()
+
+    def pull_weights(self, host: str, port: int, key: str, backend: str,
+                     timeout_s: float) -> tuple[int, str]:
+        mine = "gloo" if _cpu_only() else "nccl"
+        if backend != mine:
+            raise WeightsError(f"the learner broadcasts weights over {backend}, this actor's "
+                               f"engine needs {mine}: run both on the same kind of device")
+        try:
+            results = self._llm.collective_rpc(
+                "lppo_pull_weights",
+                args=(host, port, key, self.sync_world_size(), timeout_s, backend))
+        except Exception as exc:  # gloo/NCCL/store errors, a digest mismatch: one kind here
+            raise WeightsError(f"pulling weights over group {key}: {one_line(exc)}") from exc
+        self._llm.reset_prefix_cache()
+        versions = {(int(v), str(d)) for v, d, _ in results}
+        if len(versions) != 1:
+            raise WeightsError(f"workers received different weights: {sorted(versions)}")
+        return versions.pop()
+
+    def sync_world_size(self) -> int:
+        return 1 + self._tensor_parallel
 
     def close(self) -> None:
         self.abort_all()

@@ -1,10 +1,17 @@
-"""vLLM worker extension that reloads policy weights in place from a safetensors file.
+"""vLLM worker extension that reloads policy weights in place, from a file or a process group.
 
 Loaded into every vLLM worker with `LLM(worker_extension_cls="actor.weights.ReloadExtension")`
-and called with `llm.collective_rpc("lppo_reload_weights", args=(path,))`. Each worker opens
-the file itself (a path crosses the RPC boundary in every vLLM mode; lists of tensors do not)
-and hands the tensors to the model runner's `reload_weights`, which maps checkpoint names onto
-vLLM's fused layers. No engine restart, no re-allocation of the KV cache.
+and called through `llm.collective_rpc`:
+
+- `lppo_reload_weights(path)`: each worker opens the safetensors file itself (a path crosses
+  the RPC boundary in every vLLM mode; lists of tensors do not);
+- `lppo_pull_weights(host, port, key, world_size, timeout_s, backend)`: each worker joins the
+  learner's weight group `key` as rank 1 + its own rank (or reuses it) and receives one
+  broadcast (lppo/core/weightsync.py), streamed bucket by bucket into the loader.
+
+Either way the tensors go to the model runner's `reload_weights`, which maps checkpoint names
+onto vLLM's fused layers (and shards them under tensor parallelism). No engine restart, no
+re-allocation of the KV cache.
 
 The file must contain `lm_head.weight` even for tied embeddings (lppo.core.weightfiles writes it):
 without it vLLM silently keeps the old output layer.
@@ -13,6 +20,8 @@ without it vLLM silently keeps the old output layer.
 from __future__ import annotations
 
 import logging
+
+from lppo.core import weightsync
 
 RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
 """vLLM's layer-wise reloader, which warns "<Layer>: Failed to load weights" for every layer
@@ -54,3 +63,15 @@ class ReloadExtension:
             items = [(name, fh.get_tensor(name)) for name in names]
         self.model_runner.reload_weights(weights_iterator=iter(items))
         return len(items)
+
+    def lppo_pull_weights(self, host: str, port: int, key: str, world_size: int,
+                          timeout_s: float, backend: str) -> list:
+        """Receive one collective transfer; returns [version, digest, tensors]."""
+        quiet_computed_buffers()
+        groups = self.__dict__.setdefault("_lppo_groups", {})
+        rank = 1 + int(getattr(self, "rank", 0))
+        device = "cpu" if backend == "gloo" else str(self.device)
+        got = weightsync.receive(
+            groups, host, port, key, rank, world_size, timeout_s, backend, device,
+            lambda items: self.model_runner.reload_weights(weights_iterator=items))
+        return list(got)

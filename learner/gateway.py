@@ -19,6 +19,9 @@ What it decides: nothing about *which* work to hand out (that is the scheduler's
   keeps its old version).
 - An actor silent for `peer_timeout_s` is dropped from the registry and reported by
   `take_lost()`, so the scheduler can release the work it held.
+- `collective` weights (`weight_sync`, learner/collective.py): a WeightsPull is handed to it;
+  a failed collective load is reported to it, and the file notices it falls back to are
+  published here (never one older than the newest notice), refusals of that version cleared.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lppo.core.transport import LearnerSockets
 from lppo.core.wire import (
@@ -38,6 +42,7 @@ from lppo.core.wire import (
     RolloutGroup,
     Shutdown,
     WeightsLoaded,
+    WeightsPull,
     WeightsReady,
     Welcome,
     Work,
@@ -51,6 +56,16 @@ WorkSource = Callable[[str, int], list[WorkItem]]
 METRIC_PREFIXES = ("actor/", "reward/")
 """The metric names an actor may report; the learner's own (`train/`, `batch/`, ...) are not
 an actor's to set."""
+
+
+class WeightSync(Protocol):
+    """What the gateway needs from an in-memory weight backend (learner/collective.py)."""
+
+    def pull(self, actor_id: str, key: str, world_size: int) -> None: ...
+
+    def failed(self, actor_id: str, version: int, reason: str) -> None: ...
+
+    def take_fallbacks(self) -> list[WeightsReady]: ...
 
 
 def actor_metrics(reported: dict[str, float]) -> dict[str, float]:
@@ -86,8 +101,10 @@ class ActorGateway:
         policy_version: int = 0,
         max_slots: int = 32,
         weights: WeightsReady | None = None,
+        weight_sync: WeightSync | None = None,
     ):
         self.socks = sockets
+        self.weight_sync = weight_sync
         self.max_slots = max_slots
         """Most work items one actor may hold (`actor.slots`): a peer registering or asking
         for more gets this many, so no peer can take every admission slot."""
@@ -122,6 +139,9 @@ class ActorGateway:
             else:
                 log.warning("rollouts socket: ignoring %s", type(received.msg).__name__)
             received = self.socks.rollouts.recv(timeout_ms=0)
+        if self.weight_sync is not None:
+            for notice in self.weight_sync.take_fallbacks():
+                self._publish_fallback(notice)
         now = time.monotonic()
         self._republish(now)
         self._expire(now)
@@ -152,6 +172,12 @@ class ActorGateway:
             self._send(info, Ack())
         elif isinstance(msg, WeightsLoaded):
             self._on_weights_loaded(info, msg)
+        elif isinstance(msg, WeightsPull):
+            if self.weight_sync is None:
+                log.warning("actor %s pulled weights, but this learner has no collective "
+                            "backend; ignored", actor_id)
+            else:
+                self.weight_sync.pull(actor_id, msg.key, msg.world_size)
         else:
             log.warning("work socket: unexpected %s from %s", type(msg).__name__, actor_id)
 
@@ -180,6 +206,15 @@ class ActorGateway:
             info.refused[msg.version] = msg.reason
             self.weight_refusals += 1
             log.error("actor %s refused weights v%d: %s", info.actor_id, msg.version, msg.reason)
+            if self.weight_sync is not None:  # a file may still serve it
+                self.weight_sync.failed(info.actor_id, msg.version, msg.reason)
+
+    def _publish_fallback(self, notice: WeightsReady) -> None:
+        if self.latest is not None and notice.version < self.latest.version:
+            return  # newer weights are out: actors behind will load those
+        for info in self.actors.values():
+            info.refused.pop(notice.version, None)
+        self.publish(notice)
 
     def _touch(self, actor_id: str) -> None:
         info = self.actors.get(actor_id)

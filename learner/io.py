@@ -28,7 +28,7 @@ import time
 
 import zmq
 
-from learner.gateway import ActorGateway
+from learner.gateway import ActorGateway, WeightSync
 from learner.scheduler import Decision, Scheduler
 from lppo.core.config import Config
 from lppo.core.transport import Endpoints, LearnerSockets
@@ -44,9 +44,12 @@ class LearnerIO(threading.Thread):
 
     def __init__(self, cfg: Config, scheduler: Scheduler, writer: LedgerWriter,
                  policy_version: int = 0,
-                 weights: WeightsReady | None = None):
+                 weights: WeightsReady | None = None,
+                 weight_sync: WeightSync | None = None):
         super().__init__(name="learner-io", daemon=True)
         self.cfg = cfg
+        self.weight_sync = weight_sync
+        """The `collective` backend's pull server (learner/collective.py), or None."""
         self.weights = weights
         """The weights in use at start: in every Welcome from the first one on."""
         self.scheduler = scheduler
@@ -115,6 +118,7 @@ class LearnerIO(threading.Thread):
                 socks, self._work_source, peer_timeout_s=self.cfg.transport.peer_timeout_s,
                 heartbeat_s=self.cfg.transport.heartbeat_s, policy_version=self.policy_version,
                 max_slots=self.cfg.actor.slots, weights=self.weights,
+                weight_sync=self.weight_sync,
             )
             self.ready.set()
             self._serve(gateway)

@@ -38,6 +38,7 @@ import numpy as np
 
 from learner import checkpoint
 from learner.assemble import Batch, assemble
+from learner.collective import CollectiveWeights
 from learner.distributed import DistContext
 from learner.io import LearnerIO
 from learner.periodic_eval import PeriodicEval
@@ -84,13 +85,17 @@ class Learner:
         self.sinks: MetricSinks | None = None
         self.evals: PeriodicEval | None = None
         self.io: LearnerIO | None = None
+        self.sync: CollectiveWeights | None = None
+        """The `collective` weight backend (rank 0), or None for files."""
 
     def run(self) -> int:
         self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
         setup = prepare(self.cfg, self.resume, self.dist)
         self.evals = PeriodicEval(self.cfg, self.cfg.run.run_dir / "config.toml")
+        if self.cfg.learner.weights_backend == "collective":
+            self.sync = CollectiveWeights(self.cfg, str(setup.trainer.device))
         io = LearnerIO(self.cfg, setup.scheduler, setup.writer, setup.version,
-                       weights=setup.notice)
+                       weights=setup.notice, weight_sync=self.sync)
         self.io = io
         status, reason = "failed", None
         try:
@@ -182,7 +187,14 @@ class Learner:
 
     def _publish(self, setup: LearnerSetup, io: LearnerIO) -> float:
         t0 = time.perf_counter()
-        notice = write_weights(setup.leader.policy_state(), self.cfg.run.run_dir, setup.version)
+        state = setup.leader.policy_state()
+        run_dir = self.cfg.run.run_dir
+        if self.sync is None:
+            notice = write_weights(state, run_dir, setup.version)
+        else:
+            if self._needs_file(setup.step, setup.version):  # read by an evaluation, or kept
+                write_weights(state, run_dir, setup.version)
+            notice = self.sync.offer(setup.version, state)
         setup.notice = notice
         if not io.publish(notice).wait(timeout=PUBLISH_WAIT_S):
             io.check()  # a dead I/O thread raises here; a merely busy one is not waited on
@@ -190,6 +202,13 @@ class Learner:
         if keep_from > 0:
             prune_weights(self.cfg.run.run_dir, keep_from, self.cfg.learner.keep_weights_every)
         return time.perf_counter() - t0
+
+    def _needs_file(self, step: int, version: int) -> bool:
+        """With `collective` weights: a file is still written for evaluations and for the
+        versions `keep_weights_every` keeps."""
+        cfg = self.cfg.learner
+        evals = self.evals is not None and self.evals.enabled and step % cfg.eval_every == 0
+        return evals or (cfg.keep_weights_every > 0 and version % cfg.keep_weights_every == 0)
 
     def _step_record(self, setup, inputs: StepInputs, stats, before: dict, after: dict,
                      train_s: float, sync_s: float) -> StepRecord:
@@ -211,6 +230,7 @@ class Learner:
             "batch/evicted_stale": inputs.evicted,
             "train/nonfinite_skipped": self.nonfinite_skipped,
             **{f"wire/rejected_{k}": v for k, v in self.io.rejected_frames().items()},
+            **(self.sync.metrics() if self.sync is not None else {}),
         }
         return StepRecord(
             step=setup.step, policy_version=setup.version, loss=stats.loss,
@@ -262,6 +282,8 @@ class Learner:
         attempt(setup.leader.stop)  # the other ranks exit
         if status == "finished":
             attempt(lambda: [setup.writer.put_eval(r) for r in self.evals.finish()])
+        if self.sync is not None:
+            attempt(self.sync.close)
         for closer in (self.evals.close, self.sinks.close, setup.writer.close):
             attempt(closer)
         if errors and status != "failed":

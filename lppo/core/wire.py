@@ -13,7 +13,8 @@ byte length does not match its dtype and shape) raises the one exception `WireEr
 
 Message flow (docs/design.md, "Processes and data flow"):
 
-    actor  --DEALER->  learner ROUTER   Register, WorkRequest, Heartbeat, WeightsLoaded
+    actor  --DEALER->  learner ROUTER   Register, WorkRequest, Heartbeat, WeightsLoaded,
+                                        WeightsPull
     actor <-DEALER--   learner ROUTER   Welcome, Work, Ack, Shutdown
     actor  --PUSH-->   learner PULL     RolloutGroup
     actor <--SUB----   learner PUB      WeightsReady, Shutdown
@@ -201,7 +202,8 @@ class Ack(_Msg, tag="ack"):
 
 
 class WeightsReady(_Msg, tag="weights_ready"):
-    """Learner -> actors: policy `version` is at `uri` (file:// for the filesystem backend)."""
+    """Learner -> actors: policy `version` is at `uri`: `file://...` (filesystem backend) or
+    `collective://host:port` (pull it over a process group: WeightsPull)."""
 
     version: NonNegInt
     uri: str
@@ -216,6 +218,16 @@ class WeightsLoaded(_Msg, tag="weights_loaded"):
     ok: bool
     reason: str = ""
     seconds: float = 0.0
+
+
+class WeightsPull(_Msg, tag="weights_pull"):
+    """Actor -> learner, `collective` backend: ready to receive the newest weights over the
+    process group `key` of `world_size` members (learner rank 0 and the actor's engine
+    workers); a key the learner has not seen from this actor forms a new group."""
+
+    actor_id: Name
+    key: Name
+    world_size: PosInt
 
 
 class Heartbeat(_Msg, tag="heartbeat"):
@@ -239,7 +251,7 @@ class Shutdown(_Msg, tag="shutdown"):
 
 Message = Union[  # noqa: UP007 (msgspec needs a real Union of tagged structs)
     Register, Welcome, WorkRequest, Work, RolloutGroup, Ack, WeightsReady, WeightsLoaded,
-    Heartbeat, Shutdown,
+    WeightsPull, Heartbeat, Shutdown,
 ]
 MESSAGE_TYPES: tuple[type[_Msg], ...] = Message.__args__  # type: ignore[attr-defined]
 KINDS = frozenset(t.__struct_config__.tag for t in MESSAGE_TYPES)

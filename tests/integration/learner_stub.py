@@ -19,7 +19,7 @@ from lppo.testing.postgres import free_ports
 
 
 def actor_test_config(model_dir: Path, run_dir: Path, **overrides) -> Config:
-    work, rollouts, weights = free_ports(3)
+    work, rollouts, weights, sync = free_ports(4)
     raw = {
         "run": {"name": "actor-test", "output_dir": str(run_dir), "log_level": "INFO"},
         "model": {"path": str(model_dir), "dtype": "float32", "max_model_len": 256},
@@ -27,6 +27,7 @@ def actor_test_config(model_dir: Path, run_dir: Path, **overrides) -> Config:
         "actor": {"slots": 8, "sampling": {"temperature": 1.0, "max_tokens": 12},
                   "reward": {"workers": 1, "timeout_s": 5.0}},
         "transport": {"work_port": work, "rollout_port": rollouts, "weights_port": weights,
+                      "sync_port": sync,
                       "heartbeat_s": 0.5, "peer_timeout_s": 3.0},
     }
     for section, values in overrides.items():
@@ -37,8 +38,10 @@ def actor_test_config(model_dir: Path, run_dir: Path, **overrides) -> Config:
 class ScriptedLearner:
     """Binds the learner's sockets and serves queued work items to whoever asks."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, weight_sync=None):
         self.cfg = cfg
+        self.weight_sync = weight_sync
+        """A `learner.collective.CollectiveWeights` for `collective` tests, or None."""
         self.ends = Endpoints.from_config(cfg.transport, cfg.run.run_dir)
         self.initial = initial_weights(cfg)
         """Version 0 (the model's own weights), announced as a real learner does."""
@@ -53,6 +56,7 @@ class ScriptedLearner:
             self.socks, self._serve, peer_timeout_s=self.cfg.transport.peer_timeout_s,
             heartbeat_s=self.cfg.transport.heartbeat_s, republish_s=0.5,
             max_slots=self.cfg.actor.slots, weights=self.initial,
+            weight_sync=self.weight_sync,
         )
 
     def _serve(self, actor_id: str, slots: int) -> list[WorkItem]:

@@ -31,7 +31,7 @@ def ledger_steps(run_dir: Path) -> list[int]:
 
 def small_run_config(root: Path, model_dir: Path, train_path: Path, **sections) -> Path:
     """A config for a few quick steps on CPU, on free ports; `sections` override by section."""
-    work, rollouts, weights = free_ports(3)
+    work, rollouts, weights, sync = free_ports(4)
     raw = {
         "run": {"name": "it", "output_dir": str(root / "runs")},
         "model": {"path": str(model_dir), "dtype": "float32", "max_model_len": 384},
@@ -43,6 +43,7 @@ def small_run_config(root: Path, model_dir: Path, train_path: Path, **sections) 
                     "checkpoint_every": 2, "device": "cpu"},
         "lppo": {"curation": {"drop_all_wrong": False}},
         "transport": {"work_port": work, "rollout_port": rollouts, "weights_port": weights,
+                      "sync_port": sync,
                       "heartbeat_s": 0.5, "peer_timeout_s": 5.0},
     }
     for section, values in sections.items():

@@ -121,8 +121,8 @@ def _problems(*overrides: str, raw: dict | None = None) -> list[str]:
         ("actor.reward.correct=1.7e308",
          "actor.reward.correct: expected a finite reward within +-1000, got 1.7e+308"),
         ("actor.reward.wrong=-inf", "actor.reward.wrong: expected float, got -inf"),
-        ("learner.weights_backend=nccl",  # not built: rejected, never silently ignored
-         "learner.weights_backend: expected one of 'filesystem', got 'nccl'"),
+        ("learner.weights_backend=nccl",  # not a backend: rejected, never silently ignored
+         "learner.weights_backend: expected one of 'filesystem', 'collective', got 'nccl'"),
     ],
 )
 def test_bad_values_name_key_and_expectation(override, expected):
@@ -137,6 +137,8 @@ def test_bad_values_name_key_and_expectation(override, expected):
         (["lppo.pg.r0=0.95"], "lppo.pg.r0: expected <= lppo.pg.max_ratio (0.9), got 0.95"),
         (["transport.host=0.0.0.0"], "transport.host: '0.0.0.0' is not a loopback address"),
         (["transport.rollout_port=5555"], "transport: work_port, rollout_port and weights_port"),
+        (["learner.weights_backend=collective", "transport.sync_port=5557"],
+         "transport.sync_port: 5557 is already one of the other transport ports"),
         (["transport.peer_timeout_s=1"], "transport.peer_timeout_s: expected > transport.heartbeat_s"),
         (["learner.warmup_steps=500"], "learner.warmup_steps: expected <= learner.max_steps"),
         (["learner.advantage=drgrpo"], "learner.std_normalize: Dr.GRPO does not divide"),

@@ -20,6 +20,7 @@ from lppo.core.wire import (
     RolloutGroup,
     Shutdown,
     WeightsLoaded,
+    WeightsPull,
     WeightsReady,
     Welcome,
     WireError,
@@ -69,6 +70,7 @@ EXAMPLES = [
     _group(),
     WeightsReady(version=4, uri="file:///runs/x/weights/v4/model.safetensors", sha256=SHA),
     WeightsLoaded(actor_id="actor-0", version=4, ok=False, reason="sha256 mismatch"),
+    WeightsPull(actor_id="actor-0", key="actor-0/3f2a/1", world_size=2),
     Heartbeat(actor_id="actor-0", policy_version=4, inflight=3, buffered=0, sent_at=1.5),
     Shutdown(reason="done"),
 ]

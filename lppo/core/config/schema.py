@@ -339,9 +339,19 @@ class LearnerConfig(Section):
     each batch split by whole groups; rank 0 alone talks to actors and the ledger
     (learner/ranks.py). On CUDA each rank takes one GPU; on CPU they share the cores (gloo).
     Under your own `torchrun`, its `--nproc_per_node` decides instead."""
-    weights_backend: Literal["filesystem"] = "filesystem"
-    """How actors receive weights: safetensors files under the run folder, announced on the
-    wire (lppo/core/weightfiles.py). The only backend built; any other value is rejected."""
+    weights_backend: Literal["filesystem", "collective"] = "filesystem"
+    """How actors receive weights. `filesystem`: a safetensors file per version under the run
+    folder, announced on the wire (lppo/core/weightfiles.py). `collective`: broadcast from
+    learner rank 0 to each actor's engine workers over a process group of their own (gloo on
+    CPU, NCCL on CUDA), met through `transport.sync_port` (learner/collective.py); a failed
+    transfer falls back to a file for that version. Files are still written when an
+    evaluation or `keep_weights_every` needs one."""
+    weights_bucket_mb: float = Field(256.0, gt=0.0)
+    """`collective`: most megabytes broadcast in one piece; about what an actor holds beyond
+    its engine's weights while receiving."""
+    weights_sync_timeout_s: float = Field(120.0, gt=0.0)
+    """`collective`: how long forming a group or one broadcast may take before the transfer
+    counts as failed (and falls back to a file)."""
     checkpoint_every: int = Field(50, ge=1)
     """Checkpoint every N steps (and at a clean stop)."""
     keep_checkpoints: int = Field(2, ge=1)
@@ -429,6 +439,9 @@ class TransportConfig(Section):
     """PUSH/PULL port: rollout groups from actors to the learner."""
     weights_port: int = Field(5557, ge=1, le=65535)
     """PUB/SUB port: weight notices and shutdown broadcasts."""
+    sync_port: int = Field(5558, ge=1, le=65535)
+    """`learner.weights_backend = "collective"`: the learner's rendezvous store for weight
+    groups (a TCP port even with `scheme = "ipc"`, then on 127.0.0.1)."""
     ipc_dir: Path | None = None
     """Folder for ipc:// sockets; default `<run_dir>/sockets`."""
     hwm: int = Field(1000, ge=1)
@@ -508,6 +521,12 @@ class Config(Section):
                 f"({self.actor.sampling.max_tokens}) = {budget} exceeds model.max_model_len "
                 f"({self.model.max_model_len})"
             )
+        ports = [self.transport.work_port, self.transport.rollout_port,
+                 self.transport.weights_port]
+        if (self.learner.weights_backend == "collective" and self.transport.scheme == "tcp"
+                and self.transport.sync_port in ports):
+            raise ValueError(f"transport.sync_port: {self.transport.sync_port} is already one "
+                             f"of the other transport ports {ports}")
         return self
 
     @model_validator(mode="after")
