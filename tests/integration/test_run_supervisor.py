@@ -1,5 +1,6 @@
-"""`lppo run` as a user runs it: an actor killed mid-run is restarted and the run continues;
-Ctrl-C leaves a checkpoint and a consistent ledger; `--resume` finishes the run."""
+"""`lppo run` as a user runs it: an actor killed mid-run is restarted, rejoins the learner's
+weight group (`collective` weights) and the run continues; Ctrl-C leaves a checkpoint and a
+consistent ledger; `--resume` finishes the run."""
 
 from __future__ import annotations
 
@@ -25,11 +26,18 @@ def _actor_pid(config: Path) -> int:
     return pids[0]
 
 
+def _weight_groups(run_dir: Path) -> int:
+    """Weight groups actor-0 formed with the learner (a new one after each restart)."""
+    text = (run_dir / "logs" / "learner.log").read_text()
+    return len({line.split("(")[1].split(",")[0] for line in text.splitlines()
+                if "actor actor-0 joined a weight group" in line})
+
+
 def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
     paths = write_task(tmp_path, train={1: 16, 2: 8}, held_out={1: 4})
     cfg = small_run_config(tmp_path, tiny_model, paths["train"], learner={
         "max_steps": 8, "batch_groups": 4, "group_size": 4, "lr": 1e-4, "checkpoint_every": 2,
-        "device": "cpu"}, actor={"slots": 8, "sampling": {"max_tokens": 32},
+        "device": "cpu", "weights_backend": "collective"}, actor={"slots": 8, "sampling": {"max_tokens": 32},
                                  "reward": {"workers": 1}, "max_restarts": 2})
     run_dir = tmp_path / "runs" / "it"
     out = open(tmp_path / "run.out", "w")  # noqa: SIM115 - the child writes to it; closed at the end
@@ -41,6 +49,7 @@ def test_actor_restart_interrupt_and_resume(tiny_model, tmp_path):
         wait_for(lambda: "restarting (1/2)" in (tmp_path / "run.out").read_text(), proc, 60,
               "the actor restart")
         wait_for(lambda: len(ledger_steps(run_dir)) >= 4, proc, 300, "step 4 after the restart")
+        wait_for(lambda: _weight_groups(run_dir) >= 2, proc, 60, "the restarted actor's group")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, (tmp_path / "run.out").read_text()[-3000:]
     finally:
