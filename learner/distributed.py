@@ -111,15 +111,18 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def shard_model(model: torch.nn.Module, device: torch.device,
-                compute_dtype: torch.dtype) -> torch.nn.Module:
-    """FSDP2: `fully_shard` on each decoder layer, then the root (embeddings, norm, head)."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+def shard_model(model: torch.nn.Module, device: torch.device, compute_dtype: torch.dtype,
+                cpu_offload: bool = False) -> torch.nn.Module:
+    """FSDP2: `fully_shard` on each decoder layer, then the root (embeddings, norm, head);
+    with `cpu_offload`, shards, gradients and optimizer state stay in host memory."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-    mp = None
+    kwargs: dict = {}
     if device.type == "cuda" and compute_dtype != torch.float32:
-        mp = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
-    kwargs = {"mp_policy": mp} if mp is not None else {}
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype,
+                                                   reduce_dtype=torch.float32)
+    if cpu_offload:
+        kwargs["offload_policy"] = CPUOffloadPolicy()
     for layer in decoder_layers(model):
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)

@@ -56,6 +56,7 @@ from learner.algo.loss import (
 from learner.batch import MicroBatch, TrainSequence, collate, pack
 from learner.distributed import DistContext, shard_model
 from lppo.core.config import Config
+from lppo.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,11 @@ class Trainer:
         self.device = self.dist.device(resolve_device(cfg))
         self.dist.init(self.device)
         self.compute_dtype = resolve_dtype(cfg, self.device)
+        if cfg.learner.cpu_offload and (self.device.type != "cuda" or not self.dist.enabled):
+            raise UserError(
+                f"learner.cpu_offload: offloads FSDP2 shards from GPU memory, so it needs CUDA "
+                f"and several learner ranks; this learner has {self.dist.world_size} rank(s) "
+                f"on {self.device.type}")
         path = model_path or cfg.model.path
         self.model = AutoModelForCausalLM.from_pretrained(  # fp32 masters, see the docstring
             path, dtype=torch.float32, trust_remote_code=cfg.model.trust_remote_code
@@ -123,7 +129,7 @@ class Trainer:
         if cfg.learner.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         if self.dist.enabled:
-            shard_model(self.model, self.device, self.compute_dtype)
+            shard_model(self.model, self.device, self.compute_dtype, cfg.learner.cpu_offload)
         self.model.train()
         self.reference = None
         if cfg.learner.kl_coef > 0:

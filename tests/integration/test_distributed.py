@@ -109,3 +109,16 @@ def test_two_gpu_ranks_over_nccl_match_one_gpu(tiny_model, tmp_path):
     assert worst < 3e-5, f"largest parameter difference {worst:g}"
     assert [float(x) for x in losses.split(",")] == pytest.approx(single_losses, rel=1e-4,
                                                                  abs=1e-6)
+
+
+@pytest.mark.gpu
+def test_cpu_offload_on_two_gpu_ranks_matches_one_gpu(tiny_model, tmp_path):
+    """`learner.cpu_offload`: shards, gradients and AdamW state in host memory between uses;
+    the update is the same as one GPU's (fp32)."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip(f"needs 2 GPUs, found {torch.cuda.device_count()}")
+    single, _ = _one_process(tiny_model, "cuda")
+    _torchrun(2, tiny_model, tmp_path / "two.safetensors", device="cuda", mode="offload")
+    two, _ = _read(tmp_path / "two.safetensors")
+    worst = max(float((two[k] - single[k]).abs().max()) for k in single)
+    assert worst < 3e-5, f"largest parameter difference {worst:g}"

@@ -179,3 +179,18 @@ def test_bf16_compute_keeps_fp32_masters_so_small_updates_take_effect(tiny_model
 def test_float16_is_refused_with_the_reason():
     with pytest.raises(Exception, match="model.dtype"):
         Config.model_validate({"model": {"dtype": "float16"}})
+
+
+def test_cpu_offload_is_refused_where_there_is_nothing_to_offload(tiny_model):
+    """FSDP2's CPU offload moves shards out of GPU memory: on CPU, or with one rank (no FSDP2),
+    the setting would do nothing, so it is an error naming the key."""
+    from lppo.core.errors import UserError
+
+    cfg = Config.model_validate({
+        "model": {"path": str(tiny_model), "dtype": "float32", "max_model_len": 256},
+        "data": {"max_prompt_tokens": 64}, "actor": {"sampling": {"max_tokens": 16}},
+        "learner": {"device": "cpu", "cpu_offload": True},
+    })
+    with pytest.raises(UserError, match=r"learner.cpu_offload: .* needs CUDA and several "
+                                        r"learner ranks; this learner has 1 rank\(s\) on cpu"):
+        Trainer(cfg)

@@ -332,6 +332,11 @@ class LearnerConfig(Section):
     """Training device; `auto` picks CUDA when available."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory."""
+    cpu_offload: bool = False
+    """Keep the sharded fp32 parameters, gradients and AdamW state in host memory between
+    uses (FSDP2 `CPUOffloadPolicy`): GPU memory for larger models, at the cost of copies each
+    step. Needs CUDA and a learner of several ranks (`nproc` >= 2 or torchrun); refused
+    otherwise, since on CPU everything already lives in host memory."""
     publish_every: int = Field(1, ge=1)
     """Publish weights to actors every k steps."""
     nproc: int = Field(1, ge=1)
