@@ -15,6 +15,12 @@ Supervision rules:
   143 (terminate);
 - the learner finishing normally ends the run once the actors have exited on its Shutdown.
 
+GPUs (`gpu_plan`): on a machine with GPUs (those in CUDA_VISIBLE_DEVICES, else those
+`nvidia-smi -L` lists), the learner's ranks take the first `learner.nproc` (unless
+`learner.device = "cpu"`), then each actor the next `actor.tensor_parallel_size`; each child
+sees only its own through CUDA_VISIBLE_DEVICES. Too few GPUs is an error before anything
+starts. Without GPUs nothing is set.
+
 The live view polls the ledger read-only (the latest `train_steps` row) and never blocks the
 children. Nothing here imports torch or vLLM.
 """
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lppo.core.config import Config, save_config
+from lppo.core.errors import UserError
 from lppo.progress import ProgressView
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,41 @@ def learner_rank_env(nproc: int, run_dir: Path) -> list[dict[str, str]]:
     return [{**env, "RANK": str(r), "LOCAL_RANK": str(r)} for r in range(nproc)]
 
 
+def visible_gpus() -> list[str]:
+    """The GPU ids children may use: CUDA_VISIBLE_DEVICES when set, else nvidia-smi's list
+    (none when it is absent or fails)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g for g in (x.strip() for x in listed.split(",")) if g and g != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU ")]
+
+
+def gpu_plan(gpus: list[str], cfg: Config) -> tuple[list[str], list[list[str]]]:
+    """(the learner's GPU ids, each actor's) on this machine; see the module docstring."""
+    if not gpus:
+        return [], [[] for _ in range(cfg.actor.count)]
+    learner_n = 0 if cfg.learner.device == "cpu" else cfg.learner.nproc
+    tp = cfg.actor.tensor_parallel_size
+    need = learner_n + cfg.actor.count * tp
+    if need > len(gpus):
+        raise UserError(
+            f"lppo run: {len(gpus)} GPU(s) visible ({','.join(gpus)}), the run needs {need}: "
+            f"{learner_n} for the learner (learner.nproc, unless learner.device = \"cpu\") + "
+            f"{cfg.actor.count} actor(s) x {tp} (actor.count x actor.tensor_parallel_size)")
+    actors = [gpus[learner_n + i * tp: learner_n + (i + 1) * tp] for i in range(cfg.actor.count)]
+    return gpus[:learner_n], actors
+
+
+def _devices(ids: list[str], gpus: list[str]) -> dict[str, str]:
+    return {"CUDA_VISIBLE_DEVICES": ",".join(ids)} if gpus else {}
+
+
 @dataclass
 class RunResult:
     exit_code: int
@@ -110,13 +152,16 @@ class Supervisor:
         logs = self.run_dir / "logs"
         resume_arg = ["--resume"] if resume else []
         args = ["learner", str(self.config_path), *resume_arg]
-        ranks = learner_rank_env(cfg.learner.nproc, self.run_dir)
+        gpus = visible_gpus()
+        learner_gpus, actor_gpus = gpu_plan(gpus, cfg)
+        ranks = [{**env, **_devices(learner_gpus, gpus)}
+                 for env in learner_rank_env(cfg.learner.nproc, self.run_dir)]
         self.learner = Child("learner", args, logs / "learner.log", env=ranks[0])
         self.followers = [Child(f"learner-rank{r}", args, logs / f"learner-rank{r}.log",
                                 env=ranks[r]) for r in range(1, len(ranks))]
         self.actors = [
             Child(f"actor-{i}", ["actor", str(self.config_path), "--actor-id", f"actor-{i}"],
-                  logs / f"actor-{i}.log")
+                  logs / f"actor-{i}.log", env=_devices(actor_gpus[i], gpus))
             for i in range(cfg.actor.count)
         ]
         self.view = ProgressView(cfg) if view else None

@@ -1,0 +1,51 @@
+"""`lppo run`'s pure parts: which GPUs each child sees, and the learner ranks' environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from lppo.core.config import Config
+from lppo.core.errors import UserError
+from lppo.launcher import gpu_plan, learner_rank_env, visible_gpus
+
+
+def _cfg(**learner_actor) -> Config:
+    learner = {k: v for k, v in learner_actor.items() if k in ("nproc", "device")}
+    actor = {k: v for k, v in learner_actor.items() if k in ("count", "tensor_parallel_size")}
+    return Config.model_validate({"learner": {"batch_groups": 8, **learner}, "actor": actor})
+
+
+def test_learner_ranks_take_the_first_gpus_then_each_actor_its_own():
+    gpus = [str(i) for i in range(8)]
+    learner, actors = gpu_plan(gpus, _cfg(nproc=4, count=2, tensor_parallel_size=2))
+    assert learner == ["0", "1", "2", "3"]
+    assert actors == [["4", "5"], ["6", "7"]]
+
+
+def test_a_cpu_learner_leaves_every_gpu_to_the_actors():
+    learner, actors = gpu_plan(["3", "5"], _cfg(nproc=2, device="cpu", count=2))
+    assert learner == [] and actors == [["3"], ["5"]]
+
+
+def test_no_gpu_sets_nothing_and_too_few_is_an_error_before_anything_starts():
+    assert gpu_plan([], _cfg(nproc=2, count=3)) == ([], [[], [], []])
+    with pytest.raises(UserError, match=r"2 GPU\(s\) visible \(0,1\), the run needs 4: 2 for "
+                                        r"the learner .* \+ 2 actor\(s\) x 1"):
+        gpu_plan(["0", "1"], _cfg(nproc=2, count=2))
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 4,")
+    assert visible_gpus() == ["2", "4"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert visible_gpus() == []
+
+
+def test_learner_ranks_meet_through_a_file_on_loopback(tmp_path):
+    assert learner_rank_env(1, tmp_path) == [{}]
+    ranks = learner_rank_env(3, tmp_path)
+    assert [r["RANK"] for r in ranks] == ["0", "1", "2"]
+    assert len({r["LPPO_DIST_STORE"] for r in ranks}) == 1
+    assert all(r["WORLD_SIZE"] == "3" for r in ranks)
