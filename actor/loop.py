@@ -95,8 +95,11 @@ class ActorStats:
 class Actor:
     """The actor loop over an engine, a reward pool and the actor's sockets."""
 
-    def __init__(self, cfg: Config, actor_id: str, engine: Engine, pool, sockets: ActorSockets):
+    def __init__(self, cfg: Config, actor_id: str, engine: Engine, pool, sockets: ActorSockets,
+                 learner_host: str = "127.0.0.1"):
         self.cfg = cfg
+        self.learner_host = learner_host
+        """Where this actor reaches the learner (`collective` weights: its store)."""
         self.actor_id = actor_id
         self.engine = engine
         self.pool = pool
@@ -377,6 +380,7 @@ class Actor:
         """Receive the learner's newest weights over this actor's weight group (formed anew
         after a restart or a failed pull) and return their version."""
         host, port, backend = weightsync.address(notice.uri)
+        host = weightsync.reachable(host, self.learner_host)
         if self._sync_key is None:
             self._pulls += 1
             self._sync_key = f"{self.actor_id}/{self.session}/{self._pulls}"

@@ -10,6 +10,7 @@ after the config has been validated, and torn down on exit whatever the cause.
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import zmq
 
@@ -37,7 +38,8 @@ def run_actor(cfg: Config, actor_id: str, learner: str | None = None) -> int:
     try:
         with RewardPool(cfg.actor.reward) as pool:
             engine = create_engine(cfg)
-            actor = Actor(cfg, actor_id, engine, pool, socks)
+            actor = Actor(cfg, actor_id, engine, pool, socks,
+                          learner_host=urlsplit(ends.work).hostname or "127.0.0.1")
             stop_on_signals(actor.stop)
             stats = actor.run()
         log.info("actor %s done: %d groups, %d completions, %d tokens, %d weight loads",

@@ -55,7 +55,8 @@ class CollectiveWeights:
         self.backend = weightsync.backend_for(device.split(":")[0])
         self.timeout_s = cfg.learner.weights_sync_timeout_s
         self.bucket_bytes = int(cfg.learner.weights_bucket_mb * 1024 * 1024)
-        self.store = weightsync.server_store(self.host, self.port, self.timeout_s)
+        self.store, self._listener = weightsync.server_store(self.host, self.port,
+                                                             self.timeout_s)
         self._lock = threading.Lock()
         """Guards `_current`, `_peers`, `_fallbacks`, `_fell_back` and the counters."""
         self._current: weightsync.Packed | None = None
@@ -86,6 +87,7 @@ class CollectiveWeights:
         with self._lock:
             self._peers.clear()
             self._current = None
+        self._listener.close()
 
     # -- I/O thread --------------------------------------------------------------------------
 

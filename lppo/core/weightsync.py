@@ -256,10 +256,32 @@ def client_store(host: str, port: int, timeout_s: float):
 
 
 def server_store(host: str, port: int, timeout_s: float):
+    """The learner's rendezvous store, listening on `host` only: (store, listening socket; keep
+    it open as long as the store). torch's TCPStore alone would listen on every interface, so
+    it gets a socket bound here (`master_listen_fd`)."""
+    import socket
+
     import torch.distributed as dist
 
-    return dist.TCPStore(host, port, is_master=True, wait_for_workers=False,
-                         timeout=timedelta(seconds=timeout_s))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("0.0.0.0" if host in WILDCARDS else host, port))
+        listener.listen(128)
+        store = dist.TCPStore(host, port, is_master=True, wait_for_workers=False,
+                              timeout=timedelta(seconds=timeout_s),
+                              master_listen_fd=listener.fileno())
+    except BaseException:
+        listener.close()
+        raise
+    return store, listener
+
+
+def reachable(uri_host: str, learner_host: str) -> str:
+    """Where an actor reaches the store: the notice's host, or, when the learner announced a
+    wildcard it binds, the host the actor reaches the learner's sockets at."""
+    return learner_host if uri_host in WILDCARDS else uri_host
 
 
 def _broadcast(group, tensor) -> None:

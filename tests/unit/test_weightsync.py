@@ -72,7 +72,7 @@ def test_uri_round_trip_and_bad_uris():
 
 def _round_trip(packed: ws.Packed, tamper=None) -> tuple[dict, BaseException | None]:
     port = free_ports(1)[0]
-    store = ws.server_store("127.0.0.1", port, 20)
+    store, listener = ws.server_store("127.0.0.1", port, 20)
     got: dict = {}
     failure: list[BaseException] = []
 
@@ -93,6 +93,7 @@ def _round_trip(packed: ws.Packed, tamper=None) -> tuple[dict, BaseException | N
         tamper(packed)
     ws.send(group, packed)
     thread.join(30)
+    listener.close()
     return got, failure[0] if failure else None
 
 
@@ -134,7 +135,7 @@ def test_a_broadcast_between_two_gpus_over_nccl_delivers_every_tensor():
     expected = {k: v.clone() for k, v in _state().items()}
     packed = ws.pack(_state(), 3, 4096)
     port = free_ports(1)[0]
-    store = ws.server_store("127.0.0.1", port, 60)
+    store, _listener = ws.server_store("127.0.0.1", port, 60)
     got: dict = {}
 
     def actor() -> None:
@@ -150,3 +151,32 @@ def test_a_broadcast_between_two_gpus_over_nccl_delivers_every_tensor():
     assert got["result"][0] == 3
     for name, tensor in expected.items():
         assert torch.equal(got[name], tensor)
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as the kernel lists them) listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            for line in fh.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.rsplit(":", 1)
+                if state == "0A" and int(hex_port, 16) == port:
+                    found.append(address)
+    return found
+
+
+def test_the_store_listens_on_its_host_only():
+    """torch's TCPStore alone listens on every interface; ours on the configured host."""
+    port = free_ports(1)[0]
+    _store, listener = ws.server_store("127.0.0.1", port, 5)
+    try:
+        assert listener.getsockname() == ("127.0.0.1", port)
+        assert _listening(port) == ["0100007F"]  # 127.0.0.1, and nothing else
+    finally:
+        listener.close()
+
+
+def test_a_wildcard_in_the_notice_means_the_learners_own_address():
+    assert ws.reachable("0.0.0.0", "learner-node") == "learner-node"
+    assert ws.reachable("10.0.0.5", "learner-node") == "10.0.0.5"
