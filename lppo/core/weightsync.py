@@ -132,9 +132,11 @@ def pack(state: dict[str, torch.Tensor], version: int, bucket_bytes: int) -> Pac
                      used, n))
         used += -(-n // ALIGN) * ALIGN
     sizes.append(used)
-    buckets = [torch.zeros(size, dtype=torch.uint8) for size in sizes]
+    buckets: list = []
     entries = []
     for name, dtype, shape, bucket, offset, n in plan:
+        if bucket == len(buckets):  # one at a time: the state shrinks as the buckets grow
+            buckets.append(torch.zeros(sizes[bucket], dtype=torch.uint8))
         t = state.pop(name).detach().to("cpu").contiguous()
         buckets[bucket][offset:offset + n].copy_(t.reshape(-1).view(torch.uint8))
         entries.append(Entry(name, dtype, shape, bucket, offset))
