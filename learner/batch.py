@@ -78,6 +78,11 @@ class MicroBatch:
     sft_weights: np.ndarray
     """Per token: the supervised term's weight on the prefix tokens of the sequence that
     carries its group's prefix terms, 0 elsewhere."""
+    context_len: int = 0
+    """When every row shares its prompt + prefix (`collate(..., shared=True)`): their length,
+    for the shared-prefix forward (learner/grouped.py); 0 otherwise."""
+    prompt_len: int = 0
+    """With `context_len`: how many of those tokens are the prompt."""
 
     @property
     def loss_tokens(self) -> int:
@@ -100,8 +105,9 @@ def pack(seqs: Sequence[TrainSequence], token_budget: int) -> list[list[TrainSeq
     return batches
 
 
-def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
-    """Padded arrays for one micro-batch (see the module docstring for the alignment)."""
+def collate(seqs: Sequence[TrainSequence], pad_id: int, shared: bool = False) -> MicroBatch:
+    """Padded arrays for one micro-batch (see the module docstring for the alignment). With
+    `shared`, the rows must share their prompt and prefix, and `context_len` says how long."""
     rows, width = len(seqs), max(s.length for s in seqs)
     ids = np.full((rows, width), pad_id, dtype=np.int64)
     attn = np.zeros((rows, width), dtype=np.int64)
@@ -122,7 +128,16 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int) -> MicroBatch:
             prefix_mask[i, p - 1 : p + q - 1] = 1.0
             adv[i, p - 1 : p + q - 1] = s.prefix_advantage
             sft[i, p - 1 : p + q - 1] = s.sft_weight
+    context = prompt = 0
+    if shared:
+        first = seqs[0]
+        if any(not (np.array_equal(s.prompt_ids, first.prompt_ids)
+                    and np.array_equal(s.prefix_ids, first.prefix_ids)) for s in seqs):
+            raise ValueError("collate(shared=True): the rows do not share prompt and prefix")
+        prompt = len(first.prompt_ids)
+        context = prompt + len(first.prefix_ids)
     return MicroBatch(
         input_ids=ids, attention_mask=attn, targets=ids[:, 1:].copy(), loss_mask=loss_mask,
         prefix_mask=prefix_mask, behaviour_logprobs=behaviour, advantages=adv, sft_weights=sft,
+        context_len=context, prompt_len=prompt,
     )

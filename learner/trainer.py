@@ -55,6 +55,7 @@ from learner.algo.loss import (
 )
 from learner.batch import MicroBatch, TrainSequence, collate, pack
 from learner.distributed import DistContext, shard_model
+from learner.grouped import pack_units, shared_logprobs, unsupported
 from lppo.core.config import Config
 from lppo.core.errors import UserError
 
@@ -128,6 +129,10 @@ class Trainer:
         ).to(self.device)
         if cfg.learner.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.shared_prefix = cfg.learner.shared_prefix
+        if self.shared_prefix and (why := unsupported(self.model)) is not None:
+            log.info("learner.shared_prefix: off, the plain forward instead: %s", why)
+            self.shared_prefix = False
         if self.dist.enabled:
             shard_model(self.model, self.device, self.compute_dtype, cfg.learner.cpu_offload)
         self.model.train()
@@ -159,7 +164,9 @@ class Trainer:
         if not seqs:
             raise ValueError("Trainer.step: empty batch")
         start = time.perf_counter()
-        micro = [collate(b, self.pad_id) for b in pack(seqs, self.cfg.learner.micro_batch_tokens)]
+        budget, shared = self.cfg.learner.micro_batch_tokens, self.shared_prefix
+        micro = [collate(b, self.pad_id, shared)
+                 for b in (pack_units if shared else pack)(seqs, budget)]
         extra = sum(int(m.prefix_mask.sum()) for m in micro) if self.settings.prefix_terms else 0
         tokens, extra, n_seqs = (int(v) for v in self.dist.all_sum(
             [sum(m.loss_tokens for m in micro), extra, len(seqs)], self.device))
@@ -206,12 +213,18 @@ class Trainer:
             "input_ids", "attention_mask", "targets", "loss_mask", "prefix_mask",
             "behaviour_logprobs", "advantages", "sft_weights")}
 
-    def _logp(self, model, t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.compute_dtype,
+                              enabled=self.compute_dtype != torch.float32)
+
+    def _logp(self, model, t: dict[str, torch.Tensor],
+              mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token log-probs of the targets (with grad) and entropies (without), through the
         `learner/algo/logprobs.py` (no full-vocabulary float32 copy): the functions its tests
-        cover."""
-        with torch.autocast(self.device.type, dtype=self.compute_dtype,
-                            enabled=self.compute_dtype != torch.float32):
+        cover. Rows that share their context: the shared-prefix forward (learner/grouped.py)."""
+        if mb.context_len:
+            return shared_logprobs(model, t, mb.context_len, mb.prompt_len, self._autocast)
+        with self._autocast():
             logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits
         logits = logits[:, :-1]
         token_logp, entropy = token_logprobs_and_entropy(logits, t["targets"])
@@ -219,15 +232,15 @@ class Trainer:
 
     @torch.no_grad()
     def _old_logp(self, mb: MicroBatch) -> torch.Tensor:
-        return self._logp(self.model, self._tensors(mb))[0]
+        return self._logp(self.model, self._tensors(mb), mb)[0]
 
     def _micro_step(self, mb: MicroBatch, normalizer: float, old_logp) -> tuple[float, dict]:
         t = self._tensors(mb)
-        logp, entropy = self._logp(self.model, t)
+        logp, entropy = self._logp(self.model, t, mb)
         ref = None
         if self.reference is not None:
             with torch.no_grad():
-                ref = self._logp(self.reference, t)[0]
+                ref = self._logp(self.reference, t, mb)[0]
         loss, metrics = ppo_loss(LossInputs(
             logp=logp, behaviour_logp=t["behaviour_logprobs"], advantages=t["advantages"],
             loss_mask=t["loss_mask"], old_logp=old_logp, ref_logp=ref,

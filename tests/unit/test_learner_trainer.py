@@ -96,7 +96,7 @@ def _surrogate(trainer: Trainer, seqs) -> float:
     mb = collate(seqs, trainer.pad_id)
     with torch.no_grad():
         t = trainer._tensors(mb)
-        logp, _ = trainer._logp(trainer.model, t)
+        logp, _ = trainer._logp(trainer.model, t, mb)
         loss, _ = ppo_loss(LossInputs(logp, t["behaviour_logprobs"], t["advantages"],
                                       t["loss_mask"]), trainer.settings)
     return float(loss)

@@ -332,6 +332,11 @@ class LearnerConfig(Section):
     """Training device; `auto` picks CUDA when available."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory."""
+    shared_prefix: bool = True
+    """Encode each group's shared context (prompt, or prompt + expert prefix) once instead of
+    once per completion, reusing its keys and values (learner/grouped.py); same log-probs and
+    gradients. Off by itself, with a log line, where the model cannot (its forward lacks
+    `past_key_values`/`logits_to_keep`) or with `gradient_checkpointing`."""
     cpu_offload: bool = False
     """Keep the sharded fp32 parameters, gradients and AdamW state in host memory between
     uses (FSDP2 `CPUOffloadPolicy`): GPU memory for larger models, at the cost of copies each
