@@ -25,8 +25,11 @@ def run_actor(cfg: Config, actor_id: str, learner: str | None = None) -> int:
     from actor.engine import create_engine
     from actor.loop import Actor
     from actor.reward import RewardPool
+    from lppo.core.cpus import pin_from_env
     from lppo.core.signals import stop_on_signals
 
+    if (cores := pin_from_env()) is not None:
+        log.info("actor %s pinned to cores %s", actor_id, cores)
     if learner:
         ends = Endpoints.for_learner(learner, cfg.transport)
     else:

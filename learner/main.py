@@ -25,8 +25,11 @@ def run_learner(cfg: Config, resume: bool = False) -> int:
     from learner.distributed import DistContext
     from learner.loop import Learner
     from learner.ranks import follow
+    from lppo.core.cpus import pin_from_env
     from lppo.core.signals import stop_on_signals
 
+    if (cores := pin_from_env()) is not None:
+        log.info("learner pinned to cores %s", cores)
     hf_logging.disable_progress_bar()
     dist = DistContext.from_env()
     if cfg.learner.nproc != dist.world_size and dist.rank == 0:

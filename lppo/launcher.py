@@ -19,7 +19,12 @@ GPUs (`gpu_plan`): on a machine with GPUs (those in CUDA_VISIBLE_DEVICES, else t
 `nvidia-smi -L` lists), the learner's ranks take the first `learner.nproc` (unless
 `learner.device = "cpu"`), then each actor the next `actor.tensor_parallel_size`; each child
 sees only its own through CUDA_VISIBLE_DEVICES. Too few GPUs is an error before anything
-starts. Without GPUs nothing is set.
+starts.
+
+Cores (`cpu_plan`), on a machine without GPUs and with `run.cpu_split`: the learner gets
+`run.learner_cores` (0: half) of the cores this process may use, the actors share the rest,
+each child pinned to its own (lppo/core/cpus.py) with its torch/OpenMP threads and vLLM's
+thread binding set to match, so training and generation do not take each other's cores.
 
 The live view polls the ledger read-only (the latest `train_steps` row) and never blocks the
 children. Nothing here imports torch or vLLM.
@@ -39,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lppo.core.config import Config, save_config
+from lppo.core.cpus import ENV, format_cores
 from lppo.core.errors import UserError
 from lppo.progress import ProgressView
 
@@ -131,6 +137,26 @@ def gpu_plan(gpus: list[str], cfg: Config) -> tuple[list[str], list[list[str]]]:
     return gpus[:learner_n], actors
 
 
+def cpu_plan(cores: list[int], cfg: Config) -> tuple[list[int], list[list[int]]]:
+    """(the learner's cores, each actor's) when `run.cpu_split` applies, else ([], [])."""
+    if not cfg.run.cpu_split or len(cores) < 2:
+        return [], []
+    n = min(cfg.run.learner_cores or max(1, len(cores) // 2), len(cores) - 1)
+    rest = cores[n:]
+    share = max(1, len(rest) // cfg.actor.count)
+    actors = [rest[(i * share) % len(rest):][:share] for i in range(cfg.actor.count)]
+    return cores[:n], actors
+
+
+def _cpu_env(cores: list[int], threads: int, vllm: bool = False) -> dict[str, str]:
+    if not cores:
+        return {}
+    env = {ENV: format_cores(cores), "OMP_NUM_THREADS": str(max(1, threads))}
+    if vllm:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = format_cores(cores)
+    return env
+
+
 def _devices(ids: list[str], gpus: list[str]) -> dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": ",".join(ids)} if gpus else {}
 
@@ -154,16 +180,24 @@ class Supervisor:
         args = ["learner", str(self.config_path), *resume_arg]
         gpus = visible_gpus()
         learner_gpus, actor_gpus = gpu_plan(gpus, cfg)
-        ranks = [{**env, **_devices(learner_gpus, gpus)}
+        learner_cores, actor_cores = ([], []) if gpus else cpu_plan(
+            sorted(os.sched_getaffinity(0)), cfg)
+        learner_cpu = _cpu_env(learner_cores, len(learner_cores) // cfg.learner.nproc)
+        ranks = [{**env, **_devices(learner_gpus, gpus), **learner_cpu}
                  for env in learner_rank_env(cfg.learner.nproc, self.run_dir)]
         self.learner = Child("learner", args, logs / "learner.log", env=ranks[0])
         self.followers = [Child(f"learner-rank{r}", args, logs / f"learner-rank{r}.log",
                                 env=ranks[r]) for r in range(1, len(ranks))]
         self.actors = [
             Child(f"actor-{i}", ["actor", str(self.config_path), "--actor-id", f"actor-{i}"],
-                  logs / f"actor-{i}.log", env=_devices(actor_gpus[i], gpus))
+                  logs / f"actor-{i}.log", env={
+                      **_devices(actor_gpus[i], gpus),
+                      **(_cpu_env(actor_cores[i], len(actor_cores[i]), vllm=True)
+                         if actor_cores else {})})
             for i in range(cfg.actor.count)
         ]
+        if learner_cores:
+            log.info("cores: learner %s, actors %s (run.cpu_split)", learner_cores, actor_cores)
         self.view = ProgressView(cfg) if view else None
         self._signal: int | None = None
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -6,7 +6,7 @@ import pytest
 
 from lppo.core.config import Config
 from lppo.core.errors import UserError
-from lppo.launcher import gpu_plan, learner_rank_env, visible_gpus
+from lppo.launcher import cpu_plan, gpu_plan, learner_rank_env, visible_gpus
 
 
 def _cfg(**learner_actor) -> Config:
@@ -49,3 +49,41 @@ def test_learner_ranks_meet_through_a_file_on_loopback(tmp_path):
     assert [r["RANK"] for r in ranks] == ["0", "1", "2"]
     assert len({r["LPPO_DIST_STORE"] for r in ranks}) == 1
     assert all(r["WORLD_SIZE"] == "3" for r in ranks)
+
+
+def _split(**run_actor) -> Config:
+    run = {k: v for k, v in run_actor.items() if k in ("cpu_split", "learner_cores")}
+    actor = {k: v for k, v in run_actor.items() if k == "count"}
+    return Config.model_validate({"run": run, "actor": actor})
+
+
+def test_cores_split_between_the_learner_and_the_actors():
+    assert cpu_plan([0, 1], _split()) == ([0], [[1]])
+    assert cpu_plan(list(range(8)), _split(count=2)) == ([0, 1, 2, 3], [[4, 5], [6, 7]])
+    assert cpu_plan(list(range(8)), _split(learner_cores=6)) == ([0, 1, 2, 3, 4, 5], [[6, 7]])
+    # never every core to the learner; more actors than cores share them
+    assert cpu_plan([4, 5, 6], _split(learner_cores=9, count=3)) == ([4, 5], [[6], [6], [6]])
+
+
+def test_no_split_when_off_or_on_one_core():
+    assert cpu_plan(list(range(8)), _split(cpu_split=False)) == ([], [])
+    assert cpu_plan([0], _split()) == ([], [])
+
+
+def test_a_pinned_process_runs_on_its_cores_only(monkeypatch):
+    import os
+
+    from lppo.core.cpus import ENV, parse_cores, pin_from_env
+
+    before = os.sched_getaffinity(0)
+    try:
+        monkeypatch.delenv(ENV, raising=False)
+        assert pin_from_env() is None and os.sched_getaffinity(0) == before
+        core = min(before)
+        monkeypatch.setenv(ENV, str(core))
+        assert pin_from_env() == [core] and os.sched_getaffinity(0) == {core}
+    finally:
+        os.sched_setaffinity(0, before)
+    assert parse_cores("2,3") == [2, 3]
+    with pytest.raises(ValueError, match="LPPO_CPU_CORES='a-b': expected core ids"):
+        parse_cores("a-b")

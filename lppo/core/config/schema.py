@@ -44,6 +44,13 @@ class RunConfig(Section):
     """Log level of every process of the run."""
     log_format: Literal["auto", "rich", "plain"] = "auto"
     """`rich` console logs, `plain` lines, or `auto`: rich on a TTY, plain otherwise."""
+    cpu_split: bool = True
+    """`lppo run` on a machine without GPUs: pin the learner to `learner_cores` cores and the
+    actors to the others (torch/OpenMP threads and vLLM's thread binding set to match), so
+    training and generation stop taking each other's cores (lppo/launcher.py). Off: every
+    process may use every core."""
+    learner_cores: int = Field(0, ge=0)
+    """With `cpu_split`: cores for the learner (0: half of them); the actors share the rest."""
 
     @property
     def run_dir(self) -> Path:
