@@ -46,8 +46,6 @@ class HFEngine:
         self.model.to(self.device).eval()
         self.sampling = cfg.actor.sampling
         self._pending: deque[GenRequest] = deque()
-        self._groups: dict = {}
-        """This engine's weight group (`collective` backend), by key."""
 
     def tokenizer(self):
         return self._tok
@@ -151,7 +149,7 @@ class HFEngine:
         state: dict = {}
         try:
             version, digest, _ = weightsync.receive(
-                self._groups, host, port, key, 1, 2, timeout_s, backend, self.device,
+                host, port, key, 1, 2, timeout_s, backend, self.device,
                 lambda items: state.update(items))
         except Exception as exc:  # gloo/NCCL/store errors, a digest mismatch: one kind here
             raise WeightsError(f"pulling weights over group {key}: {one_line(exc)}") from exc

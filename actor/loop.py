@@ -116,8 +116,7 @@ class Actor:
         self.pending_weights: WeightsReady | None = None
         self.session = uuid.uuid4().hex[:8]
         self._pulls = 0
-        self._sync_key: str | None = None
-        """The weight group this actor is in (`collective`); None: form a new one next pull."""
+        """`collective` weights: pulls so far; each pull's group is `actor/session/n`."""
         self.required_version = 0
         """Newest policy version work was handed out for (see the module docstring)."""
         self.refused_version = -1
@@ -377,24 +376,17 @@ class Actor:
         self._reply_weights(version, True, "", start)
 
     def _pull(self, notice: WeightsReady) -> int:
-        """Receive the learner's newest weights over this actor's weight group (formed anew
-        after a restart or a failed pull) and return their version."""
+        """Receive the learner's newest weights over a weight group of this pull's own and
+        return their version."""
         host, port, backend = weightsync.address(notice.uri)
         host = weightsync.reachable(host, self.learner_host)
-        if self._sync_key is None:
-            self._pulls += 1
-            self._sync_key = f"{self.actor_id}/{self.session}/{self._pulls}"
-        key = self._sync_key
+        self._pulls += 1
+        key = f"{self.actor_id}/{self.session}/{self._pulls}"
         self.socks.work.send(WeightsPull(actor_id=self.actor_id, key=key,
                                          world_size=self.engine.sync_world_size()), timeout_ms=0)
-        try:
-            version, digest = self.engine.pull_weights(
-                host, port, key, backend, self.cfg.learner.weights_sync_timeout_s)
-        except WeightsError:
-            self._sync_key = None
-            raise
+        version, digest = self.engine.pull_weights(
+            host, port, key, backend, self.cfg.learner.weights_sync_timeout_s)
         if version < notice.version or (version == notice.version and digest != notice.sha256):
-            self._sync_key = None
             raise WeightsError(f"weights over the group: got v{version} ({digest[:12]}...), "
                                f"announced v{notice.version} ({notice.sha256[:12]}...)")
         return version

@@ -6,8 +6,8 @@ and called through `llm.collective_rpc`:
 - `lppo_reload_weights(path)`: each worker opens the safetensors file itself (a path crosses
   the RPC boundary in every vLLM mode; lists of tensors do not);
 - `lppo_pull_weights(host, port, key, world_size, timeout_s, backend)`: each worker joins the
-  learner's weight group `key` as rank 1 + its own rank (or reuses it) and receives one
-  broadcast (lppo/core/weightsync.py), streamed bucket by bucket into the loader.
+  learner's weight group `key` as rank 1 + its own rank and receives one broadcast
+  (lppo/core/weightsync.py), streamed bucket by bucket into the loader.
 
 Either way the tensors go to the model runner's `reload_weights`, which maps checkpoint names
 onto vLLM's fused layers (and shards them under tensor parallelism). No engine restart, no
@@ -68,10 +68,9 @@ class ReloadExtension:
                           timeout_s: float, backend: str) -> list:
         """Receive one collective transfer; returns [version, digest, tensors]."""
         quiet_computed_buffers()
-        groups = self.__dict__.setdefault("_lppo_groups", {})
         rank = 1 + int(getattr(self, "rank", 0))
         device = "cpu" if backend == "gloo" else str(self.device)
         got = weightsync.receive(
-            groups, host, port, key, rank, world_size, timeout_s, backend, device,
+            host, port, key, rank, world_size, timeout_s, backend, device,
             lambda items: self.model_runner.reload_weights(weights_iterator=items))
         return list(got)

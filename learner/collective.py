@@ -8,10 +8,12 @@
 
 It keeps the newest version packed in host memory (lppo/core/weightsync.py: the gathered
 state dict is consumed into buckets, so the model is held once) and answers every pull with
-it; the actor learns which version it got from the manifest. A pull under a key this actor
-has not used forms a new process group first (the actor is new, restarted, or its last
-transfer failed); the old group is dropped. Each pull runs in a thread of its own, so a slow
-or dead actor holds up neither the I/O thread nor other actors.
+it; the actor learns which version it got from the manifest. Each pull forms a process group
+under the key the actor sent, broadcasts, meets the actor at a barrier and drops the group, so
+no connection outlives its transfer: a gloo pair whose peer has gone can leave gloo's network
+thread spinning on the closed socket (seen when a group was kept across pulls), and an actor
+that restarted simply pulls again. Pulls run in a thread each (one actor's at a time), so a
+slow or dead actor holds up neither the I/O thread nor other actors.
 
 Fallback: a transfer that fails (group not formed in time, actor gone mid-broadcast) or a load
 the actor reports as failed is served from the filesystem instead: the packed version is
@@ -25,7 +27,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 
 from lppo.core import weightsync
 from lppo.core.config import Config
@@ -34,14 +35,6 @@ from lppo.core.weightfiles import write_weights
 from lppo.core.wire import WeightsReady
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Peer:
-    key: str = ""
-    group: object | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    """Held while this actor's group is formed or used: pulls of one actor run one at a time."""
 
 
 class CollectiveWeights:
@@ -58,9 +51,12 @@ class CollectiveWeights:
         self.store, self._listener = weightsync.server_store(self.host, self.port,
                                                              self.timeout_s)
         self._lock = threading.Lock()
-        """Guards `_current`, `_peers`, `_fallbacks`, `_fell_back` and the counters."""
+        """Guards `_current`, `_locks`, `_sessions`, `_fallbacks`, `_fell_back`, counters."""
         self._current: weightsync.Packed | None = None
-        self._peers: dict[str, _Peer] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        """Per actor: held while one of its pulls is served."""
+        self._sessions: dict[str, str] = {}
+        """Per actor: the session of its last pull (a new one: the actor started again)."""
         self._fallbacks: list[WeightsReady] = []
         self._fell_back: set[int] = set()
         self.loads = 0
@@ -85,7 +81,6 @@ class CollectiveWeights:
 
     def close(self) -> None:
         with self._lock:
-            self._peers.clear()
             self._current = None
         self._listener.close()
 
@@ -95,11 +90,11 @@ class CollectiveWeights:
         """Serve one pull in a thread of its own (see the module docstring)."""
         with self._lock:
             packed = self._current
-            peer = self._peers.setdefault(actor_id, _Peer())
+            lock = self._locks.setdefault(actor_id, threading.Lock())
         if packed is None:
             log.warning("actor %s pulled weights before any were offered; ignored", actor_id)
             return
-        threading.Thread(target=self._serve, args=(actor_id, peer, key, world_size, packed),
+        threading.Thread(target=self._serve, args=(actor_id, lock, key, world_size, packed),
                          name=f"weights-{actor_id}", daemon=True).start()
 
     def failed(self, actor_id: str, version: int, reason: str) -> None:
@@ -118,21 +113,21 @@ class CollectiveWeights:
 
     # -- pull threads ------------------------------------------------------------------------
 
-    def _serve(self, actor_id: str, peer: _Peer, key: str, world_size: int,
+    def _serve(self, actor_id: str, lock: threading.Lock, key: str, world_size: int,
                packed: weightsync.Packed) -> None:
         version = packed.manifest.version
         start = time.perf_counter()
-        with peer.lock:
+        with lock:
+            self._note_session(actor_id, key)
             try:
-                if key != peer.key or peer.group is None:
-                    peer.key, peer.group = key, None
-                    peer.group = weightsync.open_group(self.store, key, 0, world_size,
-                                                       self.timeout_s, self.backend, self.host)
-                    log.info("actor %s joined a weight group (%s, world %d)", actor_id, key,
-                             world_size)
-                weightsync.send(peer.group, packed, self.device)
+                group = weightsync.open_group(self.store, key, 0, world_size, self.timeout_s,
+                                              self.backend, self.host)
+                try:
+                    weightsync.send(group, packed, self.device)
+                    group.barrier().wait()  # the actor has it all (or said it failed)
+                finally:
+                    del group
             except Exception as exc:  # the transfer failed: a file serves this version instead
-                peer.key, peer.group = "", None
                 log.error("weights v%d to actor %s over the group failed: %s", version, actor_id,
                           one_line(exc))
                 self._fall_back(packed, f"broadcast to {actor_id} failed")
@@ -141,6 +136,14 @@ class CollectiveWeights:
             self.loads += 1
         log.info("weights v%d sent to actor %s (%.1f MB in %.2f s)", version, actor_id,
                  packed.nbytes / 1e6, time.perf_counter() - start)
+
+    def _note_session(self, actor_id: str, key: str) -> None:
+        session = key.split("/")[-2] if key.count("/") >= 2 else key
+        with self._lock:
+            new = self._sessions.get(actor_id) != session
+            self._sessions[actor_id] = session
+        if new:
+            log.info("actor %s joined the weight groups (session %s)", actor_id, session)
 
     def _fall_back(self, packed: weightsync.Packed, why: str) -> None:
         version = packed.manifest.version

@@ -3,8 +3,7 @@
 The learner's rank 0 and one actor's engine workers form a process group of their own (world
 = 1 + the actor's tensor-parallel workers; the learner is rank 0). They meet through a
 `TCPStore` that the learner hosts on `transport.sync_port`, under a key the actor picks
-(`<actor_id>/<session>/<n>`): an actor that restarts, or whose last transfer failed, picks a
-new key and the learner forms a new group for it. gloo on CPU, NCCL where the learner trains
+(`<actor_id>/<session>/<n>`, new for every transfer). gloo on CPU, NCCL where the learner trains
 on CUDA. Nothing here depends on the learner's own process group: these groups are built
 directly (`ProcessGroupGloo(store, rank, size)`), so a learner of several ranks and a vLLM
 engine with its own groups can each take part.
@@ -17,12 +16,14 @@ One transfer, learner (root) -> actor, as broadcasts:
     uint8[size_i]    each bucket: tensors' raw bytes, each at a 64-byte-aligned offset, at
                      most `bucket_bytes` per bucket (a larger tensor alone in its bucket)
 
+    barrier          both sides, then the group is dropped: one group per transfer
+
 The receiver streams: `Transfer.items()` yields each bucket's tensors as views, to be loaded
 before the next bucket arrives, so the actor holds about one bucket beyond its engine's
 weights. The digest is sha256 over the manifest's tensor list and every bucket's bytes, in
-order; the receiver hashes the bytes as they arrive and raises `WeightsError` at the end when
-they differ: the engine then holds wrong weights, and the caller reports the load as failed
-(the learner falls back to a file for that version, which overwrites them).
+order; the receiver hashes the bytes as they arrive and `Transfer.check()` raises
+`WeightsError` when they differ: the engine then holds wrong weights, and the caller reports
+the load as failed (the learner falls back to a file for that version, which overwrites them).
 
 Tied embeddings: the manifest always lists `lm_head.weight`, pointing at the embedding's
 bytes when the state has none of its own, because vLLM's in-place reload otherwise keeps its
@@ -228,27 +229,24 @@ def bind_host(learner_host: str) -> str:
     return learner_host if loop else "*"
 
 
-def receive(groups: dict, host: str, port: int, key: str, rank: int, world_size: int,
-            timeout_s: float, backend: str, device: str, load) -> tuple[int, str, int]:
-    """The actor's side of one pull: join group `key` (or reuse it: `groups` caches this
-    process's one group), receive a transfer and hand its tensors, as an iterator, to `load`.
-    Returns (version, digest, tensors). On any failure the group is dropped from `groups`
-    (the caller's next pull uses a new key) and the error raised."""
+def receive(host: str, port: int, key: str, rank: int, world_size: int, timeout_s: float,
+            backend: str, device: str, load) -> tuple[int, str, int]:
+    """The actor's side of one pull: join group `key`, receive a transfer and hand its tensors,
+    as an iterator, to `load`; meet the learner at a barrier, drop the group. Returns (version,
+    digest, tensors); a digest that differs raises `WeightsError` after the barrier."""
+    store = client_store(host, port, timeout_s)
+    group = open_group(store, key, rank, world_size, timeout_s, backend, bind_host(host))
     try:
-        if key not in groups:
-            groups.clear()
-            store = client_store(host, port, timeout_s)
-            groups[key] = (store, open_group(store, key, rank, world_size, timeout_s, backend,
-                                             bind_host(host)))
-        transfer = Transfer(groups[key][1], device)
+        transfer = Transfer(group, device)
         items = transfer.items()
         load(items)
         for _ in items:  # a loader that stopped early: the rest must still be received
             pass
-        return transfer.manifest.version, transfer.manifest.digest, transfer.count
-    except BaseException:
-        groups.pop(key, None)
-        raise
+        group.barrier().wait()
+    finally:
+        del group, store
+    transfer.check()
+    return transfer.manifest.version, transfer.manifest.digest, transfer.count
 
 
 def client_store(host: str, port: int, timeout_s: float):
@@ -322,6 +320,7 @@ class Transfer:
         _broadcast(group, raw)
         self.manifest = check_manifest(raw.cpu().numpy().tobytes())
         self.count = 0
+        self.received_digest: str | None = None
 
     def items(self) -> Iterator[tuple[str, Any]]:
         import torch
@@ -336,7 +335,13 @@ class Transfer:
             for item in _views(m, entries, buf):
                 self.count += 1
                 yield item
-        if digest.hexdigest() != m.digest:
-            raise WeightsError(f"weights v{m.version}: received bytes hash to "
-                               f"{digest.hexdigest()[:12]}..., the learner announced "
-                               f"{m.digest[:12]}...")
+        self.received_digest = digest.hexdigest()
+
+    def check(self) -> None:
+        """Raise `WeightsError` unless every bucket arrived and hashes to the manifest's digest
+        (the engine then holds wrong weights: the caller reports the load as failed)."""
+        m = self.manifest
+        if self.received_digest != m.digest:
+            got = (self.received_digest or "nothing")[:12]
+            raise WeightsError(f"weights v{m.version}: received bytes hash to {got}..., the "
+                               f"learner announced {m.digest[:12]}...")
