@@ -1,7 +1,7 @@
 """Pipeline overhead and learner utilisation: the whole system against bare vLLM, in one run.
 
-    .venv/bin/python bench/pipeline.py [--steps 20] [--prompts 256] [--set learner.x=y ...]
-                                       [--json out.json] [--keep]
+    .venv/bin/python bench/pipeline.py [--steps 20] [--prompts 256] [--serial]
+                                       [--set learner.x=y ...] [--json out.json] [--keep]
 
 1. system: `Supervisor(cfg).run()` on configs/demo.toml (learner + vLLM actor as child
            processes, ZeroMQ, math-verify pool, SQLite ledger) for `--steps` learner steps,
@@ -26,6 +26,11 @@
            b. the same engine's step loop with at most `actor.slots` requests in it, refilled
               as they finish: the actor's concurrency without the actor (no sockets, verifier,
               learner), which separates pipeline overhead from the `actor.slots` setting.
+
+3. serial (`--serial`): the serial limit, the same work done one half after the other: the same
+           config synchronous in one process (`bench/inproc.py`, `max_staleness = 0`: generate
+           and verify a step's groups with the vLLM engine, then train), each half with every
+           core; completions per second over the steps after the warm-up.
 
 Prints the ratio system / bare generate in completions per second (target >= 0.90) and in
 tokens per second, the same against the capped pass, and from train_steps (steps 2..N) the
@@ -154,6 +159,48 @@ def _capped(engine, prompts: list[list[int]], n: int, slots: int) -> list[int]:
     return lengths
 
 
+def serial_main(out_path: str, steps: int, skip: int, overrides_json: str) -> None:
+    """Child process: the serial limit. The same config, synchronous (`max_staleness = 0`) in
+    one process (bench/inproc.py): each step generates and verifies its groups with the vLLM
+    engine, then trains, each half with every core to itself. `skip` warm-up steps first (a
+    run of their own), then `steps - skip` timed steps; completions per second of the latter."""
+    from actor.engine import create_engine
+    from actor.reward import RewardPool
+    from bench.common import demo_config
+    from bench.inproc import InProcessRun
+    from store.ledger import Ledger
+
+    tmp = Path(out_path).parent
+    overrides = [*json.loads(overrides_json), "learner.max_staleness=0"]
+    ledger = Ledger(f"sqlite:///{tmp / 'serial.db'}")
+    engine = pool = None
+    try:
+        out = {}
+        for name, n in (("warm", skip), ("timed", steps - skip)):
+            cfg = demo_config(tmp, f"serial-{name}", [*overrides, f"learner.max_steps={n}",
+                                                      f"learner.checkpoint_every={n}"])
+            if engine is None:
+                engine, pool = create_engine(cfg), RewardPool(cfg.actor.reward)
+            with InProcessRun(cfg, engine, pool, ledger) as run:
+                stats = run.train()
+            out = {"steps": stats.steps, "groups": stats.groups, "gen_s": stats.gen_s,
+                   "train_s": stats.train_s,
+                   "rollouts_per_s": stats.groups * cfg.learner.group_size
+                   / (stats.gen_s + stats.train_s)}
+        Path(out_path).write_text(json.dumps(out))
+    finally:
+        for closer in (pool, engine, ledger):
+            if closer is not None:
+                closer.close()
+
+
+def run_serial(tmp: Path, steps: int, skip: int, overrides: list[str]) -> dict:
+    out = tmp / "serial.json"
+    subprocess.run([sys.executable, __file__, "--serial-child", str(out), str(steps), str(skip),
+                    json.dumps(overrides)], check=True, cwd=ROOT, stdout=sys.stderr)
+    return json.loads(out.read_text())
+
+
 def run_bare(cfg_path: Path, contexts: Path) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         # vLLM logs to stdout: the child's goes to stderr so stdout holds only the report
@@ -162,7 +209,7 @@ def run_bare(cfg_path: Path, contexts: Path) -> dict:
         return json.loads(Path(out.name).read_text())
 
 
-def report(cfg, bare: dict, system: dict) -> dict:
+def report(cfg, bare: dict, system: dict, serial: dict | None = None) -> dict:
     """Print the comparison; return the ratios."""
     gen, capped = bare["generate"], bare["capped"]
     ratios = {"ratio_completions": system["rollouts_per_s"] / gen["rollouts_per_s"],
@@ -189,6 +236,13 @@ def report(cfg, bare: dict, system: dict) -> dict:
           f"(target >= 0.90), {ratios['ratio_tokens']:.3f} tokens")
     print(f"ratio system / bare, same in-flight: {ratios['ratio_completions_capped']:.3f} "
           f"completions, {ratios['ratio_tokens_capped']:.3f} tokens")
+    if serial is not None:
+        ratios["ratio_serial"] = system["rollouts_per_s"] / serial["rollouts_per_s"]
+        print(f"{'serial limit, same config':34s}: {serial['rollouts_per_s']:7.1f} completions/s"
+              f"  (one process, generate then train, {serial['steps']} steps: generation "
+              f"{serial['gen_s']:.1f} s, training {serial['train_s']:.1f} s)")
+        print(f"ratio system / serial limit       : {ratios['ratio_serial']:.3f} completions "
+              f"(goal >= 0.90)")
     print(f"learner, steps {system['skip_steps'] + 1}-{system['steps']}: waits for data "
           f"{system['wait_share']:.1%} of its step time (busy {1 - system['wait_share']:.1%}); "
           f"per step: wait {system['mean_wait_s']:.2f} s, train {system['mean_train_s']:.2f} s, "
@@ -206,8 +260,15 @@ def main() -> None:
                            skip_steps="warm-up steps left out of the steady state")
     parser.add_argument("--prompts", type=int, default=256,
                         help="groups of the system's window the bare run repeats (0: all)")
+    parser.add_argument("--serial", action="store_true",
+                        help="also measure the serial limit (generate then train, one process)")
     parser.add_argument("--bare-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--serial-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serial_child:
+        out, steps, skip, overrides = args.serial_child
+        serial_main(out, int(steps), int(skip), overrides)
+        return
     if args.steps <= args.skip_steps:
         parser.error("need --steps > --skip-steps (the steady state starts after the warm-up)")
     if args.bare_child:
@@ -221,9 +282,11 @@ def main() -> None:
         contexts = Path(tmp) / "contexts.json"
         system["window_groups_all"] = window_contexts(cfg, args.skip_steps, args.prompts, contexts)
         bare = run_bare(cfg.run.run_dir / "config.toml", contexts)
-    ratios = report(cfg, bare, system)
+        serial = (run_serial(Path(tmp), args.steps, args.skip_steps, args.overrides)
+                  if args.serial else None)
+    ratios = report(cfg, bare, system, serial)
     write_json(args.json, {"bench": "pipeline", "overrides": args.overrides, "bare": bare,
-                           "system": system, **ratios})
+                           "system": system, "serial": serial, **ratios})
 
 
 if __name__ == "__main__":
