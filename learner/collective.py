@@ -24,6 +24,7 @@ the step metrics (`weights/fallbacks`, `weights/collective_loads`).
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -125,8 +126,9 @@ class CollectiveWeights:
                 try:
                     weightsync.send(group, packed, self.device)
                     group.barrier().wait()  # the actor has it all (or said it failed)
-                finally:
+                finally:  # the group must go now: see the module docstring
                     del group
+                    gc.collect()  # it can sit in a reference cycle until the next collection
             except Exception as exc:  # the transfer failed: a file serves this version instead
                 log.error("weights v%d to actor %s over the group failed: %s", version, actor_id,
                           one_line(exc))

@@ -34,6 +34,7 @@ torch is imported inside the functions: `lppo/` must import without it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -243,8 +244,9 @@ def receive(host: str, port: int, key: str, rank: int, world_size: int, timeout_
         for _ in items:  # a loader that stopped early: the rest must still be received
             pass
         group.barrier().wait()
-    finally:
+    finally:  # no connection outlives its transfer (learner/collective.py says why)
         del group, store
+        gc.collect()  # the group can sit in a reference cycle until the next collection
     transfer.check()
     return transfer.manifest.version, transfer.manifest.digest, transfer.count
 
