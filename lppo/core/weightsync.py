@@ -158,10 +158,11 @@ def pack(state: dict[str, torch.Tensor], version: int, bucket_bytes: int) -> Pac
 
 def unpack(packed: Packed) -> dict[str, torch.Tensor]:
     """The packed tensors as a state dict of views into the buckets (no copy)."""
-    return dict(_views(packed.manifest, packed.manifest.tensors, packed.buckets))
+    return dict(_views(packed.manifest.tensors, packed.buckets))
 
 
-def _views(manifest: Manifest, entries, buckets) -> Iterator[tuple[str, Any]]:
+def _views(entries, buckets) -> Iterator[tuple[str, Any]]:
+    """(name, view) per entry; `buckets` is the list of buckets, or the one bucket they are in."""
     import torch
 
     for e in entries:
@@ -334,7 +335,7 @@ class Transfer:
             _broadcast(self.group, buf)
             digest.update(buf.cpu().numpy())
             entries = [e for e in m.tensors if e.bucket == index]
-            for item in _views(m, entries, buf):
+            for item in _views(entries, buf):
                 self.count += 1
                 yield item
         self.received_digest = digest.hexdigest()

@@ -138,5 +138,21 @@ def item(attempt_id: str, prompt: str, answer: str, n: int = 4, prefix_ids=None,
                     prefix_ratio=0.5 if prefix_ids else 0.0, n=n, guided=guided, answer=answer)
 
 
+def start_actor(cfg_path: Path, actor_id: str, log_path: Path):
+    """A real `lppo actor` process for `cfg_path`, its output in `log_path`."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lppo.cli", "actor", str(cfg_path), "--actor-id", actor_id],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+
+
 def write_config(cfg: Config, path: Path) -> Path:
     return save_config(cfg, path)

@@ -3,7 +3,6 @@ sockets: behaviour log-probs, prefix guidance, live weight updates, learner rest
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,13 @@ import torch
 
 from lppo.core.weightfiles import write_weights
 from tests.conftest import ROOT
-from tests.integration.learner_stub import ScriptedLearner, actor_test_config, item, write_config
+from tests.integration.learner_stub import (
+    ScriptedLearner,
+    actor_test_config,
+    item,
+    start_actor,
+    write_config,
+)
 
 LOGPROB_ATOL = 1e-4  # fp32 on both sides; observed max differences are ~1e-6
 
@@ -47,12 +52,7 @@ def session(tiny_model, tmp_path_factory):
     cfg_path = write_config(cfg, run_dir / "actor.toml")
     learner = ScriptedLearner(cfg)
     log_path = run_dir / "actor.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lppo.cli", "actor", str(cfg_path), "--actor-id", "actor-t"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
+    proc = start_actor(cfg_path, "actor-t", log_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model)
     state = type("Session", (), {})()

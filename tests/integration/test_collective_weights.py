@@ -5,18 +5,19 @@ digest disagrees with the notice is refused and served from a file instead."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import msgspec
 import pytest
 import torch
 
 from learner.collective import CollectiveWeights
 from lppo.core import weightsync
-from tests.conftest import ROOT
-from tests.integration.learner_stub import ScriptedLearner, actor_test_config, item, write_config
+from tests.integration.learner_stub import (
+    ScriptedLearner,
+    actor_test_config,
+    item,
+    start_actor,
+    write_config,
+)
 from tests.integration.test_actor_vllm import LOGPROB_ATOL, _max_logprob_error
 
 
@@ -40,12 +41,7 @@ def session(tiny_model, tmp_path_factory):
     sync = CollectiveWeights(cfg)
     learner = ScriptedLearner(cfg, weight_sync=sync)
     log_path = run_dir / "actor.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lppo.cli", "actor", str(cfg_path), "--actor-id", "actor-c"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
+    proc = start_actor(cfg_path, "actor-c", log_path)
     model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
     state = type("Session", (), {})()
     state.cfg, state.learner, state.proc, state.model, state.sync = cfg, learner, proc, model, sync
