@@ -9,11 +9,12 @@
 It keeps the newest version packed in host memory (lppo/core/weightsync.py: the gathered
 state dict is consumed into buckets, so the model is held once) and answers every pull with
 it; the actor learns which version it got from the manifest. Each pull forms a process group
-under the key the actor sent, broadcasts, meets the actor at a barrier and drops the group, so
-no connection outlives its transfer: a gloo pair whose peer has gone can leave gloo's network
-thread spinning on the closed socket (seen when a group was kept across pulls), and an actor
-that restarted simply pulls again. Pulls run in a thread each (one actor's at a time), so a
-slow or dead actor holds up neither the I/O thread nor other actors.
+under the key the actor sent (over a store client of its own), broadcasts, meets the actor at
+a barrier and drops the group, so no connection outlives its transfer and an actor that
+restarted simply pulls again. Pulls run in a thread each (one at a time per actor
+session: a restarted actor's pulls do not wait for a transfer to its dead predecessor, which
+ends within `weights_sync_timeout_s`), so a slow or dead actor holds up neither the I/O thread
+nor other actors. `close` waits for the transfers in flight before it drops the store.
 
 Fallback: a transfer that fails (group not formed in time, actor gone mid-broadcast) or a load
 the actor reports as failed is served from the filesystem instead: the packed version is
@@ -49,17 +50,20 @@ class CollectiveWeights:
         self.backend = weightsync.backend_for(device.split(":")[0])
         self.timeout_s = cfg.learner.weights_sync_timeout_s
         self.bucket_bytes = int(cfg.learner.weights_bucket_mb * 1024 * 1024)
-        self.store, self._listener = weightsync.server_store(self.host, self.port,
-                                                             self.timeout_s)
+        self.store = weightsync.server_store(self.host, self.port, self.timeout_s)
+        self._local = "127.0.0.1" if self.host in weightsync.WILDCARDS else self.host
+        """Where this process's pull threads reach the store."""
         self._lock = threading.Lock()
         """Guards `_current`, `_locks`, `_sessions`, `_fallbacks`, `_fell_back`, counters."""
         self._current: weightsync.Packed | None = None
         self._locks: dict[str, threading.Lock] = {}
-        """Per actor: held while one of its pulls is served."""
+        """Per actor session (`<actor_id>/<session>`): held while one of its pulls is served."""
         self._sessions: dict[str, str] = {}
-        """Per actor: the session of its last pull (a new one: the actor started again)."""
+        """Per actor: its current session (a new one: the actor started again)."""
         self._fallbacks: list[WeightsReady] = []
         self._fell_back: set[int] = set()
+        self._threads: list[threading.Thread] = []
+        """Pull threads started and not yet seen finished (`close` waits for them)."""
         self.loads = 0
         self.fallbacks = 0
         log.info("collective weights: rendezvous on %s:%d (%s)", self.host, self.port,
@@ -81,22 +85,44 @@ class CollectiveWeights:
             return {"weights/collective_loads": self.loads, "weights/fallbacks": self.fallbacks}
 
     def close(self) -> None:
+        """Wait for pulls in flight (each ends within `weights_sync_timeout_s`), then drop the
+        store, which closes its socket. A gloo group torn down by interpreter exit while a
+        pull thread still uses it aborts the process, so nothing is left running."""
         with self._lock:
             self._current = None
-        self._listener.close()
+            threads, self._threads = self._threads, []
+        deadline = time.monotonic() + self.timeout_s + 5
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("weights: %s still running at close", thread.name)
+        self.store = None
+        gc.collect()
 
     # -- I/O thread --------------------------------------------------------------------------
 
     def pull(self, actor_id: str, key: str, world_size: int) -> None:
         """Serve one pull in a thread of its own (see the module docstring)."""
+        session = key.rsplit("/", 1)[0]  # the actor's key: <actor_id>/<session>/<n>
         with self._lock:
             packed = self._current
-            lock = self._locks.setdefault(actor_id, threading.Lock())
+            old = self._sessions.get(actor_id)
+            if old != session:  # a restarted actor does not queue behind its dead self's pull
+                self._sessions[actor_id] = session
+                self._locks.pop(old or "", None)
+            lock = self._locks.setdefault(session, threading.Lock())
+        if old != session:
+            log.info("actor %s joined the weight groups (session %s)", actor_id,
+                     session.rsplit("/", 1)[-1])
         if packed is None:
             log.warning("actor %s pulled weights before any were offered; ignored", actor_id)
             return
-        threading.Thread(target=self._serve, args=(actor_id, lock, key, world_size, packed),
-                         name=f"weights-{actor_id}", daemon=True).start()
+        thread = threading.Thread(target=self._serve,
+                                  args=(actor_id, lock, key, world_size, packed),
+                                  name=f"weights-{actor_id}", daemon=True)
+        with self._lock:  # started under the lock: `close` joins only started threads
+            thread.start()
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     def failed(self, actor_id: str, version: int, reason: str) -> None:
         """An actor could not load `version` over the group: serve that version from a file."""
@@ -119,15 +145,17 @@ class CollectiveWeights:
         version = packed.manifest.version
         start = time.perf_counter()
         with lock:
-            self._note_session(actor_id, key)
             try:
-                group = weightsync.open_group(self.store, key, 0, world_size, self.timeout_s,
+                # A client connection of its own: one TCPStore client serves one blocking call
+                # at a time, so pulls sharing `self.store` would wait for each other's joins.
+                store = weightsync.client_store(self._local, self.port, self.timeout_s)
+                group = weightsync.open_group(store, key, 0, world_size, self.timeout_s,
                                               self.backend, self.host)
                 try:
                     weightsync.send(group, packed, self.device)
                     group.barrier().wait()  # the actor has it all (or said it failed)
                 finally:  # the group must go now: see the module docstring
-                    del group
+                    del group, store
                     gc.collect()  # it can sit in a reference cycle until the next collection
             except Exception as exc:  # the transfer failed: a file serves this version instead
                 log.error("weights v%d to actor %s over the group failed: %s", version, actor_id,
@@ -138,14 +166,6 @@ class CollectiveWeights:
             self.loads += 1
         log.info("weights v%d sent to actor %s (%.1f MB in %.2f s)", version, actor_id,
                  packed.nbytes / 1e6, time.perf_counter() - start)
-
-    def _note_session(self, actor_id: str, key: str) -> None:
-        session = key.split("/")[-2] if key.count("/") >= 2 else key
-        with self._lock:
-            new = self._sessions.get(actor_id) != session
-            self._sessions[actor_id] = session
-        if new:
-            log.info("actor %s joined the weight groups (session %s)", actor_id, session)
 
     def _fall_back(self, packed: weightsync.Packed, why: str) -> None:
         version = packed.manifest.version

@@ -15,15 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-LAST = ("test_collective_weights.py",)
-"""Modules that host the learner's side of `collective` weights in the test process: run last.
-After their actor process exits, a gloo network thread of this process can keep spinning on a
-core (a known, open defect: docs/benchmarks.md, "Weight sync"), which slowed the tests after
-it to a standstill on 2 cores."""
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name in LAST)  # stable: the rest keep their order
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items:
         return

@@ -259,9 +259,11 @@ def client_store(host: str, port: int, timeout_s: float):
 
 
 def server_store(host: str, port: int, timeout_s: float):
-    """The learner's rendezvous store, listening on `host` only: (store, listening socket; keep
-    it open as long as the store). torch's TCPStore alone would listen on every interface, so
-    it gets a socket bound here (`master_listen_fd`)."""
+    """The learner's rendezvous store, listening on `host` only. torch's TCPStore alone would
+    listen on every interface, so it gets a socket bound here (`master_listen_fd`). The store
+    takes that socket over and closes it when it is dropped; Python's socket object is
+    detached so that it can never close the descriptor a second time (which, once the number
+    is reused, closes someone else's: gloo's event loop then spins on a dead epoll fd)."""
     import socket
 
     import torch.distributed as dist
@@ -272,13 +274,12 @@ def server_store(host: str, port: int, timeout_s: float):
     try:
         listener.bind(("0.0.0.0" if host in WILDCARDS else host, port))
         listener.listen(128)
-        store = dist.TCPStore(host, port, is_master=True, wait_for_workers=False,
-                              timeout=timedelta(seconds=timeout_s),
-                              master_listen_fd=listener.fileno())
     except BaseException:
         listener.close()
         raise
-    return store, listener
+    fd = listener.detach()
+    return dist.TCPStore(host, port, is_master=True, wait_for_workers=False,
+                         timeout=timedelta(seconds=timeout_s), master_listen_fd=fd)
 
 
 def reachable(uri_host: str, learner_host: str) -> str:

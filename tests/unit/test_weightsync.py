@@ -3,7 +3,11 @@ gloo ranks (threads of this process, each with its own process group object)."""
 
 from __future__ import annotations
 
+import gc
+import os
+import tempfile
 import threading
+import time
 
 import msgspec
 import pytest
@@ -72,7 +76,7 @@ def test_uri_round_trip_and_bad_uris():
 
 def _round_trip(packed: ws.Packed, tamper=None) -> tuple[dict, BaseException | None]:
     port = free_ports(1)[0]
-    store, listener = ws.server_store("127.0.0.1", port, 20)
+    store = ws.server_store("127.0.0.1", port, 20)
     got: dict = {}
     failure: list[BaseException] = []
 
@@ -92,7 +96,7 @@ def _round_trip(packed: ws.Packed, tamper=None) -> tuple[dict, BaseException | N
     group.barrier().wait()  # the learner's side returns only once the actor has it all
     del group
     thread.join(30)
-    listener.close()
+    del store
     return got, failure[0] if failure else None
 
 
@@ -132,7 +136,7 @@ def test_a_broadcast_between_two_gpus_over_nccl_delivers_every_tensor():
     expected = {k: v.clone() for k, v in _state().items()}
     packed = ws.pack(_state(), 3, 4096)
     port = free_ports(1)[0]
-    store, _listener = ws.server_store("127.0.0.1", port, 60)
+    store = ws.server_store("127.0.0.1", port, 60)
     got: dict = {}
 
     def actor() -> None:
@@ -168,12 +172,22 @@ def _listening(port: int) -> list[str]:
 def test_the_store_listens_on_its_host_only():
     """torch's TCPStore alone listens on every interface; ours on the configured host."""
     port = free_ports(1)[0]
-    _store, listener = ws.server_store("127.0.0.1", port, 5)
-    try:
-        assert listener.getsockname() == ("127.0.0.1", port)
-        assert _listening(port) == ["0100007F"]  # 127.0.0.1, and nothing else
-    finally:
-        listener.close()
+    store = ws.server_store("127.0.0.1", port, 5)
+    assert _listening(port) == ["0100007F"]  # 127.0.0.1, and nothing else
+    del store
+
+
+def test_the_store_owns_its_socket_and_closes_it_once():
+    """Dropping the store frees the port; the descriptor it closed is not closed again later
+    (a second close would hit whatever reused the number: gloo's epoll fd, once)."""
+    port = free_ports(1)[0]
+    store = ws.server_store("127.0.0.1", port, 5)
+    del store
+    gc.collect()
+    assert _listening(port) == []
+    with tempfile.TemporaryFile() as reused:  # takes the lowest free number: likely the store's
+        gc.collect()
+        os.fstat(reused.fileno())  # still open: nothing closed it behind its back
 
 
 def test_a_wildcard_in_the_notice_means_the_learners_own_address():
@@ -182,11 +196,7 @@ def test_a_wildcard_in_the_notice_means_the_learners_own_address():
 
 
 def test_no_connection_outlives_a_transfer():
-    """A group per transfer, dropped at the end: no gloo network thread is left behind (one
-    whose peer has gone can spin on the closed socket)."""
-    import os
-    import time
-
+    """A group per transfer, dropped at the end: no gloo network thread is left behind."""
     def gloo_threads() -> list[str]:
         names = []
         for task in os.listdir("/proc/self/task"):
