@@ -128,6 +128,7 @@ class Learner:
                 self._skip_nonfinite(setup, inputs, stats)
                 continue
             self.nonfinite_in_a_row = 0
+            setup.scheduler.on_trained(len(inputs.decisions))
             setup.step += 1
             setup.version += 1
             # Announce the weights before admitting work for the new version: work handed out

@@ -38,8 +38,9 @@ decides whether the group enters the batch (`all_correct` / `all_wrong` drops).
 
 Resume. All state is plain data, saved in checkpoints (`state_dict` / `load_state_dict`). A
 loaded scheduler starts with an empty in-flight table (work in flight at the checkpoint is
-released, as for a dead actor) and dispatches under fresh random ids, so no attempt of the
-previous process is accepted again; the ledger's unique (run, attempt id) is the last
+released, as for a dead actor), releases the accepted groups no step trained (they were in
+memory), and dispatches under fresh random ids, so no attempt of the previous process is
+accepted again; the ledger's unique (run, attempt id) is the last
 backstop. What the checkpoint keeps of arrivals is bounded: only `step_attempts`, the ids that
 arrived while the current step was running (cleared each time the step moves). With `step` it
 tells `store.rollback` which ledger rows the checkpoint has seen: every group recorded at an
@@ -340,6 +341,11 @@ class Scheduler:
                 self.staleness.on_evicted(1)
             return stale
 
+    def on_trained(self, n: int) -> None:
+        """`n` accepted groups were trained on (see `StalenessManager.forget_untrained`)."""
+        with self._lock:
+            self.staleness.on_trained(n)
+
     def release_buffered(self, n: int) -> None:
         """`n` accepted groups left the buffer untrained (a skipped batch, or groups buffered
         at a checkpoint that a resumed run will never see): their admission slots come back."""
@@ -398,6 +404,10 @@ class Scheduler:
             entry.revisit_at = s.get("revisit_at")
             entry.inflight = 0
         self.staleness = StalenessManager.from_dict(state["staleness"])
+        if "trained" in state["staleness"]:  # older checkpoints: the caller releases `buffered`
+            untrained = self.staleness.forget_untrained()
+            if untrained:
+                log.info("released %d accepted groups the checkpoint did not keep", untrained)
         # Work in flight at the checkpoint will come back to a new epoch, if at all, under ids
         # this process never dispatched: release it, as for a dead actor.
         if state["inflight"]:

@@ -187,8 +187,8 @@ def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
     setup.leader.load(ckpt, trainer_state, state.get("steps_done"))
     checkpoint.set_rng_state(state["rng"])
     setup.scheduler.load_state_dict(state["scheduler"])
-    if state.get("buffered"):
-        setup.scheduler.release_buffered(state["buffered"])
+    if state.get("buffered") and "trained" not in state["scheduler"]["staleness"]:
+        setup.scheduler.release_buffered(state["buffered"])  # a checkpoint from before `trained`
     setup.step, setup.version = state["step"], state["version"]
     # The ledger may hold groups and steps recorded after the checkpoint (the learner died
     # later): remove them and put every sample's state back to the checkpoint's.

@@ -13,7 +13,9 @@ Supervision rules:
 - Ctrl-C or SIGTERM: the learner gets SIGTERM (it checkpoints, then tells the actors to shut
   down), actors get SIGTERM after a grace period, and the command exits 130 (interrupt) or
   143 (terminate);
-- the learner finishing normally ends the run once the actors have exited on its Shutdown.
+- the learner finishing normally ends the run once the actors have exited on its Shutdown;
+- the supervisor itself killed (SIGKILL, OOM): every child gets SIGTERM from the kernel
+  (Linux's parent-death signal), so none is left running without it.
 
 GPUs (`gpu_plan`): on a machine with GPUs (those in CUDA_VISIBLE_DEVICES, else those
 `nvidia-smi -L` lists), the learner's ranks take the first `learner.nproc` (unless
@@ -70,10 +72,8 @@ class Child:
         with open(self.log_path, "ab") as fh:
             fh.write(f"\n==> starting {self.name} (restart {self.restarts})\n".encode())
             fh.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lppo.cli", *self.args], stdout=fh,
-                stderr=subprocess.STDOUT, env={**env, **self.env}, start_new_session=True,
-            )
+            self.proc = spawn([sys.executable, "-m", "lppo.cli", *self.args], fh,
+                              {**env, **self.env})
         self.started_at = time.monotonic()
 
     def poll(self) -> int | None:
@@ -89,6 +89,32 @@ class Child:
                 return "".join(deque(fh, maxlen=lines))
         except FileNotFoundError:
             return "(no log)"
+
+
+def spawn(argv: list[str], out, env: dict[str, str]) -> subprocess.Popen:
+    """A child in a session of its own (the terminal's Ctrl-C reaches only the supervisor,
+    which forwards it) that receives SIGTERM when the supervisor dies (Linux)."""
+    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, preexec_fn=_term_when_parent_dies(os.getpid()))
+
+
+def _term_when_parent_dies(parent: int):
+    """`preexec_fn`: PR_SET_PDEATHSIG = SIGTERM; a parent already gone: SIGTERM at once. The
+    supervisor starts children from its main thread only (the signal follows the thread)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def learner_rank_env(nproc: int, run_dir: Path) -> list[dict[str, str]]:

@@ -37,7 +37,9 @@ by policy v (leftovers from v arrive stale and are dropped).
 
 State is plain integers (`to_dict` / `from_dict` for checkpoints). After a restart, groups that
 were in flight and will not come back must be released with `on_lost`, and accepted groups
-that were in an unsaved buffer with `on_evicted`.
+that were never trained with `forget_untrained` (it needs `on_trained` calls for every batch:
+counting the buffer instead misses a batch half collected, and any group between the
+scheduler's decision and the buffer, and admission then stays short for the rest of the run).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class StalenessManager:
     """Groups released without a return (actor died, restart)."""
     evicted: int = 0
     """Accepted groups removed from the buffer without training."""
+    trained: int = 0
+    """Accepted groups an optimizer step has taken (`accepted - trained` wait somewhere)."""
     drops: dict[str, int] = field(default_factory=dict)
     """Rejections by reason (as passed to `on_return`)."""
 
@@ -144,6 +148,22 @@ class StalenessManager:
             raise ValueError(f"on_evicted: {k} evicted but only {self.accepted} accepted")
         self.accepted -= k
         self.evicted += k
+
+    def on_trained(self, k: int) -> None:
+        """`k` accepted groups were trained on."""
+        self._check_count("k", k)
+        if k > self.accepted - self.trained:
+            raise ValueError(f"on_trained: {k} trained but only {self.accepted - self.trained} "
+                             "accepted groups wait")
+        self.trained += k
+
+    def forget_untrained(self) -> int:
+        """After a restore: every accepted group not yet trained was in memory the checkpoint
+        did not keep (the buffer, a batch being collected, a decision on its way to the
+        buffer); they count as evicted, so their admission slots come back. Returns how many."""
+        k = self.accepted - self.trained
+        self.on_evicted(k)
+        return k
 
     def set_version(self, v: int) -> None:
         """The policy version moved to `v` (after an optimizer step); never backwards."""

@@ -66,6 +66,21 @@ def test_lost_and_evicted_groups_free_capacity():
     assert (m.accepted, m.capacity(), m.evicted) == (1, 1, 1)
 
 
+def test_a_restore_forgets_every_accepted_group_no_step_trained():
+    m = StalenessManager(max_staleness=1, batch_groups=2)
+    m.on_dispatch(4)
+    for _ in range(4):
+        m.on_return(True)
+    m.on_trained(2)
+    m.set_version(1)
+    assert m.capacity() == 2  # (1 + 1 + 1) * 2 - 4 accepted - 0 in flight
+    back = StalenessManager.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert back.forget_untrained() == 2  # the buffer, a half-collected batch: not in the state
+    assert (back.accepted, back.trained, back.evicted, back.capacity()) == (2, 2, 2, 4)
+    with pytest.raises(ValueError, match="only 0 accepted groups wait"):
+        back.on_trained(1)
+
+
 def test_misuse_raises():
     m = StalenessManager(max_staleness=1, batch_groups=2, version=2)
     with pytest.raises(ValueError, match="in flight"):

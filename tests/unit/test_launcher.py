@@ -1,12 +1,19 @@
-"""`lppo run`'s pure parts: which GPUs each child sees, and the learner ranks' environment."""
+"""`lppo run`'s parts: which GPUs and cores each child gets, the learner ranks' environment,
+and children that stop when the supervisor dies."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 from lppo.core.config import Config
 from lppo.core.errors import UserError
 from lppo.launcher import cpu_plan, gpu_plan, learner_rank_env, visible_gpus
+from tests.conftest import ROOT
 
 
 def _cfg(**learner_actor) -> Config:
@@ -87,3 +94,37 @@ def test_a_pinned_process_runs_on_its_cores_only(monkeypatch):
     assert parse_cores("2,3") == [2, 3]
     with pytest.raises(ValueError, match="LPPO_CPU_CORES='a-b': expected core ids"):
         parse_cores("a-b")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_children_stop_when_the_supervisor_is_killed():
+    """A supervisor killed outright (SIGKILL, the OOM killer, a test's timeout) leaves no
+    learner or actor running on its own."""
+    script = ("import subprocess, sys, time\n"
+              "from lppo.launcher import spawn\n"
+              "child = spawn([sys.executable, '-c', 'import time; time.sleep(120)'], "
+              "subprocess.DEVNULL, {})\n"
+              "print(child.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(child, 0)  # running
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

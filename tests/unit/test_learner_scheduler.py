@@ -134,6 +134,23 @@ def test_state_round_trips_through_json():
     assert t.next_items("a0", 1)
 
 
+def test_a_restore_gives_back_the_slots_of_accepted_groups_no_step_trained():
+    """What a stop loses: groups in the buffer and in a batch being collected. Counting only
+    the buffer's size at the checkpoint left admission short for good (a resumed run that never
+    got work again)."""
+    cfg = _cfg(max_staleness=1)
+    s = Scheduler(cfg, _samples(8))
+    items = s.next_items("a0", 8)
+    assert len(items) == 4  # (1 + 0 + 1) * 2
+    for it in items:
+        assert s.on_group(_group(it, correct=2)).accepted
+    s.on_trained(2)  # one batch trained; the other two groups wait
+    s.set_version(1, step=1)
+    assert len(s.next_items("a0", 8)) == 2  # (1 + 1 + 1) * 2 - 4 accepted
+    t = _round_trip(s, cfg, 8)  # the two waiting and the two in flight are gone
+    assert t.staleness.accepted == 2 and len(t.next_items("a0", 8)) == 4
+
+
 def _round_trip(s: Scheduler, cfg: Config, samples: int) -> Scheduler:
     t = Scheduler(cfg, _samples(samples))
     t.load_state_dict(json.loads(json.dumps(s.state_dict())))
