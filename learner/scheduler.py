@@ -11,18 +11,23 @@ reads its samples or its staleness manager (a `Decision` carries copies: the obs
 frozen value, and the sample's state as the ledger stores it).
 
 Selection. Work is paced by `StalenessManager.capacity()` (AReaL admission with curation's
-over-dispatch). Of k items, `recheck_count` are drawn from solved/parked samples (rechecks),
-the rest from active samples, least recently dispatched first (never-dispatched ones in a
-random order seeded by `run.seed`, or file order without `data.shuffle`); a sample has at
-most one group in flight, so its statistics update in order. With `curation.revisit_steps`, a
-sample whose last group failed unguided or was guided is due again that many steps after the
-group arrived and goes before every other (oldest due first): hard samples come back within a
-bounded number of steps however large the set. Each item carries the sample's current prefix
-(`learner.algo.prefix`: PG-sampling's ratio, capped by the annealed largest ratio, cut at a
-line/sentence boundary of the expert solution, never stating the final answer) and, for a
-mixed group (`pg.guided_share` < 1), how many completions see it; samples without a solution
-are never guided, and no group is guided by an empty prefix (a ratio below the solution's
-first boundary rises to it if the annealed cap allows, else the group goes unguided).
+over-dispatch). Of k items, `recheck_count` are drawn from solved/parked samples (rechecks,
+least recently dispatched first), the rest from active samples; a sample has at most one
+group in flight, so its statistics update in order. With `curation.revisit_steps`, a sample
+whose last group failed unguided or was guided is due again that many steps after the group
+arrived and goes before every other (oldest due first): hard samples come back within a
+bounded number of steps however large the set. The remaining slots are the selection
+policy's choice (`learner.selection`, learner/algo/select.py: by default least recently
+dispatched first, never-dispatched ones in a random order seeded by `run.seed`, or file order
+without `data.shuffle`); every observed group is fed back to it. Each dispatch records why it
+was chosen (`recheck`, `revisit` or the policy's name) and the score it was ranked by.
+
+Prefix. Each item carries the sample's current prefix (`learner.algo.prefix`: PG-sampling's
+ratio, capped by the annealed largest ratio, cut at a line/sentence boundary of the expert
+solution, never stating the final answer) and, for a mixed group (`pg.guided_share` < 1), how
+many completions see it; samples without a solution are never guided, and no group is guided
+by an empty prefix (a ratio below the solution's first boundary rises to it if the annealed
+cap allows, else the group goes unguided).
 
 Arrival. A group is matched to its dispatch record, which is removed on the spot: the
 in-flight table is the only authority on which attempts may still be trained, so a
@@ -49,7 +54,6 @@ earlier step, and those of this step that are listed.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import threading
@@ -62,11 +66,17 @@ import msgspec
 import numpy as np
 
 from learner.algo import admit, curation, guidance, prefix
+from learner.algo.advantages import compute_advantages
+from learner.algo.category_bandit import CategoryBandit
+from learner.algo.pass_target import TargetPassRate
 from learner.algo.prefix import SolutionCuts
 from learner.algo.progress import SampleStats
 from learner.algo.sample import Observation, observe
+from learner.algo.select import Candidate, Feedback, LeastRecent, Policy, Uniform
 from learner.algo.staleness import StalenessManager
+from learner.algo.thompson import Thompson
 from lppo.core.config import Config
+from lppo.core.config.schema import LearnerConfig
 from lppo.core.vocab import DropReason, SampleStatus, Verdict
 from lppo.core.wire import Array, RolloutGroup, WorkItem
 from store.records import SampleStateRecord
@@ -91,6 +101,8 @@ class SampleEntry:
     inflight: int = 0
     revisit_at: int | None = None
     """Learner step from which the sample is dispatched before others (`revisit_steps`)."""
+    category: str | None = None
+    """Its value of `learner.category_bandit.field` (only read by that policy)."""
 
 
 @dataclass
@@ -108,6 +120,10 @@ class Dispatch:
     """Completions asked to see the prefix (the rest of a mixed group do not); 0: unguided."""
     dispatched_at: float = 0.0
     """`time.monotonic()` when it was handed out (`expire`)."""
+    selection: str = ""
+    """Why it was chosen: the policy's name, or `revisit` / `recheck` (curation's)."""
+    score: float | None = None
+    """The value it was ranked by (learner/algo/select.py lists each policy's)."""
 
 
 @dataclass
@@ -147,12 +163,16 @@ class Scheduler:
         self.step = 0
         self.dispatched_total = 0
         self.rechecked_total = 0
-        self._clock = itertools.count()  # dispatch order (deterministic, unlike time)
+        self._clock = 0
+        """Dispatches so far: the next one's place in the dispatch order (unlike time,
+        deterministic)."""
         order = sorted(self.samples)
         if cfg.data.shuffle:
             random.Random(cfg.run.seed).shuffle(order)
         self._rank = {sid: i for i, sid in enumerate(order)}
         """Tie-break among samples dispatched equally long ago: the first epoch's order."""
+        self.policy = make_policy(cfg.learner, cfg.run.seed)
+        """Chooses among dispatchable samples (learner/algo/select.py)."""
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -172,38 +192,57 @@ class Scheduler:
         if cur.enabled and cur.recheck_fraction > 0:
             rechecks = curation.recheck_count(k, self.dispatched_total, self.rechecked_total,
                                               cur.recheck_fraction)
-        chosen = self._pick(rechecks, recheck=True)
-        chosen += self._pick(k - len(chosen), recheck=False)
-        items = [self._dispatch(entry, actor_id, recheck) for entry, recheck in chosen]
+        chosen = self._pick_rechecks(rechecks)
+        chosen += self._pick(k - len(chosen))
+        items = [self._dispatch(entry, actor_id, why) for entry, why in chosen]
         self.staleness.on_dispatch(len(items))
         self.dispatched_total += len(items)
-        self.rechecked_total += sum(1 for _, r in chosen if r)
+        self.rechecked_total += sum(1 for _, why in chosen if why.selection == "recheck")
         return items
 
-    def _pick(self, k: int, recheck: bool) -> list[tuple[SampleEntry, bool]]:
+    def _pick_rechecks(self, k: int) -> list[tuple[SampleEntry, _Why]]:
+        """Retired and parked samples, least recently dispatched first."""
         if k <= 0:
             return []
-        if recheck:
-            pool = [s for s in self.samples.values()
-                    if s.status != SampleStatus.ACTIVE and not s.inflight]
-        else:
-            pool = [s for s in self.samples.values()
-                    if curation.is_dispatchable(s.status) or not self.cfg.lppo.curation.enabled]
-            pool = [s for s in pool if not s.inflight]
-        pool.sort(key=self._order)
-        return [(s, recheck) for s in pool[:k]]
+        pool = [s for s in self.samples.values()
+                if s.status != SampleStatus.ACTIVE and not s.inflight]
+        pool.sort(key=self._recency)
+        return [(s, _Why("recheck", self._age(s))) for s in pool[:k]]
 
-    def _order(self, s: SampleEntry) -> tuple:
-        """Due revisits first (oldest due first), then least recently dispatched."""
-        due = s.revisit_at is not None and s.revisit_at <= self.step
-        return (0, s.revisit_at, s.last_dispatch) if due else (
-            1, 0, s.last_dispatch, self._rank[s.sample_id])
+    def _pick(self, k: int) -> list[tuple[SampleEntry, _Why]]:
+        """Due revisits first (oldest due first), then the selection policy's choice."""
+        if k <= 0:
+            return []
+        pool = [s for s in self.samples.values()
+                if (curation.is_dispatchable(s.status) or not self.cfg.lppo.curation.enabled)
+                and not s.inflight]
+        due = sorted((s for s in pool if s.revisit_at is not None and s.revisit_at <= self.step),
+                     key=lambda s: (s.revisit_at, s.last_dispatch))[:k]
+        chosen = [(s, _Why("revisit", float(self.step - s.revisit_at))) for s in due]
+        taken = {s.sample_id for s in due}
+        rest = [self._candidate(s) for s in pool if s.sample_id not in taken]
+        for pick in self.policy.choose(rest, k - len(chosen)):
+            chosen.append((self.samples[pick.sample_id], _Why(self.policy.name, pick.score)))
+        return chosen
+
+    def _recency(self, s: SampleEntry) -> tuple:
+        """Least recently dispatched first; never-dispatched ones in the first epoch's order."""
+        return (s.last_dispatch, self._rank[s.sample_id])
+
+    def _age(self, s: SampleEntry) -> float | None:
+        return None if s.last_dispatch < 0 else float(self._clock - 1 - s.last_dispatch)
+
+    def _candidate(self, s: SampleEntry) -> Candidate:
+        age = self._age(s)
+        return Candidate(sample_id=s.sample_id, recency=self._recency(s),
+                         age=None if age is None else int(age), ema=s.stats.ema,
+                         category=s.category)
 
     def max_ratio(self) -> float:
         """The largest prefix ratio at the current step (`pg.anneal`)."""
         return prefix.max_ratio_at(self.step, self.cfg.learner.max_steps, self.cfg.lppo.pg)
 
-    def _dispatch(self, entry: SampleEntry, actor_id: str, recheck: bool) -> WorkItem:
+    def _dispatch(self, entry: SampleEntry, actor_id: str, why: _Why) -> WorkItem:
         pg, n = self.cfg.lppo.pg, self.cfg.learner.group_size
         ratio, cut = 0.0, []
         if pg.enabled and entry.cuts:  # an empty cut is no guidance: ratio 0 then
@@ -214,12 +253,14 @@ class Scheduler:
         # learner never reuses one (the ledger would skip its group as a duplicate).
         attempt_id = uuid.uuid4().hex
         entry.inflight += 1
-        entry.last_dispatch = next(self._clock)
+        entry.last_dispatch = self._clock
+        self._clock += 1
         entry.revisit_at = None
         self.inflight[attempt_id] = Dispatch(
             attempt_id=attempt_id, sample_id=entry.sample_id, actor_id=actor_id, ratio=ratio,
-            prefix_len=len(cut), version=self.staleness.version, recheck=recheck,
-            guided_n=guided_n, dispatched_at=time.monotonic(),
+            prefix_len=len(cut), version=self.staleness.version,
+            recheck=why.selection == "recheck", guided_n=guided_n,
+            dispatched_at=time.monotonic(), selection=why.selection, score=why.score,
         )
         return WorkItem(
             attempt_id=attempt_id, sample_id=entry.sample_id, prompt=entry.problem,
@@ -264,6 +305,7 @@ class Scheduler:
             entry.status_since = self.step
         entry.stats, entry.status, entry.ratio = obs.stats, obs.status, obs.next_ratio
         entry.revisit_at = self._revisit_at(dispatch, obs)
+        self.policy.observe(self._feedback(entry, group, dispatch))
         reason = None
         if self.cfg.lppo.curation.enabled:
             correct = [c.verdict == Verdict.CORRECT for c in group.completions]
@@ -284,6 +326,19 @@ class Scheduler:
         unguided = float(np.mean(parts[False])) if guided and parts[False] else None
         return observe(entry.stats, entry.status, rate, guided, self.cfg.lppo,
                        ratio=dispatch.ratio, unguided_rate=unguided, max_ratio=self.max_ratio())
+
+    def _feedback(self, entry: SampleEntry, group: RolloutGroup, dispatch: Dispatch) -> Feedback:
+        """What the selection policy learns from an observed group."""
+        guided = dispatch.ratio > 0
+        unguided = [c.verdict == Verdict.CORRECT for c in group.completions
+                    if not guided or c.unguided]
+        rewards = [c.reward for c in group.completions]
+        adv = compute_advantages([rewards], self.cfg.learner.advantage,
+                                 self.cfg.learner.std_normalize,
+                                 lengths=[[c.token_ids.shape[0] for c in group.completions]])
+        return Feedback(sample_id=entry.sample_id, category=entry.category,
+                        unguided_correct=sum(unguided), unguided_total=len(unguided),
+                        abs_advantage=float(np.mean(np.abs(adv.values[0]))))
 
     def _revisit_at(self, dispatch: Dispatch, obs: Observation) -> int | None:
         """When a failed or guided sample is due again (`curation.revisit_steps`)."""
@@ -387,6 +442,7 @@ class Scheduler:
             "step_attempts": sorted(self.step_attempts),
             "step": self.step, "dispatched_total": self.dispatched_total,
             "rechecked_total": self.rechecked_total, "saved_at": time.time(),
+            "selection": {"policy": self.policy.name, "state": self.policy.state_dict()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -419,8 +475,36 @@ class Scheduler:
         self.step = state["step"]
         self.dispatched_total = state["dispatched_total"]
         self.rechecked_total = state["rechecked_total"]
-        self._clock = itertools.count(int(max((e.last_dispatch for e in self.samples.values()),
-                                              default=0)) + 1)
+        self._clock = int(max((e.last_dispatch for e in self.samples.values()), default=0)) + 1
+        self._load_policy(state.get("selection"))
+
+    def _load_policy(self, saved: dict[str, Any] | None) -> None:
+        """The policy's state, when the checkpoint's policy is this run's (a run resumed with
+        another `learner.selection` starts that policy afresh)."""
+        if saved and saved.get("policy") == self.policy.name:
+            self.policy.load_state_dict(saved["state"])
+        elif saved:
+            log.info("checkpoint selected with %r, this run with %r: the policy starts afresh",
+                     saved.get("policy"), self.policy.name)
+
+
+@dataclass(frozen=True)
+class _Why:
+    selection: str
+    score: float | None
+
+
+def make_policy(cfg: LearnerConfig, seed: int) -> Policy:
+    """The policy `learner.selection` names, with its parameters."""
+    if cfg.selection == "uniform":
+        return Uniform(seed)
+    if cfg.selection == "thompson":
+        return Thompson(cfg.thompson, seed)
+    if cfg.selection == "target_pass_rate":
+        return TargetPassRate(cfg.target_pass_rate)
+    if cfg.selection == "category_bandit":
+        return CategoryBandit(cfg.category_bandit, seed)
+    return LeastRecent()
 
 
 def state_record(entry: SampleEntry, weight: float, step: int) -> SampleStateRecord:

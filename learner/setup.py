@@ -65,7 +65,10 @@ def read_train(cfg: Config) -> list[SampleRecord]:
     """Every row of `data.train`, checked (a bad row fails here, before the ledger is touched)."""
     if not cfg.data.train:
         raise UserError("data.train: the learner needs at least one training data set")
-    return [rec for spec in cfg.data.train for rec in read_dataset(spec)]
+    records = [rec for spec in cfg.data.train for rec in read_dataset(spec)]
+    for rec in records:
+        category_of(cfg, rec)  # the bandit's field, in every row
+    return records
 
 
 def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
@@ -81,6 +84,7 @@ def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
         if sid in entries:
             continue  # a duplicate problem maps onto its first occurrence
         entries[sid] = SampleEntry(sample_id=sid, problem=rec.problem, answer=rec.answer,
+                                   category=category_of(cfg, rec),
                                    cuts=prepare_solution(tokenizer, rec.solution,
                                                          cfg.lppo.pg.boundary, rec.answer)
                                    if rec.solution else None)
@@ -100,6 +104,20 @@ def load_samples(cfg: Config, ledger: Ledger, run_id: int, tokenizer,
         log.info("%d expert solutions state their answer before any boundary: those samples "
                  "are never guided (e.g. sample %d)", len(unguidable), unguidable[0].sample_id)
     return list(entries.values())
+
+
+def category_of(cfg: Config, rec: SampleRecord) -> str | None:
+    """The record's `learner.category_bandit.field` value (that policy only); a row without
+    it is a `UserError` naming the row."""
+    if cfg.learner.selection != "category_bandit":
+        return None
+    name = cfg.learner.category_bandit.field
+    value = rec.meta.get(name) if name else None
+    if value is None or isinstance(value, (dict, list)):
+        raise UserError(f"learner.category_bandit.field: row {rec.source_key} of data set "
+                        f"{rec.dataset!r} has no scalar field {name!r} (fields: "
+                        f"{sorted(rec.meta) or 'none beyond problem/solution/answer'})")
+    return str(value)
 
 
 def fitting(cfg: Config, tokenizer, records: list[SampleRecord]) -> list[SampleRecord]:

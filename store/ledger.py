@@ -444,6 +444,7 @@ def _group_row(run_id: int, g: GroupRecord) -> dict[str, Any]:
         "prefix_len": g.prefix_len, "lp_weight": g.lp_weight, "used_in_step": g.used_in_step,
         "dropped_reason": g.dropped_reason, "guided_n": g.guided_n,
         "unguided_correct": g.unguided_correct,
+        "selection": g.selection, "selection_score": g.selection_score,
         "ema": st.ema if st else None, "progress": st.progress if st else None,
         "status": st.status if st else None,
         "gen_s": g.gen_s, "verify_s": g.verify_s, "received_at": g.received_at,

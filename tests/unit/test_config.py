@@ -145,6 +145,12 @@ def test_bad_values_name_key_and_expectation(override, expected):
         (["actor.sampling.max_tokens=5000"], "actor.sampling.max_tokens: data.max_prompt_tokens"),
         (["store.url=mysql://x"], "store.url: expected a sqlite:/// or postgresql+psycopg://"),
         (["data.plain_template=Q:"], "data.plain_template: must contain '{problem}'"),
+        (["learner.thompson.target=0.3"],
+         "learner.thompson: set, but learner.selection is 'lppo'"),
+        (["learner.selection=uniform", "learner.category_bandit.field=level"],
+         "learner.category_bandit: set, but learner.selection is 'uniform'"),
+        (["learner.selection=category_bandit"], "learner.category_bandit.field: required"),
+        (["learner.selection=bandit"], "learner.selection: expected one of 'lppo', 'uniform'"),
     ],
 )
 def test_cross_field_rules_name_their_keys(overrides, expected):
@@ -160,6 +166,8 @@ def test_cross_field_rules_accept_consistent_values():
     )
     assert cfg.learner.advantage == "drgrpo"
     assert load_config(None, ["transport.host=localhost"]).transport.host == "localhost"
+    cfg = load_config(None, ["learner.selection=thompson", "learner.thompson.decay=0.9"])
+    assert cfg.learner.thompson.decay == 0.9
 
 
 def test_all_problems_reported_at_once_with_list_positions():

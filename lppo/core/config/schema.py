@@ -26,6 +26,11 @@ from lppo.core.config.method import LPConfig as LPConfig
 from lppo.core.config.method import LPPOConfig
 from lppo.core.config.method import PGConfig as PGConfig
 from lppo.core.config.section import Section
+from lppo.core.config.selection import (
+    CategoryBanditConfig,
+    TargetPassRateConfig,
+    ThompsonConfig,
+)
 from lppo.core.vocab import Verdict
 
 # --------------------------------------------------------------------------------------------
@@ -356,6 +361,21 @@ class LearnerConfig(Section):
     each batch split by whole groups; rank 0 alone talks to actors and the ledger
     (learner/ranks.py). On CUDA each rank takes one GPU; on CPU they share the cores (gloo).
     Under your own `torchrun`, its `--nproc_per_node` decides instead."""
+    selection: Literal["lppo", "uniform", "thompson", "target_pass_rate",
+                       "category_bandit"] = "lppo"
+    """Which samples are dispatched next (learner/algo/select.py): `lppo`, least recently
+    dispatched first (every sample comes back after all others); `uniform`, at random;
+    `thompson`, MoPPS's Thompson sampling of a Beta posterior of each pass rate (`thompson`);
+    `target_pass_rate`, predicted pass rate (its EMA) closest to a target, as in Prompt
+    Curriculum Learning (`target_pass_rate`); `category_bandit`, SEC's Boltzmann bandit over a
+    data field's categories, rewarded by the mean absolute advantage (`category_bandit`).
+    Curation's due revisits and rechecks go first whatever the policy."""
+    thompson: ThompsonConfig = Field(default_factory=ThompsonConfig)
+    """`selection = "thompson"`."""
+    target_pass_rate: TargetPassRateConfig = Field(default_factory=TargetPassRateConfig)
+    """`selection = "target_pass_rate"`."""
+    category_bandit: CategoryBanditConfig = Field(default_factory=CategoryBanditConfig)
+    """`selection = "category_bandit"`."""
     weights_backend: Literal["filesystem", "collective"] = "filesystem"
     """How actors receive weights. `filesystem`: a safetensors file per version under the run
     folder, announced on the wire (lppo/core/weightfiles.py). `collective`: broadcast from
@@ -395,6 +415,14 @@ class LearnerConfig(Section):
                 f"learner.warmup_steps: expected <= learner.max_steps ({self.max_steps}), "
                 f"got {self.warmup_steps}"
             )
+        for name in ("thompson", "target_pass_rate", "category_bandit"):
+            section = getattr(self, name)
+            if self.selection != name and section != type(section)():
+                raise ValueError(f"learner.{name}: set, but learner.selection is "
+                                 f"{self.selection!r} (its parameters would do nothing)")
+        if self.selection == "category_bandit" and not self.category_bandit.field:
+            raise ValueError("learner.category_bandit.field: required with learner.selection "
+                             "= 'category_bandit' (the data field that names a category)")
         if self.advantage == "drgrpo" and self.std_normalize:
             # Dr.GRPO is defined without std normalisation; make the conflict explicit.
             raise ValueError(
