@@ -1,7 +1,8 @@
 """Ablation of LPPO's parts in its own regime: a small trusted set, hard problems, many visits.
 
     .venv/bin/python bench/ablation.py [--arms grpo,pg_masked,...] [--seeds 0,1,2]
-        [--steps 40] [--measure-every 10] [--target-gain 0.5] [--set KEY=VALUE ...]
+        [--steps 40] [--measure-every 10] [--target-gain 0.5] [--baseline ARM]
+        [--set KEY=VALUE ...]
         [--json out.json] [--keep]
 
 The regime. The demo's trusted set (`DemoRecipe.trusted`: 8 level-1, 16 level-2 and 72
@@ -27,14 +28,20 @@ Arms (the only difference between them; `--set` applies to all):
     lp_lagged       LP weights only, the sample's progress before the group
     lp_fast_slow    LP weights only, fast minus slow EMA before the group
     full            LP + PG + the options `--full` names (default: the probe's choice)
+    sel_uniform     `full` with another sample-selection policy (`learner.selection`):
+    sel_thompson    uniform, Thompson sampling (MoPPS), pass-rate targeting (PCL), a bandit
+    sel_target      over the demo's levels (SEC); pair them with `--baseline full` (its
+    sel_bandit      selection is LPPO's least-recently-dispatched order)
 
 Measures, on problems never trained on (`DemoRecipe.measure_set`: 1,000 per level, the demo's
 held-out exact measure): the probability of writing the expert solution verbatim (no sampling
 noise) on level 3 (primary) at every `--measure-every` steps, and on levels 1 and 2 at the end
 (forgetting guards); steps to the target (level 3 at step 0 + `--target-gain` points); from
 the run's ledger, visits per sample, samples rescued (`store.queries.RESCUED_SQL`), retired
-and parked. Every arm is paired with `grpo` by seed (same seed, same trusted set; the
-difference of final level-3 accuracy, its mean and standard error over seeds).
+and parked; the share of generated groups that carry a signal (neither all-correct nor
+all-wrong) and the rollouts generated per trained group. Every arm is paired with the baseline
+arm (`--baseline`, `grpo`) by seed (same seed, same trusted set; the difference of final
+level-3 accuracy, its mean and standard error over seeds).
 """
 
 from __future__ import annotations
@@ -65,6 +72,11 @@ ARMS: dict[str, list[str]] = {
     "lp_lagged": ["lppo.pg.enabled=false", "lppo.lp.signal=\"lagged\""],
     "lp_fast_slow": ["lppo.pg.enabled=false", "lppo.lp.signal=\"fast_slow\""],
     "full": [],
+    "sel_uniform": ["learner.selection=\"uniform\""],
+    "sel_thompson": ["learner.selection=\"thompson\""],
+    "sel_target": ["learner.selection=\"target_pass_rate\""],
+    "sel_bandit": ["learner.selection=\"category_bandit\"",
+                   "learner.category_bandit.field=\"level\""],
 }
 FULL = ["lppo.pg.sft_coef=1.0"]
 """What `full` adds to LP + PG unless `--full` says otherwise (the transfer probe's choice)."""
@@ -91,6 +103,7 @@ def parse(argv=None) -> argparse.Namespace:
                    help="level-3 exact accuracy gain (points) that counts as reaching target")
     p.add_argument("--full", action="append", default=None, metavar="KEY=VALUE",
                    help=f"what the `full` arm adds to LP + PG (default: {FULL})")
+    p.add_argument("--baseline", default="grpo", help="the arm every other is paired with")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", help="write the numbers to this file")
     p.add_argument("--keep", action="store_true", help="keep the run folders and ledger")
@@ -98,7 +111,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def arm_overrides(arm: str, args) -> list[str]:
-    extra = (args.full or FULL) if arm == "full" else []
+    extra = (args.full or FULL) if arm == "full" or arm.startswith("sel_") else []
     return [*REGIME, *ARMS[arm], *extra, *args.overrides]
 
 
@@ -118,7 +131,7 @@ def main(argv=None) -> int:
         for seed in seeds:
             for arm in arms:
                 grid.run(arm, seed, arm_overrides(arm, args))
-        report = grid.report(args.target_gain, baseline="grpo")
+        report = grid.report(args.target_gain, baseline=args.baseline)
     print("\n".join(report["lines"]))
     print(f"\n{len(arms)} arms x {len(seeds)} seeds in {time.perf_counter() - start:.0f} s")
     if args.json:

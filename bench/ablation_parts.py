@@ -118,9 +118,14 @@ class Grid:
                 f"SELECT sum(CASE WHEN prefix_len > 0 THEN 1 ELSE 0 END), count(*) FROM "
                 f"rollout_groups WHERE run_id = {run_id}").rows[0]
             rescued = len(reader.rescued(run_id))
+            signal, rollouts, trained = reader.sql(
+                f"SELECT sum(CASE WHEN n_correct > 0 AND n_correct < n THEN 1 ELSE 0 END), "
+                f"sum(n), sum(CASE WHEN used_in_step IS NOT NULL THEN 1 ELSE 0 END) "
+                f"FROM rollout_groups WHERE run_id = {run_id}").rows[0]
         return {"visits_min": min(visits), "visits_mean": statistics.fmean(visits),
                 "rescued": rescued, "statuses": statuses, "guided_groups": int(guided or 0),
-                "groups": int(groups)}
+                "groups": int(groups), "signal_share": int(signal or 0) / max(1, int(groups)),
+                "rollouts_per_trained": int(rollouts or 0) / max(1, int(trained or 0))}
 
     # -- the report --------------------------------------------------------------------------
 
@@ -160,6 +165,8 @@ class Grid:
             solved=statistics.fmean(r["statuses"].get("solved", 0) for r in runs.values()),
             parked=statistics.fmean(r["statuses"].get("parked", 0) for r in runs.values()),
             groups=statistics.fmean(r["groups"] for r in runs.values()),
+            signal_share=mean_se([r["signal_share"] for r in runs.values()]),
+            rollouts_per_trained=mean_se([r["rollouts_per_trained"] for r in runs.values()]),
             wall_s=statistics.fmean(r["wall_s"] for r in runs.values()))
         return out
 
@@ -232,4 +239,6 @@ def _arm_line(arm: str, n: dict[str, Any], baseline: str) -> str:
             f"{n['L2'][0]:.1f}; target {to}; groups {n['groups']:.0f}; visits >= "
             f"{n['visits_min']} (mean "
             f"{n['visits_mean']:.1f}); rescued {n['rescued']:.1f}, solved {n['solved']:.1f}, "
-            f"parked {n['parked']:.1f}; {n['wall_s']:.0f} s/run")
+            f"parked {n['parked']:.1f}; signal {n['signal_share'][0]:.3f} +- "
+            f"{n['signal_share'][1]:.3f} of groups; {n['rollouts_per_trained'][0]:.1f} rollouts "
+            f"per trained group; {n['wall_s']:.0f} s/run")

@@ -177,7 +177,11 @@ def serial_main(out_path: str, steps: int, skip: int, overrides_json: str) -> No
     try:
         out = {}
         for name, n in (("warm", skip), ("timed", steps - skip)):
-            cfg = demo_config(tmp, f"serial-{name}", [*overrides, f"learner.max_steps={n}",
+            # the warm-up run may be shorter than the config's lr warm-up (which it need not
+            # follow: it only warms the engine); the timed run keeps the config's
+            warm = ["learner.warmup_steps=0"] if name == "warm" else []
+            cfg = demo_config(tmp, f"serial-{name}", [*overrides, *warm,
+                                                      f"learner.max_steps={n}",
                                                       f"learner.checkpoint_every={n}"])
             if engine is None:
                 engine, pool = create_engine(cfg), RewardPool(cfg.actor.reward)

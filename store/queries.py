@@ -218,7 +218,9 @@ class LedgerReader:
             stmt = (
                 sa.select(S.sample_id, Sample.dataset, Sample.source_key, Sample.problem,
                           Sample.answer, *(S[c] for c in SAMPLE_SORT_KEYS if c != "sample_id"),
-                          S.prefix_len, S.status, S.ema_prev)
+                          S.prefix_len, S.status, S.ema_prev,
+                          _latest_group(G.selection).label("selection"),
+                          _latest_group(G.selection_score).label("selection_score"))
                 .join(Sample, Sample.id == S.sample_id)
                 .where(S.run_id == self._resolve(conn, run))
                 .order_by(key.desc() if descending else key.asc(), S.sample_id)
@@ -245,7 +247,7 @@ class LedgerReader:
                 G.actor_id, G.n, G.n_correct, G.pass_rate, G.mean_reward, G.tokens,
                 G.prefix_ratio, G.prefix_len, G.guided_n, G.prefix_term, G.prefix_advantage,
                 G.lp_weight, G.ema, G.progress, G.status, G.used_in_step, G.dropped_reason,
-                G.received_at]
+                G.selection, G.selection_score, G.received_at]
         with self.engine.connect() as conn:
             run_id = self._resolve(conn, run)
             rows = _dicts(conn.execute(
@@ -379,6 +381,14 @@ def sample_filter(stmt: sa.Select, *, status: str | None = None, dataset: str | 
 def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     """COUNT of rows where `condition` holds (portable: no FILTER clause needed)."""
     return sa.func.count(sa.case((condition, 1)))
+
+
+def _latest_group(column):
+    """`column` of the sample's most recent group in the run, for a row of `sample_state`
+    (one indexed lookup per row: `(run_id, sample_id, step_seen)`)."""
+    return (sa.select(column)
+            .where(G.run_id == S.run_id, G.sample_id == S.sample_id)
+            .order_by(G.step_seen.desc(), G.id.desc()).limit(1).scalar_subquery())
 
 
 def _dicts(result: Any) -> Rows:

@@ -3,7 +3,9 @@
 Filters (status, data set, guided or not, text in the problem), the sort key and the page
 are pushed down to `LedgerReader.samples` (indexed on `(run_id, status, progress)`), so a
 run of any size sends one page of rows to the browser. Clicking a row opens the sample's
-trajectory; so does typing its id.
+trajectory; so does typing its id. "last chosen by" and "score": why the sample's latest
+group was dispatched (the selection policy, or curation's revisit/recheck) and the value it
+was ranked by.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ PAGE_SIZES = (100, 500, 1000, 5000)
 TABLE_KEY = "sample_table"
 COLUMNS = ["sample_id", "status", "attempts", "guided_attempts", "ema", "progress", "weight",
            "prefix_ratio", "pass_rate", "guided_pass_rate", "last_seen_step",
-           "status_since_step", "dataset", "source_key", "problem"]
+           "status_since_step", "selection", "selection_score", "dataset", "source_key",
+           "problem"]
 
 
 def filters(ctx: Ctx) -> dict:
@@ -66,6 +69,8 @@ def table(df) -> int | None:
         "guided_pass_rate": st.column_config.NumberColumn("last guided", format="%.2f"),
         "last_seen_step": st.column_config.NumberColumn("last seen", format="%d"),
         "status_since_step": st.column_config.NumberColumn("status since", format="%d"),
+        "selection": st.column_config.TextColumn("last chosen by"),
+        "selection_score": st.column_config.NumberColumn("score", format="%.3f"),
         "problem": st.column_config.TextColumn("problem", width="large"),
     }
     event = st.dataframe(df[[c for c in COLUMNS if c in df.columns]], key=TABLE_KEY,

@@ -117,13 +117,22 @@ def prefix_note(g: dict) -> str:
     return f"{seen}, prefix {term}" + (f" (A {adv:+.2f})" if adv is not None else "")
 
 
+def selection_note(g: dict) -> str:
+    """Why the sample was dispatched (`rollout_groups.selection`) and the score it ranked by."""
+    chosen = g.get("selection")
+    if chosen is None:
+        return ""
+    score = g.get("selection_score")
+    return f"chosen by {chosen}" + (f" ({score:.2f})" if score is not None else "") + " · "
+
+
 def group_title(g: dict) -> str:
     kind = (f"guided, prefix {g['prefix_ratio']:.0%} ({g['prefix_len']} tokens; "
             f"{prefix_note(g)})" if g["prefix_len"] else "unguided")
     fate = (f"used in step {g['used_in_step']}" if g["used_in_step"] is not None
             else f"dropped: {g['dropped_reason']}" if g["dropped_reason"] else "not trained")
-    return (f"step {g['step_seen']} · {kind} · {g['n_correct']}/{g['n']} correct · {fate} · "
-            f"{g['actor_id']}, policy v{g['policy_version']}")
+    return (f"step {g['step_seen']} · {selection_note(g)}{kind} · {g['n_correct']}/{g['n']} "
+            f"correct · {fate} · {g['actor_id']}, policy v{g['policy_version']}")
 
 
 def rollouts(groups: list[dict]) -> None:

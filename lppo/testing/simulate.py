@@ -96,7 +96,9 @@ def simulate_steps(
         active = [s for s in pool if s.state.status == "active"]
         others = [s for s in pool if s.state.status != "active"]
         picks = rng.sample(active, min(len(active), batch_groups * 3 // 2))
-        picks += rng.sample(others, min(len(others), max(1, batch_groups // 10)))
+        rechecked = rng.sample(others, min(len(others), max(1, batch_groups // 10)))
+        picks += rechecked
+        rechecks = {id(s) for s in rechecked}
         groups = []
         for s in picks:
             attempt += 1
@@ -125,6 +127,8 @@ def simulate_steps(
                 lp_weight=s.state.weight if dropped is None else None,
                 dropped_reason=dropped, state=s.state, guided_n=group_size if ratio > 0 else 0,
                 gen_s=rng.uniform(0.5, 3.0), verify_s=rng.uniform(0.01, 0.1),
+                selection="recheck" if id(s) in rechecks else "uniform",
+                selection_score=None if id(s) in rechecks else random.Random(attempt).random(),
             ))
         used = [g for g in groups if g.dropped_reason is None][:batch_groups]
         counts = {k: sum(s.state.status == k for s in pool) for k in ("active", "solved", "parked")}

@@ -110,6 +110,8 @@ def test_samples_table_filters_sorts_searches(open_app, rich_ledger):
     found = at.dataframe[0].value
     assert list(found["problem"].str.startswith("Problem 17:")) == [True]
     assert "1 samples match" in texts(at)
+    assert set(table["selection"].dropna()) <= {"uniform", "recheck"}  # why each was chosen
+    assert table["selection"].notna().any() and table["selection_score"].notna().any()
 
 
 def test_clicking_a_sample_opens_its_trajectory(open_app, rich_ledger):
@@ -152,6 +154,7 @@ def test_trajectory_shows_curves_solution_and_rollouts(open_app, rich_ledger):
     assert "<mark" in html and "Highlighted: the prefix" in html
     assert len(at.expander) == min(10, n_groups)
     assert "correct" in at.expander[0].label and "step" in at.expander[0].label
+    assert all("chosen by " in e.label for e in at.expander)  # the policy (and its score)
     assert at.code[0].value.startswith("Let me work through this")
     at.selectbox(key="traj_shown").set_value("all").run()
     assert len(at.expander) == n_groups

@@ -18,7 +18,8 @@ def _run(arm: str, seed: int, final: float, hard: float) -> dict:
                                                 ("L1", 93.0), ("L2", 22.0))})
     return {"arm": arm, "seed": seed, "final_levels": levels, "wall_s": 60.0,
             "l3_curve": {0: {"L3": 0.3}, 20: {"L3": final}}, "visits_min": 10,
-            "visits_mean": 12.0, "rescued": 2, "statuses": {"solved": 1}, "groups": 900}
+            "visits_mean": 12.0, "rescued": 2, "statuses": {"solved": 1}, "groups": 900,
+            "signal_share": 0.25, "rollouts_per_trained": 32.0}
 
 
 def test_paired_differences_are_per_seed():
@@ -35,6 +36,8 @@ def test_paired_differences_are_per_seed():
     assert grid._arm_numbers("grpo", 0.1, "grpo")["L3_vs_grpo"] is None
     lines = grid.report(0.05, "grpo")["lines"]
     assert any(line.startswith("pg_sft") and "vs grpo" in line for line in lines)
+    assert row["signal_share"] == (0.25, 0.0) and "signal 0.250 +- 0.000 of groups" in \
+        "\n".join(lines)
 
 
 def test_steps_to_target_and_mean_se():
@@ -60,7 +63,9 @@ def test_every_arm_is_a_valid_config(arm):
     cfg = load_config(ablation.ROOT / "configs" / "demo.toml", ablation.arm_overrides(arm, args))
     assert cfg.learner.max_staleness == 0 and cfg.actor.engine == "transformers"
     assert cfg.lppo.pg.enabled == (not arm.startswith(("grpo", "lp_")))
-    assert cfg.lppo.lp.enabled == (arm.startswith("lp_") or arm == "full")
+    assert cfg.lppo.lp.enabled == (arm.startswith(("lp_", "sel_")) or arm == "full")
+    if arm.startswith("sel_"):  # `full` with another selection policy
+        assert cfg.learner.selection != "lppo" and cfg.lppo.pg.sft_coef == 1.0
 
 
 def test_arms_do_not_inherit_the_demo_configs_prefix_options():
