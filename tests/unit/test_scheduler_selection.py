@@ -35,10 +35,13 @@ def _samples(k: int) -> list[SampleEntry]:
 
 
 def _round(s: Scheduler, step: int, correct=lambda sid: sid % 5) -> list:
-    items = s.next_items("a0", 4)
+    items = s.next_items("a0", 2) + s.next_items("a1", 2)  # two actors share the policy
     whys = [(s.inflight[i.attempt_id].selection, s.inflight[i.attempt_id].score) for i in items]
     for it in items:
-        s.on_group(_group(it, correct=min(4, correct(it.sample_id)), version=step))
+        actor = s.inflight[it.attempt_id].actor_id
+        decision = s.on_group(_group(it, correct=min(4, correct(it.sample_id)), version=step,
+                                     actor=actor))
+        assert decision.reason != "invalid"
     s.set_version(step + 1, step=step + 1)
     return whys
 
@@ -47,7 +50,7 @@ def _round(s: Scheduler, step: int, correct=lambda sid: sid % 5) -> list:
 def test_every_policy_dispatches_records_why_and_resumes(selection):
     s = Scheduler(_cfg(selection), _samples(12))
     whys = [w for step in range(4) for w in _round(s, step)]
-    assert whys and {name for name, _ in whys} == {selection}
+    assert len(whys) == 16 and {name for name, _ in whys} == {selection}
     assert all(score is None or isinstance(score, float) for _, score in whys)
     state = json.loads(json.dumps(s.state_dict()))
     assert state["selection"]["policy"] == selection
