@@ -86,8 +86,8 @@ class CollectiveWeights:
 
     def close(self) -> None:
         """Wait for pulls in flight (each ends within `weights_sync_timeout_s`), then drop the
-        store, which closes its socket. A gloo group torn down by interpreter exit while a
-        pull thread still uses it aborts the process, so nothing is left running."""
+        store (which closes its socket): no pull thread is left inside gloo or the store when
+        the process exits."""
         with self._lock:
             self._current = None
             threads, self._threads = self._threads, []
