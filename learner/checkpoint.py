@@ -4,8 +4,9 @@
         model/              save_pretrained (safetensors) + tokenizer files
         trainer.pt          optimizer and LR-schedule state (torch.save, weights_only load)
         state.json          step, policy version, RNG states, scheduler state (per-sample
-                            statistics, staleness counters, attempt ids already seen),
-                            buffered-group count (a resume publishes its weights anew)
+                            statistics, staleness counters with the groups trained, attempt
+                            ids already seen, the selection policy's state); a resume
+                            publishes its weights anew
 
 Written into `step_N.tmp/` and renamed, so a checkpoint directory is complete or absent; the
 newest complete one is what `latest()` returns. Older ones beyond `keep` are deleted.

@@ -144,7 +144,7 @@ class Learner:
             self.sinks.log(record.step, _scalars(record))
             _log_step(record, cfg.max_steps)
             if setup.step % cfg.checkpoint_every == 0 or setup.step == cfg.max_steps:
-                self._checkpoint(setup, io)
+                self._checkpoint(setup)
             if published:  # evaluations read the weights the actors get
                 self.evals.maybe_start(setup.step, setup.version)
             for record in self.evals.poll():
@@ -248,15 +248,14 @@ class Learner:
             used_prefix_advantages=inputs.batch.prefix_advantages(),
         )
 
-    def _checkpoint(self, setup: LearnerSetup, io: LearnerIO) -> None:
+    def _checkpoint(self, setup: LearnerSetup) -> None:
         setup.writer.flush()
         sched = setup.scheduler.state_dict()
-        buffered = io.accepted.qsize()
         weights, trainer_state = setup.leader.checkpoint_state(self.cfg.run.run_dir, setup.step)
         path = checkpoint.save(
             self.cfg.run.run_dir, setup.step, setup.trainer.model, weights, setup.tokenizer,
             trainer_state,
-            {"version": setup.version, "scheduler": sched, "buffered": buffered,
+            {"version": setup.version, "scheduler": sched,
              "steps_done": setup.trainer.steps_done},
             keep=self.cfg.learner.keep_checkpoints,
         )
@@ -277,7 +276,7 @@ class Learner:
                 errors.append(exc)
 
         if self.stop.is_set() and setup.step > 0:
-            attempt(lambda: self._checkpoint(setup, io))
+            attempt(lambda: self._checkpoint(setup))
         attempt(lambda: io.stop("learner finished" if status == "finished"
                                 else "learner stopped"))
         attempt(setup.leader.stop)  # the other ranks exit

@@ -402,8 +402,8 @@ class Scheduler:
             self.staleness.on_trained(n)
 
     def release_buffered(self, n: int) -> None:
-        """`n` accepted groups left the buffer untrained (a skipped batch, or groups buffered
-        at a checkpoint that a resumed run will never see): their admission slots come back."""
+        """`n` accepted groups left the buffer untrained (a skipped batch): their admission
+        slots come back."""
         with self._lock:
             self.staleness.on_evicted(n)
 
@@ -445,11 +445,13 @@ class Scheduler:
             "selection": {"policy": self.policy.name, "state": self.policy.state_dict()},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], buffered: int = 0) -> None:
+        """`buffered`: a checkpoint written before trained groups were counted kept the size
+        of the learner's buffer instead; those groups are released."""
         with self._lock:
-            self._load_state_dict(state)
+            self._load_state_dict(state, buffered)
 
-    def _load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_state_dict(self, state: dict[str, Any], buffered: int = 0) -> None:
         for sid, s in state["samples"].items():
             entry = self.samples.get(int(sid))
             if entry is None:
@@ -460,10 +462,13 @@ class Scheduler:
             entry.revisit_at = s.get("revisit_at")
             entry.inflight = 0
         self.staleness = StalenessManager.from_dict(state["staleness"])
-        if "trained" in state["staleness"]:  # older checkpoints: the caller releases `buffered`
+        if "trained" in state["staleness"]:
             untrained = self.staleness.forget_untrained()
-            if untrained:
-                log.info("released %d accepted groups the checkpoint did not keep", untrained)
+        else:  # a checkpoint from before `trained`: what its buffer held
+            untrained = buffered
+            self.staleness.on_evicted(buffered)
+        if untrained:
+            log.info("released %d accepted groups the checkpoint did not keep", untrained)
         # Work in flight at the checkpoint will come back to a new epoch, if at all, under ids
         # this process never dispatched: release it, as for a dead actor.
         if state["inflight"]:

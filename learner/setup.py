@@ -204,9 +204,7 @@ def _restore(cfg: Config, setup: LearnerSetup, ckpt: Path) -> None:
     trainer_state, state = checkpoint.load(ckpt)
     setup.leader.load(ckpt, trainer_state, state.get("steps_done"))
     checkpoint.set_rng_state(state["rng"])
-    setup.scheduler.load_state_dict(state["scheduler"])
-    if state.get("buffered") and "trained" not in state["scheduler"]["staleness"]:
-        setup.scheduler.release_buffered(state["buffered"])  # a checkpoint from before `trained`
+    setup.scheduler.load_state_dict(state["scheduler"], buffered=state.get("buffered", 0))
     setup.step, setup.version = state["step"], state["version"]
     # The ledger may hold groups and steps recorded after the checkpoint (the learner died
     # later): remove them and put every sample's state back to the checkpoint's.

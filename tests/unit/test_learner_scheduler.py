@@ -149,6 +149,11 @@ def test_a_restore_gives_back_the_slots_of_accepted_groups_no_step_trained():
     assert len(s.next_items("a0", 8)) == 2  # (1 + 1 + 1) * 2 - 4 accepted
     t = _round_trip(s, cfg, 8)  # the two waiting and the two in flight are gone
     assert t.staleness.accepted == 2 and len(t.next_items("a0", 8)) == 4
+    old = json.loads(json.dumps(s.state_dict()))
+    del old["staleness"]["trained"]  # written before trained groups were counted
+    legacy = Scheduler(cfg, _samples(8))
+    legacy.load_state_dict(old, buffered=2)  # it kept the buffer's size instead
+    assert legacy.staleness.accepted == 2
 
 
 def _round_trip(s: Scheduler, cfg: Config, samples: int) -> Scheduler:
