@@ -180,11 +180,9 @@ class LearnerIO(threading.Thread):
             if not d.duplicate:
                 # `lp_weight` stays empty here: the train step that uses the group writes the
                 # weight it applied (renormalised over its batch), see `learner.loop`.
-                why = d.dispatch
                 self.writer.put_group(group_from_wire(
                     d.group, step_seen=step, dropped_reason=d.reason, state=d.state,
-                    selection=why.selection or None if why else None,
-                    selection_score=why.score if why else None))
+                    selection=d.dispatch.selection, selection_score=d.dispatch.score))
         self.writer.flush()  # durable before the actors are told they may forget the groups
         for d in decisions:
             if d.accepted:

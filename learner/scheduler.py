@@ -120,7 +120,7 @@ class Dispatch:
     """Completions asked to see the prefix (the rest of a mixed group do not); 0: unguided."""
     dispatched_at: float = 0.0
     """`time.monotonic()` when it was handed out (`expire`)."""
-    selection: str = ""
+    selection: str | None = None
     """Why it was chosen: the policy's name, or `revisit` / `recheck` (curation's)."""
     score: float | None = None
     """The value it was ranked by (learner/algo/select.py lists each policy's)."""
@@ -207,7 +207,7 @@ class Scheduler:
         pool = [s for s in self.samples.values()
                 if s.status != SampleStatus.ACTIVE and not s.inflight]
         pool.sort(key=self._recency)
-        return [(s, _Why("recheck", self._age(s))) for s in pool[:k]]
+        return [(s, _Why("recheck", _score(self._age(s)))) for s in pool[:k]]
 
     def _pick(self, k: int) -> list[tuple[SampleEntry, _Why]]:
         """Due revisits first (oldest due first), then the selection policy's choice."""
@@ -229,14 +229,13 @@ class Scheduler:
         """Least recently dispatched first; never-dispatched ones in the first epoch's order."""
         return (s.last_dispatch, self._rank[s.sample_id])
 
-    def _age(self, s: SampleEntry) -> float | None:
-        return None if s.last_dispatch < 0 else float(self._clock - 1 - s.last_dispatch)
+    def _age(self, s: SampleEntry) -> int | None:
+        """Dispatches since the sample's last one (None: never dispatched)."""
+        return None if s.last_dispatch < 0 else int(self._clock - 1 - s.last_dispatch)
 
     def _candidate(self, s: SampleEntry) -> Candidate:
-        age = self._age(s)
-        return Candidate(sample_id=s.sample_id, recency=self._recency(s),
-                         age=None if age is None else int(age), ema=s.stats.ema,
-                         category=s.category)
+        return Candidate(sample_id=s.sample_id, recency=self._recency(s), age=self._age(s),
+                         ema=s.stats.ema, category=s.category)
 
     def max_ratio(self) -> float:
         """The largest prefix ratio at the current step (`pg.anneal`)."""
@@ -305,7 +304,8 @@ class Scheduler:
             entry.status_since = self.step
         entry.stats, entry.status, entry.ratio = obs.stats, obs.status, obs.next_ratio
         entry.revisit_at = self._revisit_at(dispatch, obs)
-        self.policy.observe(self._feedback(entry, group, dispatch))
+        if self.policy.learns:  # advantages per arrival only where they are read
+            self.policy.observe(self._feedback(entry, group, dispatch))
         reason = None
         if self.cfg.lppo.curation.enabled:
             correct = [c.verdict == Verdict.CORRECT for c in group.completions]
@@ -497,6 +497,10 @@ class Scheduler:
 class _Why:
     selection: str
     score: float | None
+
+
+def _score(value: int | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def make_policy(cfg: LearnerConfig, seed: int) -> Policy:

@@ -30,6 +30,7 @@ from lppo.core.config.selection import CategoryBanditConfig
 
 class CategoryBandit(Seeded):
     name = "category_bandit"
+    learns = True
 
     def __init__(self, cfg: CategoryBanditConfig, seed: int):
         super().__init__(seed)

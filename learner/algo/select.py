@@ -73,6 +73,8 @@ class Policy:
     """The interface; the base keeps no state and learns nothing."""
 
     name = ""
+    learns = False
+    """Whether `observe` uses its feedback (the scheduler builds none otherwise)."""
 
     def choose(self, candidates: list[Candidate], k: int) -> list[Pick]:
         raise NotImplementedError

@@ -28,6 +28,7 @@ from lppo.core.config.selection import ThompsonConfig
 
 class Thompson(Seeded):
     name = "thompson"
+    learns = True
 
     def __init__(self, cfg: ThompsonConfig, seed: int):
         super().__init__(seed)

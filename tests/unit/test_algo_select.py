@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from learner.algo.select import Candidate, LeastRecent, Policy, Uniform, closest_first
+from learner.algo.select import Candidate, LeastRecent, Uniform, closest_first
 
 
 def _cands(n: int) -> list[Candidate]:
@@ -49,8 +49,3 @@ def test_closest_first_breaks_ties_by_recency():
     assert [p.sample_id for p in picks] == [0, 2, 1]  # 0.5; then 0.6 / 0.4 tie: 2 is older
     assert picks[0].score == 0.5
 
-
-def test_the_base_policy_learns_nothing_and_saves_nothing():
-    p = Policy()
-    p.observe(None)  # type: ignore[arg-type]
-    assert p.state_dict() == {}
