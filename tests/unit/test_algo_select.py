@@ -48,4 +48,3 @@ def test_closest_first_breaks_ties_by_recency():
     picks = closest_first(cands, [0.5, 0.4, 0.6, 0.9], target=0.5, k=3)
     assert [p.sample_id for p in picks] == [0, 2, 1]  # 0.5; then 0.6 / 0.4 tie: 2 is older
     assert picks[0].score == 0.5
-
