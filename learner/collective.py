@@ -25,7 +25,6 @@ the step metrics (`weights/fallbacks`, `weights/collective_loads`).
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -97,7 +96,6 @@ class CollectiveWeights:
             if thread.is_alive():
                 log.warning("weights: %s still running at close", thread.name)
         self.store = None
-        gc.collect()
 
     # -- I/O thread --------------------------------------------------------------------------
 
@@ -156,7 +154,6 @@ class CollectiveWeights:
                     group.barrier().wait()  # the actor has it all (or said it failed)
                 finally:  # the group must go now: see the module docstring
                     del group, store
-                    gc.collect()  # it can sit in a reference cycle until the next collection
             except Exception as exc:  # the transfer failed: a file serves this version instead
                 log.error("weights v%d to actor %s over the group failed: %s", version, actor_id,
                           one_line(exc))

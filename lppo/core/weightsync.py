@@ -34,7 +34,6 @@ torch is imported inside the functions: `lppo/` must import without it.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,7 +246,6 @@ def receive(host: str, port: int, key: str, rank: int, world_size: int, timeout_
         group.barrier().wait()
     finally:  # no connection outlives its transfer (learner/collective.py says why)
         del group, store
-        gc.collect()  # the group can sit in a reference cycle until the next collection
     transfer.check()
     return transfer.manifest.version, transfer.manifest.digest, transfer.count
 
