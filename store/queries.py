@@ -35,6 +35,8 @@ from store.sql import QueryResult, run_sql
 Rows = list[dict[str, Any]]
 G = RolloutGroup.__table__.c
 S = SampleState.__table__.c
+LATEST = RolloutGroup.__table__.alias("latest")
+"""A sample's most recent group (the sample table's "last chosen by")."""
 
 RESCUED_SQL = """\
 WITH g AS (
@@ -218,10 +220,10 @@ class LedgerReader:
             stmt = (
                 sa.select(S.sample_id, Sample.dataset, Sample.source_key, Sample.problem,
                           Sample.answer, *(S[c] for c in SAMPLE_SORT_KEYS if c != "sample_id"),
-                          S.prefix_len, S.status, S.ema_prev,
-                          _latest_group(G.selection).label("selection"),
-                          _latest_group(G.selection_score).label("selection_score"))
+                          S.prefix_len, S.status, S.ema_prev, LATEST.c.selection,
+                          LATEST.c.selection_score)
                 .join(Sample, Sample.id == S.sample_id)
+                .outerjoin(LATEST, LATEST.c.id == _latest_group_id())
                 .where(S.run_id == self._resolve(conn, run))
                 .order_by(key.desc() if descending else key.asc(), S.sample_id)
                 .limit(min(limit, self.row_limit)).offset(offset)
@@ -383,10 +385,10 @@ def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.count(sa.case((condition, 1)))
 
 
-def _latest_group(column):
-    """`column` of the sample's most recent group in the run, for a row of `sample_state`
-    (one indexed lookup per row: `(run_id, sample_id, step_seen)`)."""
-    return (sa.select(column)
+def _latest_group_id():
+    """The id of the sample's most recent group in the run, for a row of `sample_state` (one
+    indexed lookup per row: `(run_id, sample_id, step_seen)`); `LATEST` is joined on it."""
+    return (sa.select(G.id)
             .where(G.run_id == S.run_id, G.sample_id == S.sample_id)
             .order_by(G.step_seen.desc(), G.id.desc()).limit(1).scalar_subquery())
 
