@@ -237,14 +237,15 @@ def receive(host: str, port: int, key: str, rank: int, world_size: int, timeout_
     digest, tensors); a digest that differs raises `WeightsError` after the barrier."""
     store = client_store(host, port, timeout_s)
     group = open_group(store, key, rank, world_size, timeout_s, backend, bind_host(host))
+    transfer = Transfer(group, device)
     try:
-        transfer = Transfer(group, device)
         items = transfer.items()
         load(items)
         for _ in items:  # a loader that stopped early: the rest must still be received
             pass
         group.barrier().wait()
-    finally:  # no connection outlives its transfer (learner/collective.py says why)
+    finally:  # no connection outlives its transfer, even while an exception's traceback
+        transfer.group = None  # keeps this frame (and `transfer`) alive
         del group, store
     transfer.check()
     return transfer.manifest.version, transfer.manifest.digest, transfer.count
