@@ -53,6 +53,8 @@ from lppo.progress import ProgressView
 log = logging.getLogger(__name__)
 
 GRACE_S = 60.0
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a child gets when the thread that started it exits."""
 """How long the learner gets to checkpoint and exit after SIGTERM before it is killed."""
 
 
@@ -112,9 +114,6 @@ def _term_when_parent_dies(parent: int):
             os.kill(os.getpid(), signal.SIGTERM)
 
     return arm
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def learner_rank_env(nproc: int, run_dir: Path) -> list[dict[str, str]]:
