@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lppo.core.answers import extract_boxed
 from lppo.core.config.schema import DatasetSpec
 from lppo.core.errors import UserError
 from store.records import SampleRecord
@@ -161,7 +162,6 @@ def _loads(text: str, file: Path, line: int) -> Any:
 # rows -> records
 # --------------------------------------------------------------------------------------------
 
-BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 CALCULATOR = re.compile(r"<<[^<>]*>>")
 THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
@@ -211,10 +211,11 @@ def _record(spec: DatasetSpec, fields: dict[str, str | None], row: RawRow) -> Sa
     elif spec.format == "gsm8k":
         solution, answer = gsm8k_split(solution, row.where)
     else:
-        answer = last_boxed(solution)
-        if answer is None:
+        answer = extract_boxed(solution)
+        if not answer:
             field = fields["solution"]
-            raise DatasetError(row.where, f"no \\boxed{{...}} answer in field {field!r}")
+            what = "an empty last" if answer == "" else "no"
+            raise DatasetError(row.where, f"{what} \\boxed{{...}} answer in field {field!r}")
     key = _key(fields, row)
     used = {f for f in fields.values() if f}
     meta = {k: v for k, v in data.items() if k not in used and _small(v)}
@@ -281,27 +282,6 @@ def gsm8k_split(text: str, where: str) -> tuple[str, str]:
     if not answer:
         raise DatasetError(where, "GSM8K solution has an empty '####' answer")
     return CALCULATOR.sub("", body).rstrip(), normalize_answer(answer)
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` / `\\fbox{...}` (nested braces allowed), or None."""
-    matches = list(BOXED.finditer(text))
-    for match in reversed(matches):
-        pos = match.end()
-        if pos < len(text) and text[pos] == "{":
-            depth = 0
-            for end in range(pos, len(text)):
-                depth += {"{": 1, "}": -1}.get(text[end], 0)
-                if depth == 0:
-                    content = text[pos + 1:end].strip()
-                    if content:
-                        return content
-                    break
-        else:  # `\boxed 5`: up to the next space or `$`
-            word = re.match(r"[^\s$]+", text[pos:])
-            if word:
-                return word.group(0)
-    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ processes only (`actor.reward.verify`). `extract_boxed` / `extract_hash_answer` 
 answer extractors shared with the store's dataset importer.
 """
 
-from actor.reward.extract import (
+from lppo.core.answers import (
     clean_output,
     extract_boxed,
     extract_hash_answer,

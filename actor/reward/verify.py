@@ -13,7 +13,7 @@ why the parent also enforces a hard deadline by killing the worker.
 
 Gold answers are parsed as `\\boxed{answer}` with LaTeX and plain-expression extraction, as
 AReaL's MathVerifyWorker does. Outputs: by default only the answer the output marks is read
-(`actor.reward.extract.marked_answer`: the last `\\boxed{}`, else the text after the last
+(`lppo.core.answers.marked_answer`: the last `\\boxed{}`, else the text after the last
 `####` / "final answer" / "answer is" / "answer:"); then math-verify parses it with `\\boxed{}`
 first and `first_match` mode: the answer the model marked is its answer, even if it does not
 parse.
@@ -29,7 +29,7 @@ import math_verify.grader
 import math_verify.parser
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from actor.reward.extract import clean_output, gold_to_latex, marked_answer
+from lppo.core.answers import clean_output, gold_to_latex, marked_answer
 from actor.reward.verdict import Verdict
 
 GOLD_TARGETS = (LatexExtractionConfig(), ExprExtractionConfig())

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from actor.reward.extract import marked_answer
+from lppo.core.answers import marked_answer
 from lppo.core.config import load_config, save_config
 from lppo.core.config.loader import apply_override, read_toml, validate_config
 from lppo.testing.postgres import free_ports

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lppo.cli import main
+from lppo.core.answers import extract_boxed
 from lppo.core.config.schema import DatasetSpec
 from store.datasets import (
     DATA_DIR,
@@ -17,7 +18,6 @@ from store.datasets import (
     SHIPPED,
     DatasetError,
     import_datasets,
-    last_boxed,
     read_dataset,
     shipped,
 )
@@ -55,7 +55,25 @@ def test_math_folder_one_problem_per_file(tmp_path):
     assert [(r.source_key, r.answer) for r in recs] == [
         ("algebra/1.json", r"\frac{1}{2}"), ("geometry/7.json", "8")]
     assert recs[0].meta == {"level": "Level 2", "type": "algebra"}
-    assert last_boxed(r"\boxed 5$ and more") == "5" and last_boxed("none") is None
+
+
+@pytest.mark.parametrize(("solution", "gold"), [
+    (r"First \boxed{a}, then \boxed{}.", None),  # the last box is empty: no gold answer
+    (r"\boxed{\{1,2\}} is the set", r"\{1,2\}"),  # escaped braces
+    (r"\boxed{3} then a cut-off \boxed{\frac{1}{", "3"),  # an unclosed box is skipped
+    (r"\boxed 5$ and more", "5"),
+    (r"\boxed{\boxed{5}}", r"\boxed{5}"),
+])
+def test_the_importer_reads_gold_answers_as_the_verifier_does(tmp_path, solution, gold):
+    """One extractor (`lppo.core.answers.extract_boxed`) for the importer and the verifier."""
+    f = write_jsonl(tmp_path / "m.jsonl", [{"problem": "P", "solution": solution}])
+    expected = extract_boxed(solution)
+    assert (expected or None) == gold
+    if gold is None:
+        with pytest.raises(DatasetError, match=r"m.jsonl:1: an empty last \\boxed"):
+            read_dataset(spec(f, "math"))
+    else:
+        assert read_dataset(spec(f, "math"))[0].answer == gold
 
 
 def test_generic_with_field_mapping_and_json_list(tmp_path):

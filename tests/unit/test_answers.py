@@ -1,4 +1,4 @@
-"""The pure string functions of `actor.reward.extract`: gold extraction, cleaning, format check."""
+"""The pure string functions of `lppo.core.answers`: gold extraction, cleaning, format check."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from actor.reward.extract import (
+from lppo.core.answers import (
     clean_output,
     extract_boxed,
     extract_hash_answer,
