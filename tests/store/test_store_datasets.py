@@ -89,7 +89,7 @@ def test_generic_with_field_mapping_and_json_list(tmp_path):
 @pytest.mark.parametrize("rows,fmt,reason", [
     (['{"question": "x", "answer": "no marker"}'], "gsm8k", "no '#### <answer>'"),
     (['{"problem": "x", "solution": "no box"}'], "math", r"no \\boxed"),
-    (['{"problem": "x", "solution": "empty \\\\boxed{}"}'], "math", r"no \\boxed"),
+    (['{"problem": "x", "solution": "empty \\\\boxed{}"}'], "math", r"an empty last \\boxed"),
     (['{"problem": "x"}'], "generic", "field 'answer': expected text or a number, got nothing"),
     (['{"problem": "x", "answer": [1, 2]}'], "generic", "got list"),
     (['{"problem": "", "answer": "1"}'], "generic", "missing or empty field 'problem'"),
