@@ -18,7 +18,7 @@ tokenizer (`model.tokenizer`, else `model.path`) is used.
 
 Benchmarks (`resolve_benchmarks`): a name is first looked up among the config's `data.eval`
 entries (a run's own held-out sets, the demo's among them), then among the data sets shipped
-under data/ (`store.datasets.SHIPPED`; `gsm8k` means the GSM8K test split). Results are recorded
+under data/ (`lppo.core.resources.SHIPPED_DATA`; `gsm8k` means the GSM8K test split). Results are recorded
 under the name asked for.
 """
 
@@ -177,7 +177,8 @@ def resolve_benchmarks(names: Sequence[str], data: DataConfig,
     """The data sets to evaluate, named as asked; no names: every `data.eval` entry.
 
     `limit` caps each at its first `limit` problems (in file order)."""
-    from store.datasets import SHIPPED, shipped
+    from lppo.core.resources import SHIPPED_DATA as SHIPPED
+    from store.datasets import shipped
 
     configured = {spec.name: spec for spec in data.eval}
     if not names:

@@ -8,11 +8,13 @@ Formats (`DatasetSpec.format`), each with field names overridable in the config:
 - `math`: `problem`, and `solution` with the final answer in the last `\\boxed{...}` (or
   `\\fbox{...}`); one JSON file per problem (a folder, MATH's layout) or JSONL.
 - `generic`: `problem`, `answer`, and optionally `solution`.
+- `verl`: verl's preprocessed parquet rows: `extra_info.question` (else the last user message
+  of the chat `prompt`), `reward_model.ground_truth`, and optionally `extra_info.answer` as the
+  solution (a GSM8K-style solution loses its `####` line and calculator annotations).
 
-Files: `.jsonl` (one object per line, blank lines allowed), `.json` (one object, or a list of
-objects), or a folder of such files (read recursively in sorted order). The source key of a
-row is `id_field` when set, else the file path relative to the folder (one-object files),
-`file:line` (JSONL) or `file#index` (JSON lists).
+A dotted field name (`reward_model.ground_truth`) reads a nested field. Rows come from files
+or the Hugging Face cache (store/sources.py). The source key of a row is `id_field` when set,
+else where the row sits (store/sources.py).
 
 Every problem raises `DatasetError` naming the file, the line and the reason, before anything
 is written; `import_datasets` then imports all of them in one transaction, so a failed import
@@ -21,141 +23,31 @@ leaves nothing behind. Duplicate problems (same text up to whitespace) are skipp
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from lppo.core.answers import extract_boxed
 from lppo.core.config.schema import DatasetSpec
 from lppo.core.errors import UserError
+from lppo.core.resources import SHIPPED_DATA
 from store.records import SampleRecord
+from store.sources import DatasetError, RawRow, spec_rows
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 META_MAX_CHARS = 200  # longer string fields are left out of `meta`
-
-SHIPPED: dict[str, dict[str, Any]] = {
-    "gsm8k_train": {"path": "gsm8k/train.jsonl", "format": "gsm8k"},
-    "gsm8k_test": {"path": "gsm8k/test.jsonl", "format": "gsm8k"},
-    # Two MATH train solutions end in an empty \boxed{}: no gold answer, so they are left out.
-    "math_train": {"path": "math_train", "format": "math",
-                   "exclude": ["train/number_theory/7115.json", "train/number_theory/7117.json"]},
-    "math500": {"path": "math500/test.jsonl", "format": "math", "answer_field": "answer",
-                "id_field": "unique_id"},
-    "aime24": {"path": "aime24/test.jsonl", "format": "generic", "id_field": "id"},
-    "aime25": {"path": "aime25/test.jsonl", "format": "generic", "id_field": "id"},
-    "amc23": {"path": "amc23/test.jsonl", "format": "generic", "id_field": "id"},
-}
-"""The data sets under data/ (see data/SOURCES.md), as `DatasetSpec` fields."""
 
 ROW_COUNTS = {"gsm8k_train": 7473, "gsm8k_test": 1319, "math_train": 7498, "math500": 500,
               "aime24": 30, "aime25": 30, "amc23": 40}
 
 
-class DatasetError(UserError):
-    """A data file or row is unusable; the message names the file, the line and the reason."""
-
-    def __init__(self, where: str, reason: str):
-        self.where = where
-        self.reason = reason
-        super().__init__(f"{where}: {reason}")
-
-
-def shipped(name: str, data_dir: Path = DATA_DIR, **overrides: Any) -> DatasetSpec:
-    """The `DatasetSpec` of a data set shipped under data/ (names: `SHIPPED`)."""
-    if name not in SHIPPED:
-        raise UserError(f"unknown shipped data set {name!r}; choose from {', '.join(SHIPPED)}")
-    fields = {**SHIPPED[name], **overrides}
-    fields["path"] = data_dir / fields["path"]
-    return DatasetSpec(name=name, **fields)
-
-
-# --------------------------------------------------------------------------------------------
-# reading files
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RawRow:
-    where: str
-    """`file:line`, for messages."""
-    key: str
-    """Default source key."""
-    data: Any
-
-
-def iter_rows(path: Path) -> Iterator[RawRow]:
-    """Every JSON object of a .jsonl/.json file, or of all such files under a folder."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".json", ".jsonl"))
-        if not files:
-            raise DatasetError(str(path), "folder holds no .json or .jsonl files")
-        for file in files:
-            yield from _file_rows(file, file.relative_to(path).as_posix())
-    elif path.is_file():
-        yield from _file_rows(path, path.name)
-    else:
-        raise DatasetError(str(path), "no such file or folder")
-
-
-def _file_rows(file: Path, name: str) -> Iterator[RawRow]:
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(str(file), f"cannot read: {exc}") from None
-    if file.suffix == ".jsonl":
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                yield RawRow(f"{file}:{lineno}", f"{name}:{lineno}", _loads(line, file, lineno))
-        return
-    start = len(text) - len(text.lstrip())
-    if text[start:start + 1] != "[":
-        yield RawRow(f"{file}:{_line(text, start)}", name, _loads(text, file, 1))
-        return
-    yield from _array_rows(text, file, name, start + 1)
-
-
-def _array_rows(text: str, file: Path, name: str, pos: int) -> Iterator[RawRow]:
-    """Items of a top-level JSON list, each with the line it starts on."""
-    decoder = json.JSONDecoder()
-    index = 0
-    while True:
-        pos = _skip(text, pos, ",")
-        if pos >= len(text):
-            raise DatasetError(f"{file}:{_line(text, pos)}", "unterminated JSON list")
-        if text[pos] == "]":
-            if text[pos + 1:].strip():
-                raise DatasetError(f"{file}:{_line(text, pos)}", "extra data after the list")
-            return
-        try:
-            item, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{file}:{exc.lineno}", f"invalid JSON: {exc.msg}") from None
-        yield RawRow(f"{file}:{_line(text, pos)}", f"{name}#{index}", item)
-        index += 1
-        pos = end
-
-
-def _skip(text: str, pos: int, also: str = "") -> int:
-    while pos < len(text) and (text[pos].isspace() or text[pos] in also):
-        pos += 1
-    return pos
-
-
-def _line(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
-def _loads(text: str, file: Path, line: int) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{file}:{line + exc.lineno - 1}", f"invalid JSON: {exc.msg}") from None
+def shipped(name: str, **overrides: Any) -> DatasetSpec:
+    """The `DatasetSpec` of a data set lppo ships (names: `lppo.core.resources.SHIPPED_DATA`)."""
+    if name not in SHIPPED_DATA:
+        raise UserError(f"unknown shipped data set {name!r}; choose from {', '.join(SHIPPED_DATA)}")
+    return DatasetSpec(name=name, shipped=name, **overrides)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +64,7 @@ def read_dataset(spec: DatasetSpec) -> list[SampleRecord]:
     records: list[SampleRecord] = []
     seen: dict[str, str] = {}
     excluded = set(spec.exclude)
-    for row in iter_rows(Path(spec.path)):
+    for row in spec_rows(spec):
         if spec.limit is not None and len(records) >= spec.limit:
             break
         if _key(fields, row) in excluded:
@@ -184,29 +76,67 @@ def read_dataset(spec: DatasetSpec) -> list[SampleRecord]:
         seen[rec.source_key] = row.where
         records.append(rec)
     if not records:
-        raise DatasetError(str(spec.path), "no rows")
+        raise DatasetError(spec.source, "no rows")
     return records
 
 
+DEFAULT_FIELDS: dict[str, dict[str, str | None]] = {
+    "gsm8k": {"problem": "question", "solution": "answer", "answer": None},
+    "math": {"problem": "problem", "solution": "solution", "answer": None},
+    "generic": {"problem": "problem", "solution": "solution", "answer": "answer"},
+    "verl": {"problem": "extra_info.question", "solution": "extra_info.answer",
+             "answer": "reward_model.ground_truth"},
+}
+OPTIONAL_SOLUTION = ("generic", "verl")
+
+
 def _fields(spec: DatasetSpec) -> dict[str, str | None]:
-    gsm8k = spec.format == "gsm8k"
+    defaults = DEFAULT_FIELDS[spec.format]
     return {
-        "problem": spec.problem_field or ("question" if gsm8k else "problem"),
-        "solution": spec.solution_field or ("answer" if gsm8k else "solution"),
-        "answer": spec.answer_field or ("answer" if spec.format == "generic" else None),
+        "problem": spec.problem_field or defaults["problem"],
+        "solution": spec.solution_field or defaults["solution"],
+        "answer": spec.answer_field or defaults["answer"],
         "id": spec.id_field,
     }
+
+
+def field_value(data: dict, field: str | None) -> Any:
+    """`data[field]`, or for a dotted name absent as a key, the nested value (else None)."""
+    if not field:
+        return None
+    if field in data:
+        return data[field]
+    value: Any = data
+    for part in field.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _verl_prompt(data: dict) -> str | None:
+    """The last user message of verl's chat `prompt` (a list of {role, content})."""
+    messages = data.get("prompt")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return message.get("content")
+    return None
 
 
 def _record(spec: DatasetSpec, fields: dict[str, str | None], row: RawRow) -> SampleRecord:
     data = row.data
     if not isinstance(data, dict):
         raise DatasetError(row.where, f"expected a JSON object, got {type(data).__name__}")
+    if spec.format == "verl" and field_value(data, fields["problem"]) is None:
+        data = {**data, fields["problem"]: _verl_prompt(data)}
     problem = _text(data, fields["problem"], row, required=True)
-    solution = _text(data, fields["solution"], row, required=spec.format != "generic")
+    solution = _text(data, fields["solution"], row,
+                     required=spec.format not in OPTIONAL_SOLUTION)
     if fields["answer"] is not None:
         answer = _answer_value(data, fields["answer"], row)
-        if spec.format == "gsm8k" and solution is not None:
+        gsm8k_style = spec.format == "verl" and "####" in (solution or "")
+        if (spec.format == "gsm8k" or gsm8k_style) and solution is not None:
             solution = gsm8k_split(solution, row.where)[0]
     elif spec.format == "gsm8k":
         solution, answer = gsm8k_split(solution, row.where)
@@ -217,8 +147,8 @@ def _record(spec: DatasetSpec, fields: dict[str, str | None], row: RawRow) -> Sa
             what = "an empty last" if answer == "" else "no"
             raise DatasetError(row.where, f"{what} \\boxed{{...}} answer in field {field!r}")
     key = _key(fields, row)
-    used = {f for f in fields.values() if f}
-    meta = {k: v for k, v in data.items() if k not in used and _small(v)}
+    used = {f.split(".")[0] for f in fields.values() if f}
+    meta = {k: v for k, v in row.data.items() if k not in used and _small(v)}
     return SampleRecord(dataset=spec.name, source_key=key, problem=problem, answer=answer,
                         solution=solution, meta=meta)
 
@@ -227,14 +157,14 @@ def _key(fields: dict[str, str | None], row: RawRow) -> str:
     """The row's source key: its id field, else where it sits in the files."""
     if fields["id"] is None:
         return row.key
-    value = row.data.get(fields["id"]) if isinstance(row.data, dict) else None
+    value = field_value(row.data, fields["id"]) if isinstance(row.data, dict) else None
     if value is None or value == "":
         raise DatasetError(row.where, f"missing id field {fields['id']!r}")
     return str(value)
 
 
 def _text(data: dict, field: str | None, row: RawRow, *, required: bool) -> str | None:
-    value = data.get(field) if field else None
+    value = field_value(data, field)
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise DatasetError(row.where, f"missing or empty field {field!r}")
@@ -245,7 +175,7 @@ def _text(data: dict, field: str | None, row: RawRow, *, required: bool) -> str 
 
 
 def _answer_value(data: dict, field: str, row: RawRow) -> str:
-    value = data.get(field)
+    value = field_value(data, field)
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         got = "nothing" if value is None else type(value).__name__
         raise DatasetError(row.where, f"field {field!r}: expected text or a number, got {got}")

@@ -9,6 +9,8 @@ processes only (`actor.reward.verify`). `extract_boxed` / `extract_hash_answer` 
 answer extractors shared with the store's dataset importer.
 """
 
+from actor.reward.pool import RewardPool, RewardPoolError
+from actor.reward.verdict import Scored, Verdict, reward_for
 from lppo.core.answers import (
     clean_output,
     extract_boxed,
@@ -16,8 +18,6 @@ from lppo.core.answers import (
     gold_to_latex,
     has_boxed_answer,
 )
-from actor.reward.pool import RewardPool, RewardPoolError
-from actor.reward.verdict import Scored, Verdict, reward_for
 
 __all__ = [
     "RewardPool",

@@ -37,8 +37,8 @@ from multiprocessing.connection import Connection, wait
 import msgspec
 
 from actor.reward import worker as wk
-from lppo.core.answers import clean_output, has_boxed_answer, sanitize_text
 from actor.reward.verdict import FINISHED, Scored, Verdict, reward_for
+from lppo.core.answers import clean_output, has_boxed_answer, sanitize_text
 from lppo.core.config.schema import RewardConfig
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ import math_verify.grader
 import math_verify.parser
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from lppo.core.answers import clean_output, gold_to_latex, marked_answer
 from actor.reward.verdict import Verdict
+from lppo.core.answers import clean_output, gold_to_latex, marked_answer
 
 GOLD_TARGETS = (LatexExtractionConfig(), ExprExtractionConfig())
 

@@ -18,6 +18,7 @@ from actor.reward import RewardPool, Verdict
 from learner.algo.prefix import ANSWER_MARKERS, prepare_solution
 from learner.certify import certify_cuts
 from lppo.core.config.schema import RewardConfig
+from lppo.core.resources import SHIPPED_DATA
 from lppo.demo import task
 from store import datasets
 
@@ -68,7 +69,7 @@ def _prefixes(tokenizer, rows: list[tuple[str, str, str]]) -> list[tuple[str, st
     return [(key, answer, out[key]) for key, _, answer in rows]
 
 
-@pytest.mark.parametrize("name", [*datasets.SHIPPED, "demo"])
+@pytest.mark.parametrize("name", [*SHIPPED_DATA, "demo"])
 def test_no_prefix_lets_an_empty_or_garbage_completion_pass(tokenizer, pool, name):
     rows = _solutions(name)
     if not rows:

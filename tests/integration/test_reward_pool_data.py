@@ -13,6 +13,7 @@ import pytest
 
 from actor.reward import RewardPool, Verdict
 from lppo.core.config.schema import RewardConfig
+from lppo.core.resources import SHIPPED_DATA, data_dir
 
 datasets = pytest.importorskip("store.datasets")
 
@@ -27,7 +28,7 @@ def pool():
 
 def _params() -> list:
     return [pytest.param(name, marks=[pytest.mark.slow] if name in LARGE else [], id=name)
-            for name in datasets.SHIPPED]
+            for name in SHIPPED_DATA]
 
 
 def _answered_as(gold: str) -> str:
@@ -51,7 +52,7 @@ def test_every_gold_answer_parses_and_verifies(pool, name):
 
 
 def test_math500_expert_solutions_verify_against_their_answers(pool):
-    path = datasets.DATA_DIR / "math500" / "test.jsonl"
+    path = data_dir() / "math500" / "test.jsonl"
     if not path.exists():
         pytest.skip(f"{path} is not shipped in this checkout")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

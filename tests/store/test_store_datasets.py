@@ -12,10 +12,10 @@ import pytest
 from lppo.cli import main
 from lppo.core.answers import extract_boxed
 from lppo.core.config.schema import DatasetSpec
+from lppo.core.resources import SHIPPED_DATA as SHIPPED
+from lppo.core.resources import data_dir
 from store.datasets import (
-    DATA_DIR,
     ROW_COUNTS,
-    SHIPPED,
     DatasetError,
     import_datasets,
     read_dataset,
@@ -146,12 +146,12 @@ def test_import_commits_all_or_nothing(ledger_url, tmp_path):
 
 
 def test_shipped_files_are_the_vetted_bytes():
-    for sums in (DATA_DIR / "SHA256SUMS", DATA_DIR / "math_train" / "SHA256SUMS"):
+    for sums in (data_dir() / "SHA256SUMS", data_dir() / "math_train" / "SHA256SUMS"):
         for line in sums.read_text().splitlines():
             digest, name = line.split(maxsplit=1)
             data = (sums.parent / name.strip()).read_bytes()
             assert hashlib.sha256(data).hexdigest() == digest, name
-    text = (DATA_DIR / "SOURCES.md").read_text()
+    text = (data_dir() / "SOURCES.md").read_text()
     assert all(f"`{name}`" in text for name in SHIPPED)
 
 
@@ -173,13 +173,13 @@ output_dir = "{tmp_path}"
 
 [[data.train]]
 name = "gsm8k_train"
-path = "{DATA_DIR / 'gsm8k' / 'train.jsonl'}"
+path = "{data_dir() / 'gsm8k' / 'train.jsonl'}"
 format = "gsm8k"
 limit = 40
 
 [[data.eval]]
 name = "aime24"
-path = "{DATA_DIR / 'aime24' / 'test.jsonl'}"
+path = "{data_dir() / 'aime24' / 'test.jsonl'}"
 id_field = "id"
 """)
     assert main(["ledger", "import", str(config)]) == 0

@@ -91,7 +91,7 @@ def test_module_level_repository_roots_point_at_the_repository():
     it after a move: `lppo.testing.screenshots` once pointed inside `lppo/`."""
     import importlib
 
-    for name in ("lppo.testing.screenshots", "store.datasets"):
+    for name in ("lppo.testing.screenshots", "lppo.core.resources"):
         module = importlib.import_module(name)
-        root = getattr(module, "ROOT", None) or module.DATA_DIR.parent
+        root = getattr(module, "ROOT", None) or module.CHECKOUT
         assert (root / "pyproject.toml").is_file(), f"{name}: {root}"

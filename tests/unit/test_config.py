@@ -178,7 +178,7 @@ def test_all_problems_reported_at_once_with_list_positions():
     assert "learner.lr: expected float > 0, got 'fast'" in problems
     assert "learner.batch_groups: expected int >= 1, got 0" in problems
     assert "data.train[0].formt: unknown key (did you mean 'format'?)" in problems
-    assert "data.train[1].path: required key is missing" in problems
+    assert "data.train[1]: data set 'y': give exactly one of path, shipped or hub" in problems
 
 
 def test_toml_syntax_error_and_missing_file(tmp_path: Path):

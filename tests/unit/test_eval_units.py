@@ -21,7 +21,7 @@ from actor.eval_targets import (
 from actor.evaluate import engine_config
 from lppo.core.config import Config, DataConfig, DatasetSpec, load_config
 from lppo.core.errors import UserError
-from store.datasets import DATA_DIR
+from lppo.core.resources import data_dir
 
 # --------------------------------------------------------------------------------------------
 # pass@k
@@ -235,7 +235,7 @@ def test_benchmark_names_map_to_config_entries_then_shipped_sets(tmp_path):
     by_name = {s.name: s for s in specs}
     assert list(by_name) == ["heldout", "math500", "gsm8k", "aime25", "amc23", "aime24"]
     assert by_name["heldout"].path == tmp_path / "eval.jsonl"
-    assert by_name["gsm8k"].path == DATA_DIR / "gsm8k" / "test.jsonl"
+    assert by_name["gsm8k"].path == data_dir() / "gsm8k" / "test.jsonl"
     assert by_name["gsm8k"].format == "gsm8k"
     assert by_name["math500"].answer_field == "answer"
 

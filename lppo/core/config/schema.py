@@ -21,6 +21,8 @@ from pydantic import Field, model_validator
 
 # The method's sections live in lppo/core/config/method.py; imported here under their names so that
 # `lppo.core.config.schema` stays the one place a section can be imported from.
+from lppo.core.config.data import DataConfig as DataConfig
+from lppo.core.config.data import DatasetSpec as DatasetSpec
 from lppo.core.config.method import CurationConfig as CurationConfig
 from lppo.core.config.method import LPConfig as LPConfig
 from lppo.core.config.method import LPPOConfig
@@ -81,60 +83,6 @@ class ModelConfig(Section):
     """Longest prompt + prefix + completion in tokens."""
     trust_remote_code: bool = False
     """Allow model code from the model directory (off: only transformers' own architectures)."""
-
-
-# --------------------------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------------------------
-
-
-class DatasetSpec(Section):
-    name: str = Field(min_length=1)
-    """Dataset name recorded in the ledger (e.g. `gsm8k`)."""
-    path: Path
-    """JSONL/JSON file, or a folder of one-problem-per-file JSON (MATH layout)."""
-    format: Literal["gsm8k", "math", "generic"] = "generic"
-    """Row format: GSM8K (`#### N`), MATH (`\\boxed{}` in the solution), or generic fields."""
-    problem_field: str | None = None
-    """Field holding the problem; default by format (`question` for gsm8k, else `problem`)."""
-    solution_field: str | None = None
-    """Field holding the expert solution; default `answer` for gsm8k, else `solution`
-    (optional for generic rows)."""
-    answer_field: str | None = None
-    """Field holding the final answer; default: extracted from the solution (gsm8k `#### N`,
-    math `\\boxed{}`), `answer` for generic rows."""
-    id_field: str | None = None
-    """Field used as the sample's source key; default: the file's path in the folder
-    (one-problem files), `file:line` (JSONL) or `file#index` (JSON lists)."""
-    limit: int | None = Field(None, gt=0)
-    """Import at most this many rows (after deterministic ordering)."""
-    exclude: list[str] = Field(default_factory=list)
-    """Source keys of rows to leave out (rows known to be broken); any other bad row fails."""
-
-
-class DataConfig(Section):
-    train: list[DatasetSpec] = Field(default_factory=list)
-    """Training sets: imported into the ledger, scheduled by the learner."""
-    eval: list[DatasetSpec] = Field(default_factory=list)
-    """Held-out sets for `lppo eval` and periodic evaluation."""
-    prompt_format: Literal["chat", "plain"] = "chat"
-    """`chat`: the tokenizer's chat template; `plain`: `plain_template`."""
-    system_prompt: str | None = "Please reason step by step, and put your final answer within \\boxed{}."
-    """System message for `chat` prompts (None: no system message)."""
-    plain_template: str = "Question: {problem}\nAnswer: "
-    """Template for `plain` prompts; must contain `{problem}`."""
-    max_prompt_tokens: int = Field(1024, gt=0)
-    """Problems whose prompt is longer are skipped at import, with a warning."""
-    shuffle: bool = True
-    """Visit training samples in a random order (seeded by `run.seed`) rather than file
-    order; either way, each sample comes up again only after all others have (least recently
-    dispatched first)."""
-
-    @model_validator(mode="after")
-    def _template_has_problem(self) -> DataConfig:
-        if "{problem}" not in self.plain_template:
-            raise ValueError("data.plain_template: must contain '{problem}'")
-        return self
 
 
 # --------------------------------------------------------------------------------------------
