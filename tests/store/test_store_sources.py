@@ -130,7 +130,8 @@ def test_exactly_one_source_per_data_set(tmp_path):
     assert info.value.problems == [
         "data.train[0]: data set 'a': give exactly one of path, shipped or hub (got path and hub)",
         "data.train[1]: data set 'b': split apply only to hub data sets",
-        "data.train[2]: data set 'c': unknown shipped data set 'gsm9k'; choose from " + ", ".join(SHIPPED_DATA),
+        "data.train[2]: data set 'c': unknown shipped data set 'gsm9k'; choose from "
+        + ", ".join(SHIPPED_DATA),
     ]
 
 
