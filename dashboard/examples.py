@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-QUERIES_MD = Path(__file__).resolve().parents[1] / "docs" / "queries.md"
+from lppo.core.resources import shipped_root
+
 _SECTION = re.compile(r"^## (\d+)\. (.+?)\s*$", re.MULTILINE)
 _SQL = re.compile(r"```sql\n(.*?)```", re.DOTALL)
 
@@ -37,8 +38,11 @@ def parse(text: str) -> list[Example]:
     return out
 
 
-def load(path: Path = QUERIES_MD) -> list[Example]:
-    """The examples of docs/queries.md; an empty list where the docs are not installed."""
+def load(path: Path | None = None) -> list[Example]:
+    """The examples of `path` (default: docs/queries.md as lppo ships it, lppo/core/resources.py);
+    an empty list where the file is missing."""
+    if path is None:
+        path = shipped_root() / "docs" / "queries.md"
     if not path.is_file():
         return []
     return parse(path.read_text(encoding="utf-8"))

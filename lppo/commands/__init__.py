@@ -8,7 +8,8 @@ import argparse
 def add_config_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The CONFIG positional and repeated `--set dotted.key=value` overrides."""
     parser.add_argument(
-        "config", nargs=None if required else "?", metavar="CONFIG", help="TOML config file"
+        "config", nargs=None if required else "?", metavar="CONFIG",
+        help="TOML config file, or the name of a config lppo ships (demo, gsm8k-smollm2-135m, ...)"
     )
     parser.add_argument(
         "--set",

@@ -3,7 +3,10 @@
 A thin wrapper over `streamlit run dashboard/app.py -- RUN_DIR_OR_URL --refresh S`: it first
 opens the ledger read-only (a missing or unreadable ledger is one clear message, not a page
 of Streamlit output), then becomes Streamlit (`os.execv`, same process id) serving on
-`--host`/`--port` (loopback by default) with usage statistics off and no e-mail prompt. No
+`--host`/`--port` (loopback by default) with usage statistics off and no e-mail prompt. The
+dashboard has no login: a host beyond loopback is refused unless `--allow-non-loopback` is given
+(as `transport.allow_non_loopback` for the learner), and then served with a warning; SSH port
+forwarding (README, "Dashboard") is the safer way to reach it from another machine. No
 child process: a SIGTERM or SIGINT sent to `lppo dashboard` reaches Streamlit itself, which
 stops serving, so nothing is left behind on the port.
 The dashboard only reads the ledger; while a run is live it refreshes every `--refresh` s.
@@ -29,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="run directory (its ledger.db), SQLite file, or SQLAlchemy URL")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--allow-non-loopback", action="store_true",
+                        help="allow a --host beyond loopback: anyone who reaches it reads the "
+                             "ledger (there is no login)")
     parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
     parser.add_argument("--refresh", type=float, default=5.0, metavar="S",
                         help="refresh period in seconds while a run is live (default 5)")
@@ -50,11 +56,20 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lppo.core.config.schema import is_loopback
     from lppo.core.errors import UserError
     from store.queries import LedgerReader
 
     if args.refresh <= 0 or not 0 < args.port < 65536:
         raise UserError("--refresh must be positive and --port in 1..65535")
+    if not is_loopback(args.host):
+        if not args.allow_non_loopback:
+            raise UserError(f"--host {args.host}: not a loopback address, and the dashboard has "
+                            "no login; pass --allow-non-loopback to serve it beyond this "
+                            "machine, or use SSH port forwarding: ssh -L "
+                            f"{args.port}:127.0.0.1:{args.port} THIS_HOST")
+        print(f"lppo dashboard: WARNING: serving on {args.host}, beyond loopback, with no "
+              "login: anyone who reaches this port reads the ledger", file=sys.stderr)
     with LedgerReader(args.target):  # fail here, clearly, if the ledger cannot be read
         pass
     print(f"lppo dashboard: http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)

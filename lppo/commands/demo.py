@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from lppo.commands import add_config_args
-
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.toml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from lppo.core.config import load_config
+    from lppo.core.resources import shipped_file
 
     # The demo's output is its progress and summary: vLLM's start-up chatter (in this process
     # for the evaluations, and in the actors' log files) is cut to errors unless the user set
@@ -34,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
     from lppo.core.logs import setup_logging
 
-    cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+    cfg = load_config(args.config or shipped_file("configs/demo.toml"), args.overrides)
     setup_logging(cfg.run.log_level, cfg.run.log_format, process="demo")
     from lppo.demo.pipeline import report, run_demo
 

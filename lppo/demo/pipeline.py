@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from lppo.core.config import Config
 from lppo.core.errors import UserError
+from lppo.core.secrets import REVEAL
 from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
 
@@ -74,7 +75,7 @@ class DemoResult:
 def with_assets(cfg: Config, cache_root: Path, recipe: DemoRecipe) -> Config:
     """The config pointed at the demo's model and data (whatever paths the file gave)."""
     assets = prepare_demo(cache_root, recipe)
-    raw = cfg.model_dump(mode="json")
+    raw = cfg.model_dump(mode="json", context=REVEAL)
     raw["model"]["path"] = str(assets.model_dir)
     for spec in raw["data"]["train"]:
         spec["path"] = str(assets.trusted)

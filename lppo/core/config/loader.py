@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import tomllib
 import types
 import typing
@@ -30,6 +31,8 @@ from pydantic import BaseModel, ValidationError
 
 from lppo.core.config.schema import Config
 from lppo.core.errors import UserError
+from lppo.core.resources import shipped_root
+from lppo.core.secrets import REVEAL
 
 
 class ConfigError(UserError, ValueError):
@@ -48,12 +51,30 @@ class ConfigError(UserError, ValueError):
 
 
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Read TOML at `path` (or start from defaults), apply `key=value` overrides, validate."""
+    """Read TOML at `path` (or start from defaults), apply `key=value` overrides, validate.
+
+    `path` may also name a config lppo ships (`demo`, `gsm8k-smollm2-135m`: the TOML file of
+    that name in configs/ of the installed package) where no file of that name exists."""
+    if path is not None:
+        path = resolve_config_path(path)
     source = str(path) if path is not None else "defaults"
     raw = read_toml(path) if path is not None else {}
     for item in overrides:
         apply_override(raw, item)
     return validate_config(raw, source=source)
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs lppo ships, by name (`demo` -> .../configs/demo.toml)."""
+    return {p.stem: p for p in sorted((shipped_root() / "configs").glob("*.toml"))}
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` itself where it exists or names a file; else the shipped config of that name."""
+    p = Path(path)
+    if p.exists() or p.suffix or len(p.parts) > 1:
+        return p
+    return shipped_configs().get(p.name, p)
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -62,7 +83,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"file not found: {p}"], source=str(p)) from None
+        where = "" if p.is_absolute() else f" (resolved against {Path.cwd()})"
+        names = ", ".join(shipped_configs())
+        raise ConfigError([f"file not found: {p}{where}; the configs lppo ships, usable by "
+                           f"name: {names}"], source=str(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read {p}: {exc}"], source=str(p)) from None
     try:
@@ -106,11 +130,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def dump_config(config: Config, docs: bool = False) -> str:
+def dump_config(config: Config, docs: bool = False, reveal_secrets: bool = False) -> str:
     """The resolved config as TOML (None values omitted: they are the defaults); with `docs`,
-    every key is preceded by its description and default as comments."""
+    every key is preceded by its description and default as comments. Secrets (a password in
+    `store.url`) are redacted unless `reveal_secrets` (lppo/core/secrets.py)."""
     if not docs:
-        return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+        context = REVEAL if reveal_secrets else None
+        return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True, context=context))
     return "\n".join(_documented(config, [])).lstrip("\n") + "\n"
 
 
@@ -168,11 +194,15 @@ def _json(value: Any) -> Any:
 
 
 def save_config(config: Config, path: str | Path) -> Path:
-    """Write the resolved config to `path` atomically (write to a temp file, then rename)."""
+    """Write the resolved config to `path` atomically (write to a temp file, then rename), for
+    the run's own processes: secrets kept, so the file is readable by its owner only."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(dump_config(config), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(dump_config(config, reveal_secrets=True))
+    os.chmod(tmp, 0o600)  # an existing file keeps its mode through os.open
     tmp.replace(p)
     return p
 

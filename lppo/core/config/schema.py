@@ -33,6 +33,7 @@ from lppo.core.config.selection import (
     TargetPassRateConfig,
     ThompsonConfig,
 )
+from lppo.core.secrets import SecretURL, redact_url
 from lppo.core.vocab import Verdict
 
 # --------------------------------------------------------------------------------------------
@@ -386,9 +387,10 @@ class LearnerConfig(Section):
 
 
 class StoreConfig(Section):
-    url: str | None = None
+    url: SecretURL | None = None
     """SQLAlchemy URL of the ledger; None: SQLite `ledger.db` in the run directory.
-    PostgreSQL: `postgresql+psycopg://user@host:port/db`."""
+    PostgreSQL: `postgresql+psycopg://user@host:port/db`. A password in it is redacted from
+    every dump of the config (lppo/core/secrets.py)."""
     store_texts: bool = True
     """Record completion texts in `rollouts` (they can dominate the ledger's size)."""
     busy_timeout_ms: int = Field(10_000, ge=0)
@@ -408,9 +410,8 @@ class StoreConfig(Section):
     @model_validator(mode="after")
     def _known_backend(self) -> StoreConfig:
         if self.url is not None and not self.url.startswith(("sqlite", "postgresql")):
-            raise ValueError(
-                f"store.url: expected a sqlite:/// or postgresql+psycopg:// URL, got {self.url!r}"
-            )
+            raise ValueError("store.url: expected a sqlite:/// or postgresql+psycopg:// URL, "
+                             f"got {redact_url(self.url)!r}")
         return self
 
 
@@ -457,7 +458,7 @@ class TransportConfig(Section):
                 "transport: work_port, rollout_port and weights_port must differ, got "
                 f"{ports}"
             )
-        if self.scheme == "tcp" and not self.allow_non_loopback and not _is_loopback(self.host):
+        if self.scheme == "tcp" and not self.allow_non_loopback and not is_loopback(self.host):
             raise ValueError(
                 f"transport.host: {self.host!r} is not a loopback address; set "
                 "transport.allow_non_loopback=true to listen beyond this machine"
@@ -470,7 +471,8 @@ class TransportConfig(Section):
         return self
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address (a name that is not `localhost` is not)."""
     if host == "localhost":
         return True
     try:
