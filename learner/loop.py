@@ -44,12 +44,13 @@ from learner.io import LearnerIO
 from learner.periodic_eval import PeriodicEval
 from learner.scheduler import Decision
 from learner.setup import LearnerSetup, prepare
-from learner.sinks import MetricSinks
+from learner.trackers import Trackers
 from lppo.core.config import Config
 from lppo.core.errors import one_line
+from lppo.core.resources import code_version
 from lppo.core.vocab import Verdict
 from lppo.core.weightfiles import prune_weights, write_weights
-from store.records import StepRecord
+from store.records import EvalRecord, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,15 @@ class Learner:
         self.nonfinite_skipped = 0
         # Built by `run()`, in this order (a missing tracker package fails before the model
         # loads); None until then.
-        self.sinks: MetricSinks | None = None
+        self.trackers: Trackers | None = None
         self.evals: PeriodicEval | None = None
         self.io: LearnerIO | None = None
         self.sync: CollectiveWeights | None = None
         """The `collective` weight backend (rank 0), or None for files."""
 
     def run(self) -> int:
-        self.sinks = MetricSinks(self.cfg)  # before anything heavy: a missing package fails fast
+        # Before anything heavy: a missing tracker package fails fast.
+        self.trackers = Trackers(self.cfg, code_version())
         setup = prepare(self.cfg, self.resume, self.dist)
         self.evals = PeriodicEval(self.cfg, self.cfg.run.run_dir / "config.toml")
         if self.cfg.learner.weights_backend == "collective":
@@ -141,14 +143,19 @@ class Learner:
                                        train_s=time.perf_counter() - t0 - sync_s, sync_s=sync_s)
             counters_before = counters
             setup.writer.put_step(record)
-            self.sinks.log(record.step, _scalars(record))
+            self.trackers.log(record.step, _scalars(record))
             _log_step(record, cfg.max_steps)
             if setup.step % cfg.checkpoint_every == 0 or setup.step == cfg.max_steps:
                 self._checkpoint(setup)
             if published:  # evaluations read the weights the actors get
                 self.evals.maybe_start(setup.step, setup.version)
-            for record in self.evals.poll():
-                setup.writer.put_eval(record)
+            self._record_evals(setup, self.evals.poll())
+
+    def _record_evals(self, setup: LearnerSetup, records: list[EvalRecord]) -> None:
+        """Evaluation results to the ledger and the trackers."""
+        for record in records:
+            setup.writer.put_eval(record)
+        self.trackers.log_evals(records)
 
     def _collect(self, setup: LearnerSetup, io: LearnerIO) -> StepInputs | None:
         """Wait for a full batch of fresh accepted groups; None if asked to stop first."""
@@ -281,13 +288,13 @@ class Learner:
                                 else "learner stopped"))
         attempt(setup.leader.stop)  # the other ranks exit
         if status == "finished":
-            attempt(lambda: [setup.writer.put_eval(r) for r in self.evals.finish()])
+            attempt(lambda: self._record_evals(setup, self.evals.finish()))
         if self.sync is not None:
             attempt(self.sync.close)
-        for closer in (self.evals.close, self.sinks.close, setup.writer.close):
-            attempt(closer)
         if errors and status != "failed":
             status, reason = "failed", one_line(errors[0])
+        for closer in (self.evals.close, lambda: self.trackers.close(status), setup.writer.close):
+            attempt(closer)
         attempt(lambda: setup.ledger.end_run(setup.run_id, status, reason))
         attempt(setup.ledger.close)
         log.info("learner %s at step %d (version %d)%s", status, setup.step, setup.version,
@@ -297,7 +304,7 @@ class Learner:
 
 
 def _scalars(r: StepRecord) -> dict[str, float | int | None]:
-    """A step row's numbers under the names the sinks show."""
+    """A step row's numbers under the names the trackers show."""
     return {"train/loss": r.loss, "train/kl": r.kl, "train/entropy": r.entropy,
             "train/grad_norm": r.grad_norm, "train/lr": r.lr, "train/tokens": r.tokens,
             "batch/mean_staleness": r.mean_staleness, "batch/groups_used": r.groups_used,

@@ -26,6 +26,7 @@ from learner.scheduler import SampleEntry, Scheduler
 from learner.trainer import Trainer
 from lppo.core.config import Config, save_config
 from lppo.core.errors import UserError, one_line
+from lppo.core.resources import code_version
 from lppo.core.weightfiles import write_weights
 from lppo.core.wire import WeightsReady
 from store.datasets import read_dataset
@@ -50,15 +51,6 @@ class LearnerSetup:
     step: int = 0
     version: int = 0
     notice: WeightsReady | None = None
-
-
-def code_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lppo")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def read_train(cfg: Config) -> list[SampleRecord]:

@@ -67,7 +67,8 @@ def iter_rows(path: Path) -> Iterator[RawRow]:
     elif path.is_file():
         yield from _file_rows(path, path.name)
     else:
-        raise DatasetError(str(path), "no such file or folder")
+        where = "" if path.is_absolute() else f" (resolved against {Path.cwd()})"
+        raise DatasetError(str(path), f"no such file or folder{where}")
 
 
 def _file_rows(file: Path, name: str) -> Iterator[RawRow]:

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=run_show)
     check = actions.add_parser("check", help="validate a config; exit 2 with every problem found")
     add_config_args(check)
+    check.add_argument("--strict", action="store_true",
+                       help="also check that what the config names exists: the model folder "
+                            "and tokenizer, every data set (each row read), the ledger's URL")
     check.set_defaults(handler=run_check)
 
 
@@ -32,5 +35,16 @@ def run_check(args: argparse.Namespace) -> int:
     from lppo.core.config import load_config
 
     cfg = load_config(args.config, args.overrides)
+    if args.strict:
+        from lppo.checks import strict_check
+
+        report = strict_check(cfg)
+        for note in report.notes:
+            print(f"  {note}")
+        if report.problems:
+            print(f"{args.config}: {len(report.problems)} problem(s):", file=sys.stderr)
+            for problem in report.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 2
     print(f"{args.config}: ok (run {cfg.run.name!r}, model {cfg.model.path!r})")
     return 0

@@ -12,6 +12,8 @@ reads files relative to the checkout, so an installed `lppo` works from any work
 
 from __future__ import annotations
 
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +72,27 @@ def shipped_dataset_fields(name: str) -> dict[str, Any]:
     fields = dict(SHIPPED_DATA[name])
     fields["path"] = data_dir() / fields["path"]
     return fields
+
+
+def code_version() -> str:
+    """The package version, plus the git revision when lppo runs from a git checkout:
+    `0.1.0+g1a2b3c4d5e6f`, with `.dirty` when tracked files have uncommitted changes (recorded
+    as `runs.code_version` and sent to trackers)."""
+    try:
+        base = version("lppo")
+    except PackageNotFoundError:
+        base = "unknown"
+    if PACKAGED.is_dir() or not (CHECKOUT / ".git").exists():
+        return base
+    git = ["git", "-C", str(CHECKOUT)]
+    try:
+        rev = _run([*git, "rev-parse", "--short=12", "HEAD"])
+        dirty = _run([*git, "status", "--porcelain", "--untracked-files=no"])
+    except (OSError, subprocess.SubprocessError):
+        return base  # no git program, or not a repository after all
+    return f"{base}+g{rev}{'.dirty' if dirty else ''}"
+
+
+def _run(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, timeout=10,
+                          check=True).stdout.strip()

@@ -7,7 +7,7 @@ it, but:
   config sent to trackers) writes it with the password replaced by `***`, unless the dump is
   asked for with `context=REVEAL` (only `save_config`, which writes the run directory's
   `config.toml` that the run's own processes read, with permissions 0600);
-- the field is left out of the config's `repr`, so a logged config shows no URL at all.
+- a `SecretURL` field is declared with `Field(repr=False)`, so a logged config shows no URL.
 
 The password is found in the URL's user info (`user:PASSWORD@host`) and in a `password=` query
 parameter (`?password=...`, which psycopg accepts).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, PlainSerializer, SerializationInfo
+from pydantic import PlainSerializer, SerializationInfo
 
 MASK = "***"
 REVEAL = {"reveal_secrets": True}
@@ -41,5 +41,5 @@ def _serialize(value: str | None, info: SerializationInfo) -> str | None:
     return redact_url(value)
 
 
-SecretURL = Annotated[str, PlainSerializer(_serialize, when_used="always"), Field(repr=False)]
+SecretURL = Annotated[str, PlainSerializer(_serialize, when_used="always")]
 """A URL that may hold a password: used as given, redacted in every dump but `REVEAL`'s."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -104,22 +105,66 @@ def validate_config(raw: Mapping[str, Any], source: str | None = None) -> Config
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one `dotted.key=value` override to the raw mapping in place."""
+    """Apply one `dotted.key=value` override to the raw mapping in place.
+
+    A list item is addressed by its index (`data.train[0].path=...`); an index one past the
+    end appends a new table (`data.eval[1].name=aime` on a one-item list)."""
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError([f"--set {item!r}: expected dotted.key=value"])
-    parts = key.split(".")
-    if any(not part for part in parts):
-        raise ConfigError([f"--set {item!r}: empty key segment in {key!r}"])
-    node = raw
-    for depth, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            where = ".".join(parts[: depth + 1])
-            raise ConfigError([f"{where}: is a value, cannot set {key!r} below it"])
-        node = child
-    node[parts[-1]] = parse_value(text.strip())
+    steps = _key_steps(key, item)
+    node: Any = raw
+    for depth, (step, nxt) in enumerate(zip(steps, steps[1:], strict=False)):
+        where = dotted_key(steps[: depth + 1])
+        node = _child(node, step, where, key, fresh=[] if isinstance(nxt, int) else {})
+    last = steps[-1]
+    if isinstance(last, int):
+        _check_index(node, last, dotted_key(steps), appendable=False)
+    elif not isinstance(node, dict):
+        raise ConfigError([f"{dotted_key(steps[:-1])}: is a list, cannot set {key!r} in it"])
+    node[last] = parse_value(text.strip())
+
+
+_SEGMENT = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
+
+
+def _key_steps(key: str, item: str) -> list[str | int]:
+    """`data.train[0].path` -> `["data", "train", 0, "path"]`."""
+    steps: list[str | int] = []
+    for part in key.split("."):
+        match = _SEGMENT.fullmatch(part)
+        if match is None:
+            raise ConfigError([f"--set {item!r}: bad key segment {part!r} in {key!r} (expected "
+                               "name or name[index])"])
+        steps.append(match.group(1))
+        steps.extend(int(i) for i in re.findall(r"\d+", match.group(2)))
+    return steps
+
+
+def _child(node: Any, step: str | int, where: str, key: str, fresh: Any) -> Any:
+    """The container at `node[step]`, created as `fresh` where the key or index is new."""
+    if isinstance(step, int):
+        _check_index(node, step, where, appendable=True)
+        if step == len(node):
+            node.append(fresh)
+    elif isinstance(node, dict):
+        node.setdefault(step, fresh)
+    else:
+        raise ConfigError([f"{where.rpartition('.')[0]}: is a list, use an index to set {key!r}"])
+    child = node[step]
+    if not isinstance(child, dict | list):
+        raise ConfigError([f"{where}: is a value, cannot set {key!r} below it"])
+    return child
+
+
+def _check_index(node: Any, index: int, where: str, appendable: bool) -> None:
+    if not isinstance(node, list):
+        raise ConfigError([f"{where}: not a list, cannot index it"])
+    limit = len(node) + (1 if appendable else 0)
+    if index >= limit:
+        raise ConfigError([f"{where}: index out of range (the list has {len(node)} item"
+                           f"{'' if len(node) == 1 else 's'})"])
 
 
 def parse_value(text: str) -> Any:

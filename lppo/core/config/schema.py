@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -349,10 +349,36 @@ class LearnerConfig(Section):
     """Evaluate on `data.eval` every N steps during `lppo run` (0: never)."""
     eval: EvalConfig = Field(default_factory=EvalConfig)
     """Sampling and size of evaluation (`lppo eval`, and every `eval_every` steps)."""
-    tensorboard: bool = False
-    """Also write per-step metrics to TensorBoard under the run directory."""
+    loggers: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    """Experiment trackers that also get every step's metrics and the periodic evaluation
+    results per benchmark (the ledger always gets them): `tensorboard` (`<run_dir>/tensorboard`),
+    `wandb`, `mlflow`. Each needs its package (`pip install 'lppo[trackers]'`); a resumed run
+    continues the same tracker run (learner/trackers.py)."""
     wandb_project: str | None = None
-    """Also log per-step metrics to this Weights & Biases project."""
+    """With `wandb` in `loggers`: the project (default: `run.name`). Entity, mode and API key
+    come from W&B's own environment variables (`WANDB_ENTITY`, `WANDB_MODE`, ...)."""
+    mlflow_tracking_uri: SecretURL | None = Field(None, repr=False)
+    """With `mlflow` in `loggers`: the tracking URI (default: `MLFLOW_TRACKING_URI`, else
+    `sqlite:///<run_dir>/mlflow.db`). A password in it is redacted from every dump."""
+    mlflow_experiment: str | None = None
+    """With `mlflow` in `loggers`: the experiment (default: `run.name`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "tensorboard" in data:
+            raise ValueError('learner.tensorboard: replaced by learner.loggers = ["tensorboard"]')
+        return data
+
+    @model_validator(mode="after")
+    def _tracker_settings_need_their_tracker(self) -> LearnerConfig:
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ValueError(f"learner.loggers: a tracker is named twice in {self.loggers}")
+        for key, tracker in (("wandb_project", "wandb"), ("mlflow_tracking_uri", "mlflow"),
+                             ("mlflow_experiment", "mlflow")):
+            if getattr(self, key) is not None and tracker not in self.loggers:
+                raise ValueError(f"learner.{key}: set, but {tracker!r} is not in learner.loggers")
+        return self
 
     @model_validator(mode="after")
     def _clips(self) -> LearnerConfig:
@@ -387,7 +413,7 @@ class LearnerConfig(Section):
 
 
 class StoreConfig(Section):
-    url: SecretURL | None = None
+    url: SecretURL | None = Field(None, repr=False)
     """SQLAlchemy URL of the ledger; None: SQLite `ledger.db` in the run directory.
     PostgreSQL: `postgresql+psycopg://user@host:port/db`. A password in it is redacted from
     every dump of the config (lppo/core/secrets.py)."""
