@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -54,7 +55,7 @@ def wandb_records(run_dir) -> list:
 
     out = []
     for path in sorted(glob.glob(str(run_dir / "wandb" / "offline-run-*" / "*.wandb"))):
-        data, pos, chunks = open(path, "rb").read(), 7, b""
+        data, pos, chunks = Path(path).read_bytes(), 7, b""
         while pos + 7 <= len(data):
             if (pos % 32768) + 7 > 32768:  # block trailer
                 pos += 32768 - pos % 32768
@@ -94,7 +95,7 @@ def test_wandb_offline_run_gets_steps_evaluations_and_keeps_its_id(tmp_path, mon
     for folder in folders:  # the password never reaches W&B
         for path in glob.glob(f"{folder}/**/*", recursive=True):
             if path.endswith((".wandb", ".yaml", ".json", ".log")):
-                assert PASSWORD.encode() not in open(path, "rb").read(), path
+                assert PASSWORD.encode() not in Path(path).read_bytes(), path
 
 
 def test_mlflow_run_gets_steps_evaluations_params_and_keeps_its_id(tmp_path):
