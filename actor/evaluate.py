@@ -29,7 +29,7 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from actor.engine import Engine
 
 log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (problems generated, problems) as generation goes."""
 
 
 @dataclass
@@ -114,8 +117,9 @@ class Evaluator:
         return self.evaluate_records(data, step, k=k)
 
     def evaluate_records(self, data: Sequence[tuple[str, Sequence[SampleRecord]]], step: int,
-                         *, k: int) -> EvalReport:
-        """`evaluate` on problems already read: (benchmark name, records) pairs."""
+                         *, k: int, progress: Progress | None = None) -> EvalReport:
+        """`evaluate` on problems already read: (benchmark name, records) pairs. `progress`
+        is called with (problems generated, problems) as each problem's samples finish."""
         if k > 1 and self.sampling["temperature"] == 0:
             log.warning("greedy decoding (temperature 0) gives k identical samples; using k=1")
             k = 1
@@ -125,7 +129,7 @@ class Evaluator:
             bench = BenchmarkResult(name=name, k=k)
             results.append(bench)
             items.extend(self._items(bench, records))
-        self._generate(items, k, start)
+        self._generate(items, k, start, progress)
         for item in items:
             _finish(item)
         seconds = time.perf_counter() - start
@@ -150,11 +154,13 @@ class Evaluator:
             items.append(_Item(bench, rec, f"eval-{next(self._ids)}", ids))
         return items
 
-    def _generate(self, items: list[_Item], k: int, start: float) -> None:
+    def _generate(self, items: list[_Item], k: int, start: float,
+                  progress: Progress | None = None) -> None:
         """Generate every item's samples; each finished one goes to the verifier at once."""
         by_id = {item.request_id: item for item in items}
         total = Counter(item.bench.name for item in items)
         left = Counter(total)
+        done = 0
         try:
             for item in items:
                 self.engine.add(GenRequest(item.request_id, item.prompt_ids, k))
@@ -166,6 +172,9 @@ class Evaluator:
                         item.record.answer, [s.text for s in result.samples],
                         [s.finish_reason for s in result.samples])
                     left[item.bench.name] -= 1
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(items))
                     if left[item.bench.name] == 0:
                         item.bench.seconds = time.perf_counter() - start
                         log.info("%s: %d problems x %d samples generated in %.1f s",

@@ -219,14 +219,22 @@ def gsm8k_split(text: str, where: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def import_datasets(ledger, specs: Sequence[DatasetSpec]):
-    """Read every data set (any bad row fails before a write), then import them all in one
-    transaction. Returns `store.ledger.ImportResult`; duplicates and overlaps are logged."""
+def read_datasets(specs: Sequence[DatasetSpec]) -> list[SampleRecord]:
+    """Every row of every data set, checked (names unique, each row valid) before any write."""
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise UserError(f"data set names must be unique, got {names}")
-    records = [rec for spec in specs for rec in read_dataset(spec)]
-    result = ledger.import_samples(records)
+    return [rec for spec in specs for rec in read_dataset(spec)]
+
+
+def import_datasets(ledger, specs: Sequence[DatasetSpec],
+                    records: Sequence[SampleRecord] | None = None):
+    """Import every data set in one transaction (`records`: what `read_datasets(specs)` read,
+    read here when not given; any bad row fails before a write). Returns
+    `store.ledger.ImportResult`; duplicates and overlaps are logged."""
+    if records is None:
+        records = read_datasets(specs)
+    result = ledger.import_samples(list(records))
     for name, stats in result.datasets.items():
         if stats.duplicates:
             key, first = stats.duplicates[0]

@@ -11,9 +11,11 @@ user error before vLLM is imported), and prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 from lppo.commands import add_config_args
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     with Evaluator(cfg, model.path, tokenizer=model.tokenizer) as ev:
         if args.weights is not None:
             ev.load_weights(args.weights)
-        report = ev.evaluate_records(data, step, k=cfg.learner.eval.k)
+        with generation_progress(sum(len(records) for _, records in data)) as progress:
+            report = ev.evaluate_records(data, step, k=cfg.learner.eval.k, progress=progress)
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +103,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"ledger: {len(report.records())} rows in eval_results of run {cfg.run.name!r} "
               f"(id {run_id}) at step {report.step}: {url}")
     return 0
+
+
+@contextlib.contextmanager
+def generation_progress(problems: int):
+    """A progress bar on stderr (stdout is for the results) while problems are generated: a
+    live bar on a terminal, else one line per tenth of the problems."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+
+        def report(done: int, total: int) -> None:
+            if done * 10 // total > (done - 1) * 10 // total:  # each tenth, and the last
+                print(f"lppo eval: {done}/{total} problems generated", file=sys.stderr,
+                      flush=True)
+
+        yield report
+        return
+    with Progress("generating", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("generating", total=problems)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def print_table(report) -> None:

@@ -68,6 +68,8 @@ def test_eval_checkpoint_prints_table_and_records_results(setup):
     assert out.startswith(f"model: {setup.ckpt / 'model'} (checkpoint, step 7)\n")
     assert f"sampling: k={K}, temperature=1, top_p=1, max_tokens=16\n" in out
     assert "INFO" not in out  # vLLM's logs go to stderr
+    generated = LIMIT + 2  # heldout's problems and gsm8k's two short enough ones
+    assert f"lppo eval: {generated}/{generated} problems generated" in proc.stderr
     for header in ("benchmark", "problems", "pass@1", f"pass@{K}", "verdicts", "truncated"):
         assert header in out
     assert "heldout" in out and "gsm8k" in out and "(+2 skipped)" in out

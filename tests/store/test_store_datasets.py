@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,25 @@ id_field = "id"
                  f'data.train=[{{name = "x", path = "{bad}", format = "gsm8k"}}]'])
     assert code == 2
     assert f"{bad}:1: GSM8K solution has no '#### <answer>' line" in capsys.readouterr().err
+
+
+def test_a_failed_first_import_leaves_no_ledger_and_summary_times_are_readable(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "no marker"}\n')
+    config = tmp_path / "run.toml"
+    config.write_text(f'[run]\nname = "first"\noutput_dir = "{tmp_path}"\n'
+                      f'[[data.train]]\nname = "x"\npath = "{bad}"\nformat = "gsm8k"\n')
+    assert main(["ledger", "import", str(config)]) == 2
+    assert "GSM8K solution has no '#### <answer>' line" in capsys.readouterr().err
+    assert not (tmp_path / "first").exists() or not list((tmp_path / "first").iterdir())
+    # the same config, its one data set's path set by index: imports, then a summary
+    good = data_dir() / "aime24" / "test.jsonl"
+    assert main(["ledger", "import", str(config), "--set", f"data.train[0].path={good}",
+                 "--set", "data.train[0].format=generic", "--set", "data.train[0].limit=3"]) == 0
+    assert "x: 3 rows, 3 new" in capsys.readouterr().out
+    ledger = tmp_path / "first" / "ledger.db"
+    with Ledger(f"sqlite:///{ledger}") as led:
+        led.register_run("r", {})
+    assert main(["ledger", "summary", str(ledger)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", summary["started_at"])
