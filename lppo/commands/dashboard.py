@@ -55,21 +55,32 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def run(args: argparse.Namespace) -> int:
+def host_warning(args: argparse.Namespace) -> str | None:
+    """None for a loopback `--host`; the warning to print for another one that
+    `--allow-non-loopback` allows; a `UserError` for another one that it does not."""
     from lppo.core.config.schema import is_loopback
+    from lppo.core.errors import UserError
+
+    if is_loopback(args.host):
+        return None
+    if not args.allow_non_loopback:
+        raise UserError(f"--host {args.host}: not a loopback address, and the dashboard has no "
+                        "login; pass --allow-non-loopback to serve it beyond this machine, or "
+                        f"use SSH port forwarding: ssh -L {args.port}:127.0.0.1:{args.port} "
+                        "THIS_HOST")
+    return (f"lppo dashboard: WARNING: serving on {args.host}, beyond loopback, with no login: "
+            "anyone who reaches this port reads the ledger")
+
+
+def run(args: argparse.Namespace) -> int:
     from lppo.core.errors import UserError
     from store.queries import LedgerReader
 
     if args.refresh <= 0 or not 0 < args.port < 65536:
         raise UserError("--refresh must be positive and --port in 1..65535")
-    if not is_loopback(args.host):
-        if not args.allow_non_loopback:
-            raise UserError(f"--host {args.host}: not a loopback address, and the dashboard has "
-                            "no login; pass --allow-non-loopback to serve it beyond this "
-                            "machine, or use SSH port forwarding: ssh -L "
-                            f"{args.port}:127.0.0.1:{args.port} THIS_HOST")
-        print(f"lppo dashboard: WARNING: serving on {args.host}, beyond loopback, with no "
-              "login: anyone who reaches this port reads the ledger", file=sys.stderr)
+    warning = host_warning(args)
+    if warning:
+        print(warning, file=sys.stderr)
     with LedgerReader(args.target):  # fail here, clearly, if the ledger cannot be read
         pass
     print(f"lppo dashboard: http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)

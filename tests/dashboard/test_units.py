@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from dashboard import context, examples, frames
-from lppo.commands.dashboard import APP, streamlit_command
+from lppo.cli import main
+from lppo.commands.dashboard import APP, host_warning, streamlit_command
+from lppo.core.errors import UserError
 from tests.conftest import ROOT
 
 
@@ -143,3 +145,21 @@ def test_streamlit_command_serves_the_app_read_only_on_loopback():
     assert opts["--server.headless"] == "true"
     assert opts["--browser.gatherUsageStats"] == "false"
     assert cmd[cmd.index("--") + 1:] == ["runs/demo", "--refresh", "5"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_a_loopback_host_needs_no_flag(host):
+    args = argparse.Namespace(host=host, port=8501, allow_non_loopback=False)
+    assert host_warning(args) is None
+
+
+def test_a_host_beyond_loopback_is_refused_without_the_flag_and_warned_with_it(tmp_path, capsys):
+    args = argparse.Namespace(host="0.0.0.0", port=8600, allow_non_loopback=False)
+    with pytest.raises(UserError, match=r"--host 0.0.0.0: not a loopback address, .* ssh -L "
+                                        r"8600:127.0.0.1:8600 THIS_HOST"):
+        host_warning(args)
+    args.allow_non_loopback = True
+    assert "WARNING: serving on 0.0.0.0, beyond loopback, with no login" in host_warning(args)
+    # the command refuses before it opens the ledger or starts Streamlit
+    assert main(["dashboard", str(tmp_path / "ledger.db"), "--host", "0.0.0.0"]) == 2
+    assert "not a loopback address" in capsys.readouterr().err

@@ -71,9 +71,10 @@ def shipped_configs() -> dict[str, Path]:
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """`path` itself where it exists or names a file; else the shipped config of that name."""
+    """`path` itself where it exists or has a folder part; else the shipped config of that
+    name, if there is one."""
     p = Path(path)
-    if p.exists() or p.suffix or len(p.parts) > 1:
+    if p.exists() or len(p.parts) > 1:
         return p
     return shipped_configs().get(p.name, p)
 
