@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lppo.commands import add_config_args
+from lppo.commands import add_config_args, invoked_as
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     from lppo.demo.pipeline import report, run_demo
 
     result = run_demo(cfg)
-    print(report(result))
+    print(report(result, invoked_as()))
     return result.exit_code

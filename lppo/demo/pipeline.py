@@ -200,8 +200,9 @@ def _noise(g: PairedGain | None) -> str:
             f"z = {g.z:.1f})")
 
 
-def report(r: DemoResult) -> str:
-    """The text `lppo demo` prints at the end."""
+def report(r: DemoResult, lppo: str = "lppo") -> str:
+    """The text `lppo demo` prints at the end; `lppo` is how to type the command again
+    (`lppo.commands.invoked_as`), so the printed lines work when pasted."""
     ratio = "" if r.rescued_prefix_ratio is None else \
         f" (mean prefix ratio while guided: {r.rescued_prefix_ratio:.2f})"
     lines = [
@@ -230,7 +231,7 @@ def report(r: DemoResult) -> str:
         + (", ".join(f"{k} {v}" for k, v in sorted(r.drops.items())) or "none"),
         "  sample status: " + ", ".join(f"{k} {v}" for k, v in sorted(r.statuses.items())),
         f"  ledger: {r.ledger}",
-        f"  dashboard: lppo dashboard {r.run_dir}",
-        f"  query it:  lppo sql {r.run_dir} \"SELECT step, loss, groups_used FROM train_steps\"",
+        f"  dashboard: {lppo} dashboard {r.run_dir}",
+        f"  query it:  {lppo} sql {r.run_dir} \"SELECT step, loss, groups_used FROM train_steps\"",
     ]
     return "\n".join(lines)

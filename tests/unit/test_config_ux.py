@@ -114,3 +114,42 @@ def test_show_docs_prints_every_field_with_its_description_and_default(capsys):
     assert "# Experiment trackers that also get every step's metrics" in out
     assert 'loggers = []' in out and "# default: []" in out
     assert "# A data set shipped with lppo, by name" in out
+
+
+def test_printed_commands_work_when_pasted(tmp_path, monkeypatch):
+    """`make demo` runs `.venv/bin/lppo demo`, with no `lppo` on PATH: the commands the demo
+    prints at its end name the program as it was started."""
+    import sys
+
+    from lppo.commands import invoked_as
+
+    program = tmp_path / "venv" / "bin" / "lppo"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(program), "demo"])
+    monkeypatch.setenv("PATH", "/usr/bin")
+    assert invoked_as() == str(program)
+    monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin")
+    assert invoked_as() == "lppo"
+    monkeypatch.setattr(sys, "argv", ["-c"])
+    assert invoked_as() == f"{sys.executable} -m lppo.cli"
+
+
+def test_the_readme_name_mapping_names_real_keys():
+    """Every lppo key in the README's verl/TRL table is a field of the config tree."""
+    import re
+
+    from lppo.core.config import Config
+    from lppo.core.resources import CHECKOUT
+
+    text = (CHECKOUT / "README.md").read_text()
+    table = text[text.index("| verl | TRL"):].split("\n\n")[0]
+    keys = [k for row in table.splitlines()[2:] for k in
+            re.findall(r"`((?:learner|actor)\.[a-z_.]+)`", row.split("|")[3])]
+    assert len(keys) >= 9
+    for key in keys:
+        node: object = Config()
+        for part in key.split("."):
+            assert part in type(node).model_fields, key
+            node = getattr(node, part)
