@@ -85,7 +85,8 @@ def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
                   "id_field": "id"}]},
         learner={"max_steps": 4, "batch_groups": 4, "group_size": 4, "lr": 1e-4,
                  "checkpoint_every": 2, "device": "cpu", "eval_every": 2,
-                 "eval": {"k": 2, "limit": 4, "max_tokens": 16}})
+                 "eval": {"k": 2, "limit": 4, "max_tokens": 16},
+                 "loggers": ["tensorboard", "mlflow"]})
     root = root / "a"
     learner = _start(["learner", str(cfg)], root / "learner.log")
     actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
@@ -103,6 +104,29 @@ def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
     assert (root / "runs" / "it" / "checkpoints" / "step_4" / "state.json").is_file()
     assert (root / "runs" / "it" / "weights" / "v4" / "model.safetensors").is_file()
     assert "actor a0 runs weights v" in (root / "learner.log").read_text()
+    _check_trackers(root / "runs" / "it", steps=4, evals=[2, 4])
+
+
+def _check_trackers(run_dir, steps: int, evals: list[int]) -> None:
+    """The trackers got what the ledger got: every step, the evaluations at their steps, in
+    one tracker run; the ledger's code version names the git revision."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lppo.core.resources import code_version
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    assert sorted({e.step for e in acc.Scalars("train/loss")}) == list(range(1, steps + 1))
+    assert [e.step for e in acc.Scalars("eval/heldout/pass@1")] == evals
+    client = MlflowClient(f"sqlite:///{run_dir / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("it").experiment_id])
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "eval/heldout/pass_at_1")
+    assert [m.step for m in history] == evals
+    with LedgerReader(str(run_dir)) as reader:
+        (version,) = reader.sql("SELECT code_version FROM runs").rows[0]
+    assert version == code_version() and "+g" in version
 
 
 def test_killed_learner_resumes_from_its_checkpoint(files):
