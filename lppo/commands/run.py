@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from lppo.core.config import load_config
     from lppo.core.logs import setup_logging
+    from lppo.core.secrets import redact_url
     from lppo.launcher import Supervisor
 
     cfg = load_config(args.config, args.overrides)
@@ -29,5 +30,5 @@ def run(args: argparse.Namespace) -> int:
     if result.exit_code:
         print(f"lppo run: {result.reason}")
     else:
-        print(f"lppo run: {result.reason}; ledger: {cfg.ledger_url}")
+        print(f"lppo run: {result.reason}; ledger: {redact_url(cfg.ledger_url)}")
     return result.exit_code

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from lppo.core.config import Config
 from lppo.core.errors import UserError
-from lppo.core.secrets import REVEAL
+from lppo.core.secrets import REVEAL, redact_url
 from lppo.demo.assets import prepare_demo
 from lppo.demo.warmstart import DemoRecipe
 
@@ -187,7 +187,7 @@ def _summary(cfg: Config, before: float, after: float, steps: int, code: int,
     return DemoResult(
         accuracy_before=before, accuracy_after=after, steps=steps, rescued=int(rescued or 0),
         rescued_prefix_ratio=ratio, statuses=statuses, drops=drops,
-        guided_groups=int(guided or 0), groups=int(groups or 0), ledger=cfg.ledger_url,
+        guided_groups=int(guided or 0), groups=int(groups or 0), ledger=redact_url(cfg.ledger_url),
         run_dir=cfg.run.run_dir, exit_code=code, seconds=seconds,
         visits=(min(visits), sum(visits) / len(visits)) if visits else (0, 0.0),
     )
