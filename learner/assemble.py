@@ -1,14 +1,17 @@
 """One optimizer batch from accepted groups: advantages, LP weights, prefix terms, sequences.
 
     batch = assemble(decisions, cfg)
-        advantages   GRPO / Dr.GRPO / REINFORCE++ over each group's rewards (a mixed group's
-                     guided and unguided completions share one baseline)
+        advantages   GRPO / Dr.GRPO / REINFORCE++ over each group's rewards, plus DAPO's soft
+                     overlong penalty when `actor.reward.overlong_buffer` is set (a mixed
+                     group's guided and unguided completions share one baseline)
         LP weights   `progress.batch_weights` of each group's weighting progress
         prefix terms `guidance.prefix_signal` for each group with a prefix: the off-policy
                      advantage and the supervised weight on its prefix tokens
         sequences    one `TrainSequence` per completion: prompt + (its prefix, if it saw one)
                      + completion; the first completion that saw the prefix carries the
-                     group's prefix terms (a prefix is shared, so it is counted once)
+                     group's prefix terms (a prefix is shared, so it is counted once); a
+                     truncated completion carries no loss under `learner.mask_truncated`
+                     (learner/algo/overlong.py)
 
 Pure (numpy and the config): the learner's loop and the ablation bench build batches with
 this one function, and `tests/unit/test_learner_assemble.py` checks it by hand.
@@ -23,6 +26,7 @@ import numpy as np
 
 from learner.algo.advantages import apply_weights, compute_advantages
 from learner.algo.guidance import NONE, PrefixSignal, prefix_signal
+from learner.algo.overlong import loss_masked, penalties
 from learner.algo.progress import batch_weights
 from learner.batch import TrainSequence
 from learner.scheduler import Decision
@@ -60,8 +64,12 @@ def assemble(decisions: Sequence[Decision], cfg: Config) -> Batch:
     """The batch for `decisions` (accepted groups, each with its observation)."""
     lc = cfg.learner
     groups = [d.group for d in decisions]
-    rewards = [[c.reward for c in g.completions] for g in groups]
     lengths = [[c.token_ids.numpy().size for c in g.completions] for g in groups]
+    max_tokens = cfg.actor.sampling.max_tokens
+    rewards = [[c.reward + p for c, p in zip(g.completions, penalties(n, max_tokens,
+                                                                        cfg.actor.reward),
+                                             strict=True)]
+               for g, n in zip(groups, lengths, strict=True)]
     adv = compute_advantages(rewards, lc.advantage, lc.std_normalize, lengths=lengths)
     weights = batch_weights([d.observation.progress for d in decisions], cfg.lppo.lp)
     values = apply_weights(adv.values, weights)
@@ -85,12 +93,14 @@ def assemble(decisions: Sequence[Decision], cfg: Config) -> Batch:
         mixed += any(saw) and not all(saw)
         prompt, prefix = group.prompt_ids.numpy(), group.prefix_ids.numpy()
         carrier = saw.index(True) if any(saw) and signal is not NONE else -1
+        masked = loss_masked([c.finish_reason for c in group.completions], lc.mask_truncated)
         for i, comp in enumerate(group.completions):
             seqs.append(TrainSequence(
                 prompt_ids=prompt, prefix_ids=prefix if saw[i] else prefix[:0],
                 completion_ids=comp.token_ids.numpy(), behaviour_logprobs=comp.logprobs.numpy(),
                 advantage=float(a[i]), group=g, prefix_loss=i == carrier,
                 prefix_advantage=signal.advantage or 0.0, sft_weight=signal.sft_weight,
+                loss=not masked[i],
             ))
     batch = Batch(seqs, weights, signals, guided, mixed)
     batch.metrics = _metrics(batch)

@@ -4,7 +4,8 @@ A rollout group becomes n `TrainSequence`s, one per completion:
 
     tokens  = prompt_ids + prefix_ids + completion_ids
     targets = tokens[1:]                     logits at position t predict tokens[t + 1]
-    loss_mask[t]   = 1 where targets[t] is a completion token (the policy's own)
+    loss_mask[t]   = 1 where targets[t] is a completion token (the policy's own), unless the
+                     sequence is masked (`TrainSequence.loss` False)
     prefix_mask[t] = 1 where targets[t] is a prefix token (the expert's hint), on the one
                      sequence per group that carries the group's prefix terms
     behaviour[t]   = the actor's log-prob of targets[t] (completion positions only)
@@ -41,6 +42,9 @@ class TrainSequence:
     """This sequence carries its group's prefix terms (set on one sequence per group)."""
     sft_weight: float = 0.0
     """Weight of the supervised term on the prefix tokens (with `prefix_loss`; 0: none)."""
+    loss: bool = True
+    """The completion's tokens carry the policy loss (False: masked, e.g. a truncated one under
+    `learner.mask_truncated`; its prefix terms, if it carries them, stay)."""
 
     def __post_init__(self) -> None:
         for name, dtype in (("prompt_ids", np.int64), ("prefix_ids", np.int64),
@@ -121,7 +125,7 @@ def collate(seqs: Sequence[TrainSequence], pad_id: int, shared: bool = False) ->
         attn[i, : len(tokens)] = 1
         p, q = len(s.prompt_ids), len(s.prefix_ids)
         start, end = p + q - 1, len(tokens) - 1  # target positions of the completion
-        loss_mask[i, start:end] = 1.0
+        loss_mask[i, start:end] = 1.0 if s.loss else 0.0
         behaviour[i, start:end] = s.behaviour_logprobs
         adv[i, start:end] = s.advantage
         if s.prefix_loss and q:

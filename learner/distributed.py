@@ -148,15 +148,15 @@ def shard_groups(seqs: Sequence[TrainSequence], world_size: int) -> list[list[Tr
 
 # -- the batch as tensors ---------------------------------------------------------------------
 
-_INT_FIELDS = 5    # prompt, prefix, completion lengths; group; prefix_loss
+_INT_FIELDS = 6    # prompt, prefix, completion lengths; group; prefix_loss; loss
 _FLOAT_FIELDS = 3  # advantage, prefix_advantage, sft_weight
 
 
 def encode_sequences(seqs: Sequence[TrainSequence]) -> tuple[torch.Tensor, torch.Tensor,
                                                               torch.Tensor, torch.Tensor]:
-    """(header int64 [n, 5], scalars float32 [n, 3], token ids int64, log-probs float32)."""
+    """(header int64 [n, 6], scalars float32 [n, 3], token ids int64, log-probs float32)."""
     header = torch.tensor([[len(s.prompt_ids), len(s.prefix_ids), len(s.completion_ids), s.group,
-                            int(s.prefix_loss)] for s in seqs], dtype=torch.int64)
+                            int(s.prefix_loss), int(s.loss)] for s in seqs], dtype=torch.int64)
     scalars = torch.tensor([[s.advantage, s.prefix_advantage, s.sft_weight] for s in seqs],
                            dtype=torch.float32)
     ids = torch.from_numpy(np.concatenate(
@@ -170,13 +170,13 @@ def decode_sequences(header: torch.Tensor, scalars: torch.Tensor, ids: torch.Ten
     """The inverse of `encode_sequences`."""
     seqs, at, lat = [], 0, 0
     ids_np, logps_np = ids.cpu().numpy(), logps.cpu().numpy()
-    for (p, q, c, group, carrier), (adv, padv, sft) in zip(header.tolist(), scalars.tolist(),
-                                                           strict=True):
+    for (p, q, c, group, carrier, loss), (adv, padv, sft) in zip(header.tolist(),
+                                                                 scalars.tolist(), strict=True):
         seqs.append(TrainSequence(
             prompt_ids=ids_np[at:at + p], prefix_ids=ids_np[at + p:at + p + q],
             completion_ids=ids_np[at + p + q:at + p + q + c],
             behaviour_logprobs=logps_np[lat:lat + c], advantage=adv, group=group,
-            prefix_advantage=padv, prefix_loss=bool(carrier), sft_weight=sft))
+            prefix_advantage=padv, prefix_loss=bool(carrier), sft_weight=sft, loss=bool(loss)))
         at, lat = at + p + q + c, lat + c
     return seqs
 

@@ -53,6 +53,7 @@ from learner.algo.loss import (
     loss_normalizer,
     ppo_loss,
 )
+from learner.algo.offpolicy import reject_rows
 from learner.batch import MicroBatch, TrainSequence, collate, pack
 from learner.distributed import DistContext, shard_model
 from learner.grouped import pack_units, shared_logprobs, unsupported
@@ -159,26 +160,90 @@ class Trainer:
     # -- one optimizer step ------------------------------------------------------------------
 
     def step(self, seqs: Sequence[TrainSequence]) -> StepStats:
-        """One optimizer step on `seqs`: the whole batch, or with several ranks this rank's
-        share of it (`learner.distributed.shard_groups`); the stats are the whole batch's."""
+        """One learner step on `seqs`: the whole batch, or with several ranks this rank's share
+        of it (`learner.distributed.shard_groups`); the stats are the whole batch's.
+
+        `learner.ppo_epochs` x `learner.mini_batches` optimizer updates (one by default), at
+        the step's learning rate; see `_prepare` for what is computed before the first."""
         if not seqs:
             raise ValueError("Trainer.step: empty batch")
         start = time.perf_counter()
-        budget, shared = self.cfg.learner.micro_batch_tokens, self.shared_prefix
+        lc = self.cfg.learner
+        lr = lc.lr * lr_factor(self.steps_done, lc.warmup_steps, lc.max_steps, lc.lr_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        parts = [self._prepare(mini) for mini in split_groups(seqs, lc.mini_batches)]
+        updates: list[StepStats] = []
+        for _ in range(lc.ppo_epochs):
+            for part in parts:
+                updates.append(self._update(part, lr))
+                if not updates[-1].finite:
+                    break  # the weights keep the updates made so far; no more on this batch
+            if not updates[-1].finite:
+                break
+        if any(u.finite for u in updates):
+            self.steps_done += 1
+        stats = updates[0] if len(updates) == 1 else _combine(updates, len(parts))
+        if lc.reject_band is not None:
+            rejected, checked = self.dist.all_sum(
+                [sum(p.rejected for p in parts), sum(p.completions for p in parts)], self.device)
+            stats.metrics["is/rejected_frac"] = rejected / max(1.0, checked)
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+    def _prepare(self, seqs: Sequence[TrainSequence]) -> _Part:
+        """One mini-batch's micro-batches, padded to the busiest rank's count, with the
+        trainer's log-probs before any update (`old_logp`) where the loss needs them (TIS,
+        rejection, several updates), and `learner.reject_band` applied to the loss masks."""
+        lc = self.cfg.learner
+        budget, shared = lc.micro_batch_tokens, self.shared_prefix
         micro = [collate(b, self.pad_id, shared)
-                 for b in (pack_units if shared else pack)(seqs, budget)]
+                 for b in (pack_units if shared else pack)(seqs, budget)] if seqs else []
+        count = self.dist.all_max(len(micro), self.device)
+        # Every rank runs as many micro-batches as the busiest (see learner/distributed.py); a
+        # rank without a group in this mini-batch joins with empty ones.
+        filler = _masked(micro[-1]) if micro else self._empty_micro()
+        padding = [filler] * (count - len(micro))
+        # The PPO ratio's base: the behaviour log-probs for one plain update (as always), the
+        # trainer's own before the first update with TIS or several updates (decoupled).
+        proximal = lc.ppo_epochs * lc.mini_batches > 1 or self.settings.tis_cap is not None
+        if not proximal and lc.reject_band is None:
+            return _Part(micro, padding, [None] * count, rejected=0, completions=0)
+        old = [self._old_logp(m) for m in micro + padding]
+        rejected = completions = 0
+        if lc.reject_band is not None:
+            for i, (mb, old_logp) in enumerate(zip(micro, old, strict=False)):
+                mask = torch.as_tensor(mb.loss_mask, device=self.device).bool()
+                keep = reject_rows(old_logp, torch.as_tensor(mb.behaviour_logprobs,
+                                                             device=self.device),
+                                   mask, lc.reject_band).cpu().numpy()
+                rows = mb.loss_mask.any(axis=1)
+                completions += int(rows.sum())
+                rejected += int((rows & ~keep).sum())
+                micro[i] = dataclasses.replace(mb, loss_mask=mb.loss_mask * keep[:, None])
+        base = old if proximal else [None] * count
+        return _Part(micro, padding, base, rejected=rejected, completions=completions)
+
+    def _empty_micro(self) -> MicroBatch:
+        """A one-token, fully masked micro-batch (a rank's share of an empty mini-batch)."""
+        one = np.zeros((1, 1), np.float32)
+        ids = np.full((1, 2), self.pad_id, np.int64)
+        return MicroBatch(input_ids=ids, attention_mask=np.ones_like(ids), targets=ids[:, 1:],
+                          loss_mask=one, prefix_mask=one, behaviour_logprobs=one,
+                          advantages=one, sft_weights=one)
+
+    def _update(self, part: _Part, lr: float) -> StepStats:
+        """One optimizer update on a prepared mini-batch (every rank calls it together)."""
+        micro = part.micro
         extra = sum(int(m.prefix_mask.sum()) for m in micro) if self.settings.prefix_terms else 0
         tokens, extra, n_seqs = (int(v) for v in self.dist.all_sum(
-            [sum(m.loss_tokens for m in micro), extra, len(seqs)], self.device))
+            [sum(m.loss_tokens for m in micro), extra, sum(m.input_ids.shape[0] for m in micro)],
+            self.device))
         normalizer = loss_normalizer(self.aggregation, tokens + extra, n_seqs,
                                      self.cfg.actor.sampling.max_tokens)
-        # Every rank runs as many micro-batches as the busiest (see learner/distributed.py).
-        padding = [_masked(micro[-1])] * (self.dist.all_max(len(micro), self.device) - len(micro))
-        old = ([self._old_logp(m) for m in micro + padding] if self.settings.tis_cap
-               else [None] * (len(micro) + len(padding)))
         self.optimizer.zero_grad(set_to_none=True)
         total_loss, sums = 0.0, {}
-        for i, (mb, old_logp) in enumerate(zip(micro + padding, old, strict=True)):
+        for i, (mb, old_logp) in enumerate(zip(micro + part.padding, part.old, strict=True)):
             loss, metrics = self._micro_step(mb, normalizer, old_logp)
             if i >= len(micro):
                 continue
@@ -192,21 +257,13 @@ class Trainer:
         sums = dict(zip(names, values, strict=True))
         grad_norm = _full(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
                                                          self.cfg.learner.grad_clip))
-        lc = self.cfg.learner
-        lr = lc.lr * lr_factor(self.steps_done, lc.warmup_steps, lc.max_steps, lc.lr_schedule)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         finite = math.isfinite(total_loss) and math.isfinite(float(grad_norm))
         if finite:
             self.optimizer.step()
-            self.steps_done += 1
-        else:  # the weights, the optimizer state and the LR schedule stay as they were
+        else:  # the weights and the optimizer state stay as they were
             self.optimizer.zero_grad(set_to_none=True)
-        return StepStats(
-            loss=total_loss, grad_norm=float(grad_norm), lr=lr, tokens=tokens,
-            sequences=n_seqs, seconds=time.perf_counter() - start, metrics=sums,
-            finite=finite,
-        )
+        return StepStats(loss=total_loss, grad_norm=float(grad_norm), lr=lr, tokens=tokens,
+                         sequences=n_seqs, seconds=0.0, metrics=sums, finite=finite)
 
     def _tensors(self, mb: MicroBatch) -> dict[str, torch.Tensor]:
         return {name: torch.as_tensor(getattr(mb, name), device=self.device) for name in (
@@ -323,6 +380,62 @@ class Trainer:
         many = self.dist.enabled
         return StateDictOptions(full_state_dict=True, cpu_offload=many and not load,
                                 broadcast_from_rank0=many and load)
+
+
+@dataclass
+class _Part:
+    """One mini-batch, prepared for its updates (`Trainer._prepare`)."""
+
+    micro: list[MicroBatch]
+    padding: list[MicroBatch]
+    """Fully masked micro-batches, so that every rank runs as many as the busiest."""
+    old: list[torch.Tensor | None]
+    """The trainer's log-probs before the step's first update, per micro-batch (padding
+    included); None where the loss does not need them."""
+    rejected: int = 0
+    """Completions left out by `learner.reject_band` (this rank)."""
+    completions: int = 0
+    """Completions the band was checked on (this rank)."""
+
+
+def split_groups(seqs: Sequence[TrainSequence], parts: int) -> list[list[TrainSequence]]:
+    """`seqs` in `parts` mini-batches of whole groups, as even in group count as can be (in
+    the order the groups come); one part is `seqs` itself."""
+    if parts == 1:
+        return [list(seqs)]
+    order: dict[int, list[TrainSequence]] = {}
+    for s in seqs:
+        order.setdefault(s.group, []).append(s)
+    groups = list(order.values())
+    bounds = [round(i * len(groups) / parts) for i in range(parts + 1)]
+    return [[s for g in groups[bounds[i]:bounds[i + 1]] for s in g] for i in range(parts)]
+
+
+def _combine(updates: list[StepStats], per_epoch: int) -> StepStats:
+    """The step's stats from its several updates: the first pass over the batch (the first
+    `per_epoch` updates) gives loss, grad norm, tokens and the metrics (means weighted by each
+    update's tokens); each update's loss, grad norm, clip fraction and approx-KL also come as
+    `update/<i>/...`, so that a second epoch's clipping shows."""
+    first = updates[:per_epoch]
+    tokens = sum(u.tokens for u in first)
+    share = [u.tokens / max(1, tokens) for u in first]
+    metrics: dict[str, float] = {}
+    for u, w in zip(first, share, strict=True):
+        for k, v in u.metrics.items():
+            metrics[k] = metrics.get(k, 0.0) + (v if k in COUNT_METRICS else v * w)
+    for i, u in enumerate(updates):
+        metrics[f"update/{i}/loss"] = u.loss
+        metrics[f"update/{i}/grad_norm"] = u.grad_norm
+        for k in ("clip_frac", "approx_kl"):
+            if k in u.metrics:
+                metrics[f"update/{i}/{k}"] = u.metrics[k]
+    metrics["update/count"] = float(len(updates))
+    metrics["update/nonfinite"] = float(sum(not u.finite for u in updates))
+    return StepStats(
+        loss=sum(u.loss * w for u, w in zip(first, share, strict=True)),
+        grad_norm=float(np.mean([u.grad_norm for u in first])), lr=updates[0].lr,
+        tokens=tokens, sequences=sum(u.sequences for u in first), seconds=0.0,
+        metrics=metrics, finite=any(u.finite for u in updates))
 
 
 def _masked(mb: MicroBatch) -> MicroBatch:

@@ -4,7 +4,8 @@ Rule, per policy token t of a completion with advantage A (mask `loss_mask` = 1)
 
     ratio_t = exp(logp_t - base_t)           base = old_logp if given, else behaviour_logp
     pg_t    = -min(ratio_t * A, clip(ratio_t, 1 - clip_low, 1 + clip_high) * A)
-    pg_t   *= w_t = min(exp(old_logp_t - behaviour_logp_t), tis_cap)   (TIS; w detached)
+    pg_t   *= w_t = min(exp(old_logp_t - behaviour_logp_t), tis_cap)   (TIS; w detached;
+              one weight per completion with is_level = "sequence": learner/algo/offpolicy.py)
     kl_t    = exp(ref_t - logp_t) - (ref_t - logp_t) - 1                (k3, weight kl_coef)
     loss    = sum_t mask_t * (pg_t + kl_coef * kl_t) / normalizer
 
@@ -59,6 +60,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from learner.algo.offpolicy import importance_weights
 from lppo.core.config.schema import LearnerConfig, PGConfig
 
 Aggregation = Literal["token_mean", "seq_mean_token_sum_norm"]
@@ -84,6 +86,8 @@ class LossSettings:
     """gamma of the off-policy shaping p / (p + gamma)."""
     sft: bool = False
     """Supervised term on prefix tokens (`pg.sft_coef > 0`; the weights come per token)."""
+    is_level: Literal["token", "sequence"] = "token"
+    """TIS weight per token, or one per completion (learner/algo/offpolicy.py)."""
 
     @property
     def prefix_terms(self) -> bool:
@@ -94,6 +98,7 @@ class LossSettings:
     def from_config(cls, learner: LearnerConfig, pg: PGConfig) -> LossSettings:
         return cls(
             clip_low=learner.clip_low, clip_high=learner.clip_high, tis_cap=learner.tis_cap,
+            is_level=learner.is_level,
             kl_coef=learner.kl_coef, off_policy=pg.enabled and pg.off_policy_loss,
             off_policy_gamma=pg.off_policy_gamma, sft=pg.enabled and pg.sft_coef > 0.0,
         )
@@ -193,7 +198,11 @@ def ppo_loss(x: LossInputs, settings: LossSettings,
     pg = -torch.minimum(ratio * adv, clipped * adv)
     extra: dict[str, Tensor] = {}
     if settings.tis_cap is not None:
-        pg, extra = _apply_tis(pg, mask, old_logp, behaviour_logp, settings.tis_cap)
+        if old_logp is None:
+            raise ValueError("tis_cap needs old_logp (the trainer's log-probs before the update)")
+        w, extra = importance_weights(old_logp, behaviour_logp, mask, settings.tis_cap,
+                                      settings.is_level)
+        pg = pg * w.to(pg.dtype)
     tok = pg
     if settings.kl_coef > 0.0:
         kl = _k3(logp, x.ref_logp, mask)
@@ -222,21 +231,6 @@ def ppo_loss(x: LossInputs, settings: LossSettings,
         names = list(metrics)
         values = torch.stack([metrics[k].float().reshape(()) for k in names]).tolist()
     return loss, dict(zip(names, values, strict=True))
-
-
-def _apply_tis(pg: Tensor, mask: Tensor, old_logp: Tensor | None, behaviour_logp: Tensor,
-               cap: float) -> tuple[Tensor, dict[str, Tensor]]:
-    """pg * min(exp(old - behaviour), cap), the weight detached."""
-    if old_logp is None:
-        raise ValueError("tis_cap needs old_logp (the trainer's log-probs before the update)")
-    diff = torch.where(mask, old_logp.detach() - behaviour_logp, torch.zeros_like(pg))
-    raw = diff.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP).exp()
-    w = raw.clamp(max=cap).detach()
-    n = mask.sum()
-    return pg * w, {
-        "tis_weight_mean": _masked_mean(w, mask, n),
-        "tis_clip_frac": (mask & (raw > cap)).sum() / n.clamp(min=1),
-    }
 
 
 def _k3(logp: Tensor, ref_logp: Tensor | None, mask: Tensor) -> Tensor:

@@ -210,10 +210,11 @@ def test_aggregation_and_normalizer():
 
 def test_settings_from_config():
     s = LossSettings.from_config(
-        LearnerConfig(clip_low=0.1, clip_high=0.3, tis_cap=2.0, kl_coef=0.01),
+        LearnerConfig(clip_low=0.1, clip_high=0.3, tis_cap=2.0, kl_coef=0.01,
+                      is_level="sequence"),
         PGConfig(off_policy_loss=True, off_policy_gamma=0.2),
     )
-    assert s == LossSettings(0.1, 0.3, 2.0, 0.01, True, 0.2, sft=False)
+    assert s == LossSettings(0.1, 0.3, 2.0, 0.01, True, 0.2, sft=False, is_level="sequence")
     assert LossSettings.from_config(LearnerConfig(), PGConfig(sft_coef=0.5)).sft
     assert not LossSettings.from_config(LearnerConfig(),
                                         PGConfig(enabled=False, off_policy_loss=True)).off_policy

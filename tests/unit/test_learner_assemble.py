@@ -3,6 +3,7 @@ carrier of each group's prefix terms, advantages over mixed groups, the metrics.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from learner.assemble import assemble
@@ -61,3 +62,33 @@ def test_group_baseline_and_masked_prefix():
     batch = assemble(list(_decisions(masked)), masked)
     assert not any(s.prefix_loss for s in batch.sequences)
     assert batch.prefix_terms() == ["masked", None] and batch.prefix_advantages() == [None, None]
+
+
+def test_overlong_penalty_enters_the_advantages_and_truncated_completions_carry_no_loss():
+    import msgspec
+
+    from lppo.core.wire import Array
+
+    cfg = Config.model_validate({
+        "actor": {"sampling": {"max_tokens": 4},
+                  "reward": {"overlong_buffer": 2, "overlong_penalty": 1.0}},
+        "learner": {"batch_groups": 4, "group_size": 4, "max_staleness": 8,
+                    "mask_truncated": True},
+        "lppo": {"curation": {"overdispatch": 1.0, "recheck_fraction": 0.0},
+                 "pg": {"guided_share": 0.5}},
+    })
+    _, db = _decisions(cfg)  # B: rewards [1, 1, 0, 0], two tokens each
+    comps = db.group.completions
+    # the second correct one ran to the budget: 4 tokens, cut (penalty -1: reward 1 -> 0);
+    # a wrong one used 3 tokens and stopped (penalty -0.5: reward 0 -> -0.5)
+    comps[1] = msgspec.structs.replace(comps[1], token_ids=Array.of([1, 2, 3, 4], "int32"),
+                                       logprobs=Array.of([-1] * 4, "float32"),
+                                       finish_reason="length")
+    comps[2] = msgspec.structs.replace(comps[2], token_ids=Array.of([1, 2, 3], "int32"),
+                                       logprobs=Array.of([-1] * 3, "float32"))
+    batch = assemble([db], cfg)
+    rewards = [1.0, 0.0, -0.5, 0.0]
+    mean, std = sum(rewards) / 4, float(np.std(rewards, ddof=1))
+    assert [s.advantage for s in batch.sequences] == pytest.approx(
+        [(r - mean) / std for r in rewards], abs=1e-5)
+    assert [s.loss for s in batch.sequences] == [True, False, True, True]
