@@ -26,7 +26,7 @@ import numpy as np
 
 from learner.algo.advantages import apply_weights, compute_advantages
 from learner.algo.guidance import NONE, PrefixSignal, prefix_signal
-from learner.algo.overlong import loss_masked, penalties
+from learner.algo.overlong import shaping
 from learner.algo.progress import batch_weights
 from learner.batch import TrainSequence
 from learner.scheduler import Decision
@@ -65,11 +65,10 @@ def assemble(decisions: Sequence[Decision], cfg: Config) -> Batch:
     lc = cfg.learner
     groups = [d.group for d in decisions]
     lengths = [[c.token_ids.numpy().size for c in g.completions] for g in groups]
-    max_tokens = cfg.actor.sampling.max_tokens
-    rewards = [[c.reward + p for c, p in zip(g.completions, penalties(n, max_tokens,
-                                                                        cfg.actor.reward),
-                                             strict=True)]
-               for g, n in zip(groups, lengths, strict=True)]
+    shaped = [shaping(n, [c.finish_reason for c in g.completions], cfg)
+              for g, n in zip(groups, lengths, strict=True)]
+    rewards = [[c.reward + p for c, p in zip(g.completions, penalty, strict=True)]
+               for g, (penalty, _) in zip(groups, shaped, strict=True)]
     adv = compute_advantages(rewards, lc.advantage, lc.std_normalize, lengths=lengths)
     weights = batch_weights([d.observation.progress for d in decisions], cfg.lppo.lp)
     values = apply_weights(adv.values, weights)
@@ -93,7 +92,7 @@ def assemble(decisions: Sequence[Decision], cfg: Config) -> Batch:
         mixed += any(saw) and not all(saw)
         prompt, prefix = group.prompt_ids.numpy(), group.prefix_ids.numpy()
         carrier = saw.index(True) if any(saw) and signal is not NONE else -1
-        masked = loss_masked([c.finish_reason for c in group.completions], lc.mask_truncated)
+        masked = shaped[g][1]
         for i, comp in enumerate(group.completions):
             seqs.append(TrainSequence(
                 prompt_ids=prompt, prefix_ids=prefix if saw[i] else prefix[:0],

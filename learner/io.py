@@ -28,6 +28,7 @@ import time
 
 import zmq
 
+from learner.algo.overlong import shaping
 from learner.gateway import ActorGateway, WeightSync
 from learner.scheduler import Decision, Scheduler
 from lppo.core.config import Config
@@ -179,10 +180,15 @@ class LearnerIO(threading.Thread):
         for d in decisions:
             if not d.duplicate:
                 # `lp_weight` stays empty here: the train step that uses the group writes the
-                # weight it applied (renormalised over its batch), see `learner.loop`.
+                # weight it applied (renormalised over its batch), see `learner.loop`. The
+                # shaping of each completion is the one `learner.assemble` will apply.
+                comps = d.group.completions
+                shaped, masked = shaping([c.token_ids.numpy().size for c in comps],
+                                         [c.finish_reason for c in comps], self.cfg)
                 self.writer.put_group(group_from_wire(
                     d.group, step_seen=step, dropped_reason=d.reason, state=d.state,
-                    selection=d.dispatch.selection, selection_score=d.dispatch.score))
+                    selection=d.dispatch.selection, selection_score=d.dispatch.score,
+                    overlong_penalties=shaped, loss_masked=masked))
         self.writer.flush()  # durable before the actors are told they may forget the groups
         for d in decisions:
             if d.accepted:

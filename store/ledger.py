@@ -46,7 +46,7 @@ IN_CHUNK = 500  # values per IN (...) list: far below every backend's parameter 
 
 STATE_FIELDS = tuple(SampleStateRecord.__dataclass_fields__)
 ROLLOUT_COLUMNS = ("group_id", "idx", "text", "length", "reward", "verdict", "finish_reason",
-                   "with_prefix")
+                   "with_prefix", "overlong_penalty", "loss_masked")
 STEP_FIELDS = tuple(f for f in StepRecord.__dataclass_fields__ if not f.startswith("used_"))
 
 
@@ -313,7 +313,8 @@ class Ledger:
         fresh = [g for g in unique if g.attempt_id in inserted]
         self._insert_rollouts(conn, [
             (inserted[g.attempt_id], i, r.text if self.store_texts else None, r.length,
-             r.reward, r.verdict, r.finish_reason, r.with_prefix)
+             r.reward, r.verdict, r.finish_reason, r.with_prefix, r.overlong_penalty,
+             r.loss_masked)
             for g in fresh for i, r in enumerate(g.rollouts)
         ])
         states = {g.sample_id: g.state for g in fresh if g.state is not None}  # last one wins

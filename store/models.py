@@ -31,12 +31,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lppo.core.vocab import DropReason, SampleStatus
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The Alembic revision these models describe (the head of store/migrations/versions); bump it
 with every new revision. Readers compare it without loading Alembic; a test checks it."""
 
@@ -224,6 +225,10 @@ class Rollout(Base):
     with_prefix: Mapped[bool] = mapped_column(Boolean, default=False)
     """Sampled with its group's prefix (False for unguided groups and for the unguided part
     of a mixed group)."""
+    overlong_penalty: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """DAPO's soft overlong penalty added to `reward` before advantages (0: none)."""
+    loss_masked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The completion carried no policy loss (truncated, under `learner.mask_truncated`)."""
 
 
 class TrainStep(Base):

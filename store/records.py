@@ -52,6 +52,10 @@ class RolloutRecord:
     finish_reason: str
     with_prefix: bool = False
     """Sampled with the group's prefix (not for unguided groups, nor a mixed group's rest)."""
+    overlong_penalty: float = 0.0
+    """DAPO's soft overlong penalty the learner adds to `reward` (learner/algo/overlong.py)."""
+    loss_masked: bool = False
+    """Carries no policy loss (a truncated completion under `learner.mask_truncated`)."""
 
     @property
     def correct(self) -> bool:
@@ -216,10 +220,16 @@ def group_from_wire(
     received_at: float | None = None,
     selection: str | None = None,
     selection_score: float | None = None,
+    overlong_penalties: Sequence[float] | None = None,
+    loss_masked: Sequence[bool] | None = None,
 ) -> GroupRecord:
     """A `GroupRecord` from a received `lppo.core.wire.RolloutGroup` and the learner's decisions.
 
-    A group with an `error` (nothing sampled) is dropped as `invalid` whatever was asked."""
+    A group with an `error` (nothing sampled) is dropped as `invalid` whatever was asked.
+    `overlong_penalties` and `loss_masked`: per completion, the learner's shaping of it."""
+    n = len(msg.completions)
+    penalties = list(overlong_penalties) if overlong_penalties is not None else [0.0] * n
+    masked = list(loss_masked) if loss_masked is not None else [False] * n
     rollouts = [
         RolloutRecord(
             text=c.text,
@@ -228,8 +238,10 @@ def group_from_wire(
             verdict=c.verdict,
             finish_reason=c.finish_reason,
             with_prefix=msg.prefix_len > 0 and not c.unguided,
+            overlong_penalty=float(p),
+            loss_masked=bool(m),
         )
-        for c in msg.completions
+        for c, p, m in zip(msg.completions, penalties, masked, strict=True)
     ]
     guided_n = sum(not c.unguided for c in msg.completions) if msg.prefix_ratio > 0 else 0
     return GroupRecord(

@@ -19,6 +19,7 @@ the other completions' advantages are those of the full group.
 from __future__ import annotations
 
 from lppo.core.config.actor import RewardConfig
+from lppo.core.config.schema import Config
 from lppo.core.vocab import FinishReason
 
 
@@ -43,3 +44,11 @@ def penalties(lengths: list[int], max_tokens: int, reward: RewardConfig) -> list
 def loss_masked(finish_reasons: list[str], mask_truncated: bool) -> list[bool]:
     """Which completions carry no loss: the truncated ones, when `mask_truncated`."""
     return [mask_truncated and reason == FinishReason.LENGTH for reason in finish_reasons]
+
+
+def shaping(lengths: list[int], finish_reasons: list[str], cfg: Config
+            ) -> tuple[list[float], list[bool]]:
+    """A group's completions' (overlong penalties, loss masks) under `cfg`: what
+    `learner.assemble` applies and what the ledger records (`learner/io.py`)."""
+    return (penalties(lengths, cfg.actor.sampling.max_tokens, cfg.actor.reward),
+            loss_masked(finish_reasons, cfg.learner.mask_truncated))

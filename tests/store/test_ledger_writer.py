@@ -215,7 +215,8 @@ def test_wire_groups_convert_and_record(ledger):
     )
     msg = wire.decode(wire.encode(msg))
     rec = group_from_wire(msg, step_seen=5, lp_weight=1.2,
-                          state=SampleStateRecord(guided_attempts=1, guided_pass_rate=1 / 3))
+                          state=SampleStateRecord(guided_attempts=1, guided_pass_rate=1 / 3),
+                          overlong_penalties=[0.0, -0.25, -0.5], loss_masked=[False, False, True])
     assert (rec.n, rec.n_correct, rec.tokens, rec.prefix_len) == (3, 1, 6, 1)
     failed = wire.RolloutGroup(
         attempt_id="w-2", sample_id=ids[2], actor_id="actor-3", policy_version=4,
@@ -231,6 +232,11 @@ def test_wire_groups_convert_and_record(ledger):
             "FROM rollout_groups ORDER BY attempt_id").all()
     assert rows == [("w-1", 3, 1, 6, "actor-3", 1.2, None), ("w-2", 0, 0, 0, "actor-3", None,
                                                               "invalid")]
+    with ledger.engine.connect() as conn:  # the learner's shaping of each completion
+        shaped = conn.exec_driver_sql(
+            "SELECT idx, reward, overlong_penalty, loss_masked FROM rollouts ORDER BY idx").all()
+    assert [(i, r, p, bool(m)) for i, r, p, m in shaped] == [
+        (0, 0.0, 0.0, False), (1, 0.0, -0.25, False), (2, 1.0, -0.5, True)]
 
 
 def test_a_batch_of_invalid_groups_only_is_written(ledger):
