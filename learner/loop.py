@@ -40,6 +40,7 @@ from learner import checkpoint
 from learner.assemble import Batch, assemble
 from learner.collective import CollectiveWeights
 from learner.distributed import DistContext
+from learner.dump import write_dump
 from learner.io import LearnerIO
 from learner.periodic_eval import PeriodicEval
 from learner.scheduler import Decision
@@ -125,6 +126,9 @@ class Learner:
             if inputs is None:
                 break
             t0 = time.perf_counter()
+            if cfg.dump_rollouts:  # before the step: a step that fails can be replayed too
+                write_dump(self.cfg.run.run_dir, setup.step + 1, setup.trainer.steps_done,
+                           setup.version, inputs.batch.sequences)
             stats = setup.leader.step(inputs.batch.sequences)
             if not stats.finite:
                 self._skip_nonfinite(setup, inputs, stats)

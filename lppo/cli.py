@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from lppo.core.errors import UserError, one_line
 
 # Modules under lppo.commands, in the order `lppo --help` lists them.
-COMMANDS = ("demo", "run", "config", "learner", "actor", "eval", "sql", "ledger", "dashboard")
+COMMANDS = ("demo", "run", "config", "learner", "actor", "eval", "sql", "ledger", "dashboard",
+            "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

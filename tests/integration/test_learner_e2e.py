@@ -5,7 +5,9 @@ state: Thompson sampling there)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,7 +88,11 @@ def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
         learner={"max_steps": 4, "batch_groups": 4, "group_size": 4, "lr": 1e-4,
                  "checkpoint_every": 2, "device": "cpu", "eval_every": 2,
                  "eval": {"k": 2, "limit": 4, "max_tokens": 16},
-                 "loggers": ["tensorboard", "mlflow"]})
+                 "loggers": ["tensorboard", "mlflow"],
+                 # peers' training options: two passes, overlong masking and penalty, dumps
+                 "ppo_epochs": 2, "mask_truncated": True, "dump_rollouts": True},
+        actor={"slots": 8, "sampling": {"max_tokens": 32},
+               "reward": {"workers": 1, "overlong_buffer": 8}})
     root = root / "a"
     learner = _start(["learner", str(cfg)], root / "learner.log")
     actor = _start(["actor", str(cfg), "--actor-id", "a0"], root / "actor.log")
@@ -105,6 +111,29 @@ def test_learner_and_vllm_actor_train_and_keep_the_ledger_consistent(files):
     assert (root / "runs" / "it" / "weights" / "v4" / "model.safetensors").is_file()
     assert "actor a0 runs weights v" in (root / "learner.log").read_text()
     _check_trackers(root / "runs" / "it", steps=4, evals=[2, 4])
+    _check_training_options(root, cfg)
+
+
+def _check_training_options(root, cfg) -> None:
+    """Two updates per step, the truncated completions masked and the long ones penalised (as
+    the ledger records them), and `lppo replay` re-running steps from their dumps."""
+    with _ledger(root) as reader:
+        shaped = reader.sql("SELECT length, finish_reason, overlong_penalty, loss_masked "
+                            "FROM rollouts").rows
+        metrics = [json.loads(m) if isinstance(m, str) else m for (m,) in
+                   reader.sql("SELECT metrics FROM train_steps ORDER BY step").rows]
+    for length, reason, penalty, masked in shaped:
+        assert bool(masked) == (reason == "length")
+        assert penalty == pytest.approx(min(0.0, (24 - length) / 8))  # max_tokens 32, buffer 8
+    assert any(reason == "length" for _, reason, _, _ in shaped), "no truncated completion"
+    assert all(m["train/update/count"] == 2 and "train/update/1/clip_frac" in m for m in metrics)
+    for step in (1, 3):  # from the initial model; from checkpoint step_2
+        out = subprocess.run([sys.executable, "-m", "lppo.cli", "replay", str(root / "runs" / "it"),
+                              "--step", str(step)], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        loss = re.search(r"loss\s+(\S+)\s+\(recorded (\S+), difference", out.stdout)
+        assert loss, out.stdout
+        assert float(loss[1]) == pytest.approx(float(loss[2]), rel=1e-4, abs=1e-6)
 
 
 def _check_trackers(run_dir, steps: int, evals: list[int]) -> None:
