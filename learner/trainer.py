@@ -1,21 +1,28 @@
-"""The policy model and one optimizer step over a batch of training sequences.
+"""The policy model and one learner step over a batch of training sequences.
 
     trainer = Trainer(cfg)                        # AutoModelForCausalLM, AdamW, LR schedule
     stats = trainer.step(sequences)               # micro-batched forward/backward, clip, step
     state = trainer.policy_state()                # weights for the actors
 
-One step: the batch's loss normaliser is computed once for the whole batch (token-mean:
+One update: the loss normaliser is computed once for the whole (mini-)batch (token-mean:
 its loss tokens; Dr.GRPO: completions x max_tokens), so micro-batch losses add up to the
 batch loss whatever the packing. Each micro-batch: forward, token log-probs of the targets,
 `learner.algo.loss.ppo_loss` against the actor's behaviour log-probs (prefix tokens masked;
 LUFFY-style term on them when configured), backward. Then global gradient-norm clipping,
-AdamW, LR schedule (linear warm-up, then constant / linear / cosine decay). A batch whose loss
-or gradient norm is not finite changes nothing (`StepStats.finite` is False): the learner
-skips it or fails, `learner.on_nonfinite`.
+AdamW. A learner step is one such update by default; `learner.ppo_epochs` x
+`learner.mini_batches` of them (each mini-batch whole groups, `split_groups`) at the step's
+learning rate otherwise; the LR schedule (linear warm-up, then constant / linear / cosine decay)
+advances once per learner step. An update whose loss or gradient norm is not finite changes
+nothing and ends the step; a step whose first update is not finite changes nothing at all
+(`StepStats.finite` is False): the learner skips it or fails, `learner.on_nonfinite`.
 
-With `tis_cap` the PPO ratio's base is the trainer's own log-probs before the update
-(`old_logp`, one no-grad pass), and the trainer/behaviour ratio is truncated (TIS). With
-`kl_coef > 0` a frozen copy of the initial model gives the reference log-probs.
+The PPO ratio's base is the behaviour log-probs for a single plain update. With `tis_cap`,
+or several updates, it is the trainer's own log-probs before the step's first update
+(`old_logp`, one no-grad pass per micro-batch), and the behaviour policy enters only through
+the truncated importance weights (token or sequence level: learner/algo/offpolicy.py),
+AReaL's decoupled loss. `learner.reject_band` leaves completions whose ratio is out of band
+out of the loss (and its normaliser) before the first update. With `kl_coef > 0` a frozen
+copy of the initial model gives the reference log-probs.
 
 Precision. Parameters, gradients and AdamW's state are always fp32 (master weights): an
 update of lr 1e-6 on a weight of 0.02 is below bf16's resolution there and would be lost.

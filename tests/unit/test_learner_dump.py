@@ -45,3 +45,19 @@ def test_missing_foreign_and_damaged_dumps_are_clear_errors(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(UserError, match="unreadable rollout dump"):
         read_dump(tmp_path / "bad.safetensors")
+
+
+def test_replay_starts_from_the_checkpoint_before_the_step(tmp_path):
+    from learner.replay import weights_for
+    from lppo.core.config import Config
+
+    cfg = Config.model_validate({"run": {"output_dir": str(tmp_path), "name": "r"},
+                                 "model": {"path": "initial"}})
+    assert weights_for(cfg, 1, None) == ("initial", None)
+    with pytest.raises(UserError, match=r"step 3 started from the weights of step 2, and the "
+                                        r"run has no checkpoint of it \(it has: none\)"):
+        weights_for(cfg, 3, None)
+    ckpt = tmp_path / "r" / "checkpoints" / "step_2"
+    (ckpt / "model").mkdir(parents=True)
+    assert weights_for(cfg, 3, None) == (str(ckpt / "model"), ckpt)
+    assert weights_for(cfg, 3, tmp_path / "elsewhere") == (str(tmp_path / "elsewhere"), None)
