@@ -116,7 +116,7 @@ def test_show_docs_prints_every_field_with_its_description_and_default(capsys):
     assert "# A data set shipped with lppo, by name" in out
     for line in ("ppo_epochs = 1", "mini_batches = 1", 'is_level = "token"',
                  "# reject_band = (not set)", "mask_truncated = false", "dump_rollouts = false",
-                 "overlong_buffer = 0", "overlong_penalty = 1.0"):  # issue 25's options
+                 "overlong_buffer = 0", "overlong_penalty = 1.0"):  # the training options
         assert f"\n{line}\n" in out, line
 
 
