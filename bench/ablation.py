@@ -32,6 +32,10 @@ Arms (the only difference between them; `--set` applies to all):
     sel_thompson    uniform, Thompson sampling (MoPPS), pass-rate targeting (PCL), a bandit
     sel_target      over the demo's levels (SEC); pair them with `--baseline full` (its
     sel_bandit      selection is LPPO's least-recently-dispatched order)
+    upd_epochs2     `full` with a training option peers ship: two passes over each batch,
+    upd_mini2       two mini-batches per pass, truncated completions masked, DAPO's soft
+    upd_mask_truncated  overlong penalty over the last 32 of the 128 tokens; pair them with
+    upd_overlong    `--baseline full`
 
 Measures, on problems never trained on (`DemoRecipe.measure_set`: 1,000 per level, the demo's
 held-out exact measure): the probability of writing the expert solution verbatim (no sampling
@@ -77,6 +81,10 @@ ARMS: dict[str, list[str]] = {
     "sel_target": ["learner.selection=\"target_pass_rate\""],
     "sel_bandit": ["learner.selection=\"category_bandit\"",
                    "learner.category_bandit.field=\"level\""],
+    "upd_epochs2": ["learner.ppo_epochs=2"],
+    "upd_mini2": ["learner.mini_batches=2"],
+    "upd_mask_truncated": ["learner.mask_truncated=true"],
+    "upd_overlong": ["actor.reward.overlong_buffer=32"],
 }
 FULL = ["lppo.pg.sft_coef=1.0"]
 """What `full` adds to LP + PG unless `--full` says otherwise (the transfer probe's choice)."""
@@ -111,7 +119,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def arm_overrides(arm: str, args) -> list[str]:
-    extra = (args.full or FULL) if arm == "full" or arm.startswith("sel_") else []
+    extra = (args.full or FULL) if arm == "full" or arm.startswith(("sel_", "upd_")) else []
     return [*REGIME, *ARMS[arm], *extra, *args.overrides]
 
 

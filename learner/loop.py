@@ -295,10 +295,12 @@ class Learner:
             attempt(lambda: self._record_evals(setup, self.evals.finish()))
         if self.sync is not None:
             attempt(self.sync.close)
+        for closer in (self.evals.close,
+                       lambda: self.trackers.close("failed" if errors else status),
+                       setup.writer.close):
+            attempt(closer)
         if errors and status != "failed":
             status, reason = "failed", one_line(errors[0])
-        for closer in (self.evals.close, lambda: self.trackers.close(status), setup.writer.close):
-            attempt(closer)
         attempt(lambda: setup.ledger.end_run(setup.run_id, status, reason))
         attempt(setup.ledger.close)
         log.info("learner %s at step %d (version %d)%s", status, setup.step, setup.version,

@@ -46,5 +46,6 @@ def run_check(args: argparse.Namespace) -> int:
             for problem in report.problems:
                 print(f"  {problem}", file=sys.stderr)
             return 2
-    print(f"{args.config}: ok (run {cfg.run.name!r}, model {cfg.model.path!r})")
+    checked = "" if args.strict else "; --strict also checks the files and URLs it names"
+    print(f"{args.config}: ok (run {cfg.run.name!r}, model {cfg.model.path!r}){checked}")
     return 0

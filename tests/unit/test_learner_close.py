@@ -47,7 +47,8 @@ class _Ledger:
 def test_a_run_whose_writer_fails_at_the_end_is_marked_failed():
     lrn = _learner()
     lrn.evals = SimpleNamespace(close=lambda: None, finish=lambda: [])
-    lrn.sinks = SimpleNamespace(close=lambda: None)
+    closed = []
+    lrn.trackers = SimpleNamespace(close=closed.append, log_evals=lambda records: None)
     ledger = _Ledger()
 
     def full_disk():
@@ -60,6 +61,7 @@ def test_a_run_whose_writer_fails_at_the_end_is_marked_failed():
     with pytest.raises(OSError):
         lrn._close(setup, io, "finished", None)
     assert ledger.ended == ("failed", "OSError: [Errno 28] No space left on device")
+    assert closed == ["finished"]  # the trackers closed before the writer failed
 
 
 def test_one_line():

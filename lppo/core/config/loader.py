@@ -134,6 +134,8 @@ def _key_steps(key: str, item: str) -> list[str | int]:
     """`data.train[0].path` -> `["data", "train", 0, "path"]`."""
     steps: list[str | int] = []
     for part in key.split("."):
+        if not part:
+            raise ConfigError([f"--set {item!r}: empty key segment in {key!r}"])
         match = _SEGMENT.fullmatch(part)
         if match is None:
             raise ConfigError([f"--set {item!r}: bad key segment {part!r} in {key!r} (expected "
