@@ -63,9 +63,13 @@ def test_every_arm_is_a_valid_config(arm):
     cfg = load_config(ablation.ROOT / "configs" / "demo.toml", ablation.arm_overrides(arm, args))
     assert cfg.learner.max_staleness == 0 and cfg.actor.engine == "transformers"
     assert cfg.lppo.pg.enabled == (not arm.startswith(("grpo", "lp_")))
-    assert cfg.lppo.lp.enabled == (arm.startswith(("lp_", "sel_")) or arm == "full")
+    assert cfg.lppo.lp.enabled == (arm.startswith(("lp_", "sel_", "upd_")) or arm == "full")
     if arm.startswith("sel_"):  # `full` with another selection policy
         assert cfg.learner.selection != "lppo" and cfg.lppo.pg.sft_coef == 1.0
+    if arm.startswith("upd_"):  # `full` with one training option on
+        options = (cfg.learner.ppo_epochs, cfg.learner.mini_batches, cfg.learner.mask_truncated,
+                   cfg.actor.reward.overlong_buffer)
+        assert options != (1, 1, False, 0) and cfg.lppo.pg.sft_coef == 1.0
 
 
 def test_arms_do_not_inherit_the_demo_configs_prefix_options():
