@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from learner.batch import TrainSequence, collate, pack
 from learner.trainer import Trainer, lr_factor
 from lppo.core.config import Config
+from tests.unit.trainer_batches import on_policy_batch
 
 
 def _seq(p, q, c, adv=1.0, group=0, prefix_loss=False) -> TrainSequence:
@@ -74,20 +74,7 @@ def trainer(tiny_model) -> Trainer:
 
 
 def _batch(trainer: Trainer) -> list[TrainSequence]:
-    rng = np.random.default_rng(0)
-    vocab = trainer.model.config.vocab_size
-    seqs = []
-    for g in range(2):
-        prompt = tuple(int(t) for t in rng.integers(5, vocab, 6))
-        for i in range(4):
-            comp = tuple(int(t) for t in rng.integers(5, vocab, 5 + i))
-            with torch.no_grad():
-                ids = torch.tensor([prompt + comp])
-                lp = trainer.model(ids).logits[0, :-1].log_softmax(-1)
-                behaviour = lp[len(prompt) - 1:].gather(-1, ids[0, len(prompt):, None]).squeeze(-1)
-            seqs.append(TrainSequence(prompt, (), comp, tuple(behaviour.tolist()),
-                                      advantage=1.0 if i % 2 else -1.0, group=g))
-    return seqs
+    return on_policy_batch(trainer, groups=2)
 
 
 def _surrogate(trainer: Trainer, seqs) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,6 +13,7 @@ from learner.algo.loss import LossInputs, loss_normalizer, ppo_loss
 from learner.batch import TrainSequence, collate, pack
 from learner.trainer import Trainer, split_groups
 from lppo.core.config import Config
+from tests.unit.trainer_batches import on_policy_batch
 
 
 def make_trainer(tiny_model, **learner) -> Trainer:
@@ -28,22 +28,7 @@ def make_trainer(tiny_model, **learner) -> Trainer:
 
 
 def batch(trainer: Trainer, groups: int = 4, noise: float = 0.0) -> list[TrainSequence]:
-    """Groups of 4 completions with on-policy behaviour log-probs (+ `noise` per token)."""
-    rng = np.random.default_rng(0)
-    vocab = trainer.model.config.vocab_size
-    seqs = []
-    for g in range(groups):
-        prompt = tuple(int(t) for t in rng.integers(5, vocab, 6))
-        for i in range(4):
-            comp = tuple(int(t) for t in rng.integers(5, vocab, 5 + i))
-            with torch.no_grad():
-                ids = torch.tensor([prompt + comp])
-                lp = trainer.model(ids).logits[0, :-1].log_softmax(-1)
-                behaviour = lp[len(prompt) - 1:].gather(-1, ids[0, len(prompt):, None]).squeeze(-1)
-            behaviour = behaviour + noise * (1 if i % 2 else -1)
-            seqs.append(TrainSequence(prompt, (), comp, tuple(behaviour.tolist()),
-                                      advantage=1.0 if i % 2 else -1.0, group=g))
-    return seqs
+    return on_policy_batch(trainer, groups, noise)
 
 
 def params(trainer: Trainer) -> torch.Tensor:
