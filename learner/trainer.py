@@ -179,7 +179,14 @@ class Trainer:
         lr = lc.lr * lr_factor(self.steps_done, lc.warmup_steps, lc.max_steps, lc.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        parts = [self._prepare(mini) for mini in split_groups(seqs, lc.mini_batches)]
+        budget, shared = lc.micro_batch_tokens, self.shared_prefix
+        minis = [[collate(b, self.pad_id, shared)
+                  for b in (pack_units if shared else pack)(mini, budget)] if mini else []
+                 for mini in split_groups(seqs, lc.mini_batches)]
+        # A rank without a group in a mini-batch joins its updates with masked micro-batches
+        # of its own (the same forward path as the other ranks': shared-prefix or plain).
+        filler = _masked(next(m[-1] for m in minis if m))
+        parts = [self._prepare(micro, filler) for micro in minis]
         updates: list[StepStats] = []
         for _ in range(lc.ppo_epochs):
             for part in parts:
@@ -198,18 +205,14 @@ class Trainer:
         stats.seconds = time.perf_counter() - start
         return stats
 
-    def _prepare(self, seqs: Sequence[TrainSequence]) -> _Part:
-        """One mini-batch's micro-batches, padded to the busiest rank's count, with the
-        trainer's log-probs before any update (`old_logp`) where the loss needs them (TIS,
-        rejection, several updates), and `learner.reject_band` applied to the loss masks."""
+    def _prepare(self, micro: list[MicroBatch], filler: MicroBatch) -> _Part:
+        """One mini-batch's micro-batches, padded with `filler` to the busiest rank's count,
+        with the trainer's log-probs before any update (`old_logp`) where the loss needs them
+        (TIS, rejection, several updates), and `learner.reject_band` applied to the loss
+        masks."""
         lc = self.cfg.learner
-        budget, shared = lc.micro_batch_tokens, self.shared_prefix
-        micro = [collate(b, self.pad_id, shared)
-                 for b in (pack_units if shared else pack)(seqs, budget)] if seqs else []
         count = self.dist.all_max(len(micro), self.device)
-        # Every rank runs as many micro-batches as the busiest (see learner/distributed.py); a
-        # rank without a group in this mini-batch joins with empty ones.
-        filler = _masked(micro[-1]) if micro else self._empty_micro()
+        # Every rank runs as many micro-batches as the busiest (see learner/distributed.py).
         padding = [filler] * (count - len(micro))
         # The PPO ratio's base: the behaviour log-probs for one plain update (as always), the
         # trainer's own before the first update with TIS or several updates (decoupled).
@@ -231,14 +234,6 @@ class Trainer:
         base = old if proximal else [None] * count
         return _Part(micro, padding, base, rejected=rejected, completions=completions)
 
-    def _empty_micro(self) -> MicroBatch:
-        """A one-token, fully masked micro-batch (a rank's share of an empty mini-batch)."""
-        one = np.zeros((1, 1), np.float32)
-        ids = np.full((1, 2), self.pad_id, np.int64)
-        return MicroBatch(input_ids=ids, attention_mask=np.ones_like(ids), targets=ids[:, 1:],
-                          loss_mask=one, prefix_mask=one, behaviour_logprobs=one,
-                          advantages=one, sft_weights=one)
-
     def _update(self, part: _Part, lr: float) -> StepStats:
         """One optimizer update on a prepared mini-batch (every rank calls it together)."""
         micro = part.micro
@@ -252,7 +247,9 @@ class Trainer:
         total_loss, sums = 0.0, {}
         for i, (mb, old_logp) in enumerate(zip(micro + part.padding, part.old, strict=True)):
             loss, metrics = self._micro_step(mb, normalizer, old_logp)
-            if i >= len(micro):
+            if i >= len(micro):  # padding: no numbers, but the same names on every rank
+                for k in metrics:
+                    sums.setdefault(k, 0.0)
                 continue
             total_loss += loss
             weight = mb.loss_tokens / max(1, tokens)

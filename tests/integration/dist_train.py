@@ -23,12 +23,16 @@ from learner.trainer import Trainer
 from lppo.core.config import Config
 
 
-def config(model: str, device: str = "cpu", cpu_offload: bool = False) -> Config:
+def config(model: str, device: str = "cpu", cpu_offload: bool = False,
+           updates: bool = False) -> Config:
+    """`updates`: two passes of three mini-batches, and a rejection band (a rank with fewer
+    groups than mini-batches joins some updates with nothing to train)."""
+    extra = {"ppo_epochs": 2, "mini_batches": 3, "reject_band": [0.2, 5.0]} if updates else {}
     return Config.model_validate({
         "model": {"path": model, "dtype": "float32", "max_model_len": 256},
         "data": {"max_prompt_tokens": 64}, "actor": {"sampling": {"max_tokens": 24}},
         "learner": {"lr": 1e-3, "device": device, "micro_batch_tokens": 64, "max_steps": 10,
-                    "tis_cap": 2.0, "cpu_offload": cpu_offload},
+                    "tis_cap": 2.0, "cpu_offload": cpu_offload, **extra},
         "lppo": {"pg": {"off_policy_loss": True, "sft_coef": 0.1}},
     })
 
@@ -82,15 +86,17 @@ def _checkpoint_then_continue(trainer: Trainer, dist: DistContext, mine, out: st
 
 def main() -> None:
     """argv: MODEL_DIR OUT STEPS [DEVICE] [MODE]; MODE `train` (default), `offload` (train with
-    `learner.cpu_offload`), `checkpoint` (see `_checkpoint_then_continue`) or `resume` (from
-    the checkpoint `checkpoint` wrote next to OUT, one step)."""
+    `learner.cpu_offload`), `updates` (train with several updates per step, `config`),
+    `checkpoint` (see `_checkpoint_then_continue`) or `resume` (from the checkpoint
+    `checkpoint` wrote next to OUT, one step)."""
     model, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
     device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     mode = sys.argv[5] if len(sys.argv) > 5 else "train"
     torch.manual_seed(0)
     dist = DistContext.from_env()
     ckpt = Path(out).parent / "run" / "checkpoints" / "step_2"
-    trainer = Trainer(config(model, device, cpu_offload=mode == "offload"), dist=dist,
+    trainer = Trainer(config(model, device, cpu_offload=mode == "offload",
+                             updates=mode == "updates"), dist=dist,
                       model_path=str(ckpt / "model") if mode == "resume" else None)
     if mode == "resume" and checkpoint.is_sharded(ckpt):
         done = checkpoint.load(ckpt)[1]["steps_done"] if dist.rank == 0 else None

@@ -4,6 +4,7 @@ supervised prefix terms, and ranks that run different numbers of micro-batches."
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -74,6 +75,19 @@ def test_two_ranks_match_one_process(tiny_model, tmp_path, one_process):
     assert len(set(single_losses)) == STEPS  # the steps changed the model
     assert [float(x) for x in losses.split(",")] == pytest.approx(single_losses, rel=1e-4,
                                                                  abs=1e-6)
+
+
+def test_several_updates_per_step_on_two_ranks(tiny_model, tmp_path, one_process):
+    """Two passes of three mini-batches on two ranks: rank 1's two groups leave it one
+    mini-batch with nothing to train, which it joins with an empty micro-batch (every
+    collective is met); the steps train (losses change, parameters move off one update's)."""
+    _torchrun(2, tiny_model, tmp_path / "updates.safetensors", mode="updates")
+    params, losses = _read(tmp_path / "updates.safetensors")
+    values = [float(x) for x in losses.split(",")]
+    assert len(values) == STEPS and len(set(values)) == STEPS
+    assert all(math.isfinite(v) for v in values)
+    single, _ = one_process
+    assert max(float((params[k] - single[k]).abs().max()) for k in single) > 1e-4
 
 
 @pytest.mark.parametrize(("save_ranks", "resume_ranks"), [(2, 2), (2, 1), (1, 2)])
