@@ -149,13 +149,21 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
-def _check_hub_cache(name: str) -> None:
-    """With HF_HUB_OFFLINE set, a hub model must be in the local cache already."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on"):
-        return
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: hub models must already be in the local cache."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def in_hub_cache(name: str) -> bool:
+    """The hub model `name` is in the local Hugging Face cache (its config.json is)."""
     from huggingface_hub import try_to_load_from_cache
 
-    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _check_hub_cache(name: str) -> None:
+    """With HF_HUB_OFFLINE set, a hub model must be in the local cache already."""
+    if hub_offline() and not in_hub_cache(name):
         raise EvalTargetError(
             f"checkpoint {name!r}: not a local folder, and not in the Hugging Face cache "
             "(HF_HUB_OFFLINE is set, so it cannot be downloaded)"

@@ -20,8 +20,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actor.eval_targets import HUB_NAME, TOKENIZER_FILES
+from actor.eval_targets import HUB_NAME, TOKENIZER_FILES, hub_offline, in_hub_cache
 from lppo.core.config import Config, DatasetSpec
+from lppo.core.errors import resolved_against
 from lppo.core.secrets import redact_url
 
 
@@ -44,34 +45,35 @@ def strict_check(cfg: Config) -> CheckReport:
 
 def missing(path: Path) -> str:
     """`'x' does not exist`, with the folder a relative path was resolved against."""
-    where = "" if path.is_absolute() else f" (resolved against {Path.cwd()})"
-    return f"{str(path)!r} does not exist{where}"
+    return f"{str(path)!r} does not exist{resolved_against(path)}"
 
 
 def _check_model(cfg: Config, report: CheckReport) -> None:
-    for key, name, need in (("model.path", cfg.model.path, "config.json"),
-                            ("model.tokenizer", cfg.model.tokenizer or cfg.model.path, None)):
+    """The model folder needs config.json, the tokenizer's folder (the model's unless
+    `model.tokenizer`) tokenizer files; a hub name is looked up in the local cache once."""
+    tokenizer_key = "model.tokenizer" if cfg.model.tokenizer else "model.path"
+    seen: set[str] = set()
+    for key, name, wanted in (("model.path", cfg.model.path, ("config.json",)),
+                              (tokenizer_key, cfg.model.tokenizer or cfg.model.path,
+                               TOKENIZER_FILES)):
         folder = Path(name).expanduser()
         if folder.is_dir():
-            wanted = (need,) if need else TOKENIZER_FILES
             if not any((folder / f).is_file() for f in wanted):
                 report.problems.append(f"{key}: {name!r} has none of {', '.join(wanted)}")
+        elif name in seen:
+            continue  # the same missing folder or hub name: reported once
         elif HUB_NAME.match(name) and not folder.exists():
             _check_hub_model(key, name, report)
         else:
             report.problems.append(f"{key}: {missing(folder)}")
-        if cfg.model.tokenizer is None:
-            break  # the tokenizer is the model's folder: checked above with it
+        seen.add(name)
 
 
 def _check_hub_model(key: str, name: str, report: CheckReport) -> None:
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    if in_hub_cache(name):
         return
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     text = f"{key}: {name!r} is not a local folder nor in the Hugging Face cache"
-    if offline:
+    if hub_offline():
         report.problems.append(f"{text}, and HF_HUB_OFFLINE is set")
     else:
         report.notes.append(f"{text}: it will be downloaded at start")

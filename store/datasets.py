@@ -28,7 +28,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from lppo.core.answers import extract_boxed
+from lppo.core.answers import extract_boxed, extract_hash_answer
 from lppo.core.config.schema import DatasetSpec
 from lppo.core.errors import UserError
 from lppo.core.resources import SHIPPED_DATA
@@ -55,7 +55,6 @@ def shipped(name: str, **overrides: Any) -> DatasetSpec:
 # --------------------------------------------------------------------------------------------
 
 CALCULATOR = re.compile(r"<<[^<>]*>>")
-THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
 def read_dataset(spec: DatasetSpec) -> list[SampleRecord]:
@@ -128,10 +127,11 @@ def _record(spec: DatasetSpec, fields: dict[str, str | None], row: RawRow) -> Sa
     data = row.data
     if not isinstance(data, dict):
         raise DatasetError(row.where, f"expected a JSON object, got {type(data).__name__}")
-    if spec.format == "verl" and field_value(data, fields["problem"]) is None:
-        data = {**data, fields["problem"]: _verl_prompt(data)}
-    problem = _text(data, fields["problem"], row, required=True)
-    solution = _text(data, fields["solution"], row,
+    raw_problem = field_value(data, fields["problem"])
+    if spec.format == "verl" and raw_problem is None:
+        raw_problem = _verl_prompt(data)
+    problem = _text(raw_problem, fields["problem"], row, required=True)
+    solution = _text(field_value(data, fields["solution"]), fields["solution"], row,
                      required=spec.format not in OPTIONAL_SOLUTION)
     if fields["answer"] is not None:
         answer = _answer_value(data, fields["answer"], row)
@@ -148,7 +148,7 @@ def _record(spec: DatasetSpec, fields: dict[str, str | None], row: RawRow) -> Sa
             raise DatasetError(row.where, f"{what} \\boxed{{...}} answer in field {field!r}")
     key = _key(fields, row)
     used = {f.split(".")[0] for f in fields.values() if f}
-    meta = {k: v for k, v in row.data.items() if k not in used and _small(v)}
+    meta = {k: v for k, v in data.items() if k not in used and _small(v)}
     return SampleRecord(dataset=spec.name, source_key=key, problem=problem, answer=answer,
                         solution=solution, meta=meta)
 
@@ -163,8 +163,8 @@ def _key(fields: dict[str, str | None], row: RawRow) -> str:
     return str(value)
 
 
-def _text(data: dict, field: str | None, row: RawRow, *, required: bool) -> str | None:
-    value = field_value(data, field)
+def _text(value: Any, field: str | None, row: RawRow, *, required: bool) -> str | None:
+    """`value` (of `field`) as stripped text; None, or an error when `required`, if empty."""
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise DatasetError(row.where, f"missing or empty field {field!r}")
@@ -203,15 +203,13 @@ def normalize_answer(value: str | int | float) -> str:
 
 def gsm8k_split(text: str, where: str) -> tuple[str, str]:
     """GSM8K worked solution -> (solution without calculator annotations, final answer)."""
-    body, sep, tail = text.rpartition("####")
-    if not sep:
+    at = text.rfind("####")
+    if at < 0:
         raise DatasetError(where, "GSM8K solution has no '#### <answer>' line")
-    answer = tail.strip()
-    if THOUSANDS.match(answer):
-        answer = answer.replace(",", "")
-    if not answer:
+    answer = extract_hash_answer(text)  # the verifier's own reading of the gold answer
+    if answer is None:
         raise DatasetError(where, "GSM8K solution has an empty '####' answer")
-    return CALCULATOR.sub("", body).rstrip(), normalize_answer(answer)
+    return CALCULATOR.sub("", text[:at]).rstrip(), normalize_answer(answer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,13 +225,15 @@ def read_datasets(specs: Sequence[DatasetSpec]) -> list[SampleRecord]:
     return [rec for spec in specs for rec in read_dataset(spec)]
 
 
-def import_datasets(ledger, specs: Sequence[DatasetSpec],
-                    records: Sequence[SampleRecord] | None = None):
-    """Import every data set in one transaction (`records`: what `read_datasets(specs)` read,
-    read here when not given; any bad row fails before a write). Returns
+def import_datasets(ledger, specs: Sequence[DatasetSpec]):
+    """Read every data set (any bad row fails before a write), then import them all in one
+    transaction: `import_records`."""
+    return import_records(ledger, read_datasets(specs))
+
+
+def import_records(ledger, records: Sequence[SampleRecord]):
+    """Import records `read_datasets` read, in one transaction. Returns
     `store.ledger.ImportResult`; duplicates and overlaps are logged."""
-    if records is None:
-        records = read_datasets(specs)
     result = ledger.import_samples(list(records))
     for name, stats in result.datasets.items():
         if stats.duplicates:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lppo.core.config.schema import DatasetSpec
-from lppo.core.errors import UserError
+from lppo.core.errors import UserError, resolved_against
 
 SUFFIXES = (".json", ".jsonl", ".parquet")
 
@@ -67,8 +67,7 @@ def iter_rows(path: Path) -> Iterator[RawRow]:
     elif path.is_file():
         yield from _file_rows(path, path.name)
     else:
-        where = "" if path.is_absolute() else f" (resolved against {Path.cwd()})"
-        raise DatasetError(str(path), f"no such file or folder{where}")
+        raise DatasetError(str(path), f"no such file or folder{resolved_against(path)}")
 
 
 def _file_rows(file: Path, name: str) -> Iterator[RawRow]:

@@ -4,8 +4,8 @@
   on start too; readers such as the dashboard never do).
 - `import CONFIG [--set ...]` reads every data set of `data.train` and `data.eval` (a bad row
   fails with its file, line and reason before anything is written) and imports them into the
-  run's ledger in one transaction, reporting duplicates and overlaps between data sets; a
-  SQLite ledger the import created is removed again when it fails.
+  run's ledger in one transaction, reporting duplicates and overlaps between data sets; every
+  row is read before the ledger is opened, so bad data creates no ledger.
 - `summary RUN_DIR_OR_URL [--run NAME]` prints a run's summary as JSON (times in ISO 8601 UTC).
 - `check RUN_DIR_OR_URL [--run NAME]` checks a run's rows (`store.check`): one line per
   violation and exit status 1, or `0 violations`.
@@ -14,11 +14,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from lppo.commands import add_config_args
 
@@ -63,39 +61,21 @@ def run_upgrade(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     from lppo.core.config import load_config
     from lppo.core.errors import UserError
-    from store.datasets import import_datasets, read_datasets
+    from store.datasets import import_records, read_datasets
+    from store.ledger import Ledger
 
     cfg = load_config(args.config, args.overrides)
     specs = [*cfg.data.train, *cfg.data.eval]
     if not specs:
         raise UserError(f"{args.config}: no data sets in data.train or data.eval")
     records = read_datasets(specs)  # a bad row fails here, before a ledger is created
-    with _new_ledger_removed_on_failure(cfg) as ledger:
-        result = import_datasets(ledger, specs, records)
+    with Ledger.open(cfg) as ledger:
+        result = import_records(ledger, records)
     for name, res in result.datasets.items():
         extra = "".join(f", {n} also in {other}" for other, n in res.overlaps.items())
         print(f"{name}: {res.rows} rows, {res.inserted} new, {res.existing} already there, "
               f"{len(res.duplicates)} duplicates skipped{extra}")
     return 0
-
-
-@contextlib.contextmanager
-def _new_ledger_removed_on_failure(cfg):
-    """`Ledger.open(cfg)`; a SQLite ledger this call created is deleted again if the import
-    fails, so a failed first import leaves no empty ledger behind."""
-    from store.ledger import Ledger
-
-    url = cfg.ledger_url
-    path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-    created = path is not None and not path.exists()
-    try:
-        with Ledger.open(cfg) as ledger:
-            yield ledger
-    except BaseException:
-        if created:
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        raise
 
 
 def run_summary(args: argparse.Namespace) -> int:

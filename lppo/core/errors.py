@@ -8,6 +8,8 @@ propagates with its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """A problem in the user's input; its message says what and where."""
@@ -21,3 +23,9 @@ def one_line(exc: BaseException) -> str:
     characters."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}"[:500] if text else type(exc).__name__
+
+
+def resolved_against(path: str | Path) -> str:
+    """For a message about a missing relative path: ` (resolved against <cwd>)`; "" for an
+    absolute one."""
+    return "" if Path(path).is_absolute() else f" (resolved against {Path.cwd()})"

@@ -69,6 +69,14 @@ def test_strict_check_reports_every_missing_thing_with_its_folder(tmp_path, monk
         "store.url: cannot connect to postgresql+psycopg://bob:***@127.0.0.1:1/ledger")
     assert len(report.problems) == 4 and PASSWORD not in "".join(report.problems)
     assert "data.eval[1]: a: 30 rows read from" in report.notes[0]
+    # no model.tokenizer: the model's own folder must hold the tokenizer
+    alone = strict_check(load_config(None, ["model.path=model"]))
+    assert alone.problems == ["model.path: 'model' has none of tokenizer.json, "
+                              "tokenizer_config.json, tokenizer.model, vocab.json"]
+    (tmp_path / "model" / "tokenizer.json").write_text("{}")
+    assert strict_check(load_config(None, ["model.path=model"])).problems == []
+    gone = strict_check(load_config(None, ["model.path=missing-model"])).problems
+    assert gone == [f"model.path: 'missing-model' does not exist (resolved against {tmp_path})"]
 
 
 def test_strict_check_on_the_command_line_exits_2(tmp_path, monkeypatch, capsys):

@@ -31,7 +31,7 @@ import tomli_w
 from pydantic import BaseModel, ValidationError
 
 from lppo.core.config.schema import Config
-from lppo.core.errors import UserError
+from lppo.core.errors import UserError, resolved_against
 from lppo.core.resources import shipped_root
 from lppo.core.secrets import REVEAL
 
@@ -85,9 +85,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        where = "" if p.is_absolute() else f" (resolved against {Path.cwd()})"
         names = ", ".join(shipped_configs())
-        raise ConfigError([f"file not found: {p}{where}; the configs lppo ships, usable by "
+        raise ConfigError([f"file not found: {p}{resolved_against(p)}; the configs lppo ships, usable by "
                            f"name: {names}"], source=str(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot read {p}: {exc}"], source=str(p)) from None
