@@ -188,13 +188,10 @@ class Trainer:
         filler = _masked(next(m[-1] for m in minis if m))
         parts = [self._prepare(micro, filler) for micro in minis]
         updates: list[StepStats] = []
-        for _ in range(lc.ppo_epochs):
-            for part in parts:
-                updates.append(self._update(part, lr))
-                if not updates[-1].finite:
-                    break  # the weights keep the updates made so far; no more on this batch
+        for part in parts * lc.ppo_epochs:
+            updates.append(self._update(part, lr))
             if not updates[-1].finite:
-                break
+                break  # the weights keep the updates made so far; no more on this batch
         if any(u.finite for u in updates):
             self.steps_done += 1
         stats = updates[0] if len(updates) == 1 else _combine(updates, len(parts))

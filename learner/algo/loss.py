@@ -60,12 +60,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from learner.algo.offpolicy import importance_weights
+from learner.algo.offpolicy import LOG_RATIO_CLAMP, importance_weights
 from lppo.core.config.schema import LearnerConfig, PGConfig
 
 Aggregation = Literal["token_mean", "seq_mean_token_sum_norm"]
-LOG_RATIO_CLAMP = 20.0
-"""Log-ratios are clamped to +-this before exp (numeric guard)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 LOG_RATIO_CLAMP = 20.0
+"""Log-ratios are clamped to +-this before exp, here and in the loss (learner/algo/loss.py)."""
 
 
 def _log_ratio(old_logp: Tensor, behaviour_logp: Tensor, mask: Tensor) -> Tensor:

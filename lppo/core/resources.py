@@ -12,6 +12,7 @@ reads files relative to the checkout, so an installed `lppo` works from any work
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -74,10 +75,12 @@ def shipped_dataset_fields(name: str) -> dict[str, Any]:
     return fields
 
 
+@functools.cache
 def code_version() -> str:
     """The package version, plus the git revision when lppo runs from a git checkout:
     `0.1.0+g1a2b3c4d5e6f`, with `.dirty` when tracked files have uncommitted changes (recorded
-    as `runs.code_version` and sent to trackers)."""
+    as `runs.code_version` and sent to trackers). Asked once per process: the code a process
+    runs does not change under it."""
     try:
         base = version("lppo")
     except PackageNotFoundError:
