@@ -53,9 +53,11 @@ class Trackers:
             if importlib.util.find_spec(PACKAGES[name]) is None:
                 raise UserError(f"learner.loggers has {name!r}, but the {PACKAGES[name]} "
                                 "package is not installed: pip install 'lppo[trackers]'")
+        self.trackers: list[Tracker] = []
+        if not cfg.learner.loggers:
+            return
         self.ids = RunIds(cfg.run.run_dir / IDS_FILE)
         config = cfg.model_dump(mode="json")  # secrets redacted
-        self.trackers: list[Tracker] = []
         for name in cfg.learner.loggers:
             start = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker,
                      "mlflow": MLflowTracker}[name]
