@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,12 @@ def test_wandb_offline_run_gets_steps_evaluations_and_keeps_its_id(tmp_path, mon
     folders = glob.glob(str(run_dir / "wandb" / "offline-run-*"))
     # two W&B runs in one second: W&B suffixes the second folder (`...-ID-1`)
     assert len(folders) == 2 and all(f"-{run_id}" in Path(f).name for f in folders)
+    # W&B's service process writes a run's file on its own after `finish` returns: wait for
+    # both runs' exit records (a loaded machine took more than a moment).
+    deadline = time.monotonic() + 60
+    while sum(r.WhichOneof("record_type") == "exit" for r in wandb_records(run_dir)) < 2:
+        assert time.monotonic() < deadline, "the W&B runs' files never got their exit records"
+        time.sleep(0.2)
     records = wandb_records(run_dir)
     history = [{"/".join(i.nested_key) or i.key: json.loads(i.value_json)
                 for i in r.history.item} for r in records if r.WhichOneof("record_type") == "history"]
